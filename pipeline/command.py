@@ -1,0 +1,257 @@
+"""The FFmpeg command line for one source video, and the parser for its progress output.
+
+Pure: builds argument lists and parses text; starting, stopping and reaping the process is the
+runner's job. One process decodes the source once and writes every variation (DESIGN §5):
+``split``/``asplit`` in ``-filter_complex``, one output file per variation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .effects import VariationParams, audio_filter, expected_duration, video_filter
+from .probe import MediaInfo
+
+DEFAULT_PRESET = "ultrafast"
+# x264 constant quality. Ultrafast spends more bits than slower presets for the same CRF, but
+# the picture quality it reaches at a given CRF is close to theirs (docs/filter-costs.md).
+DEFAULT_CRF = 20
+AUDIO_BITRATE = "128k"
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)
+
+
+def filter_graph(info: MediaInfo, variations: Sequence[VariationParams]) -> str:
+    """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per variation.
+
+    Filters run at the *display* size: FFmpeg turns rotated phone videos upright while decoding
+    (autorotate), so the frames the graph sees are already the way the viewer sees them.
+    """
+    n = len(variations)
+    if n < 1:
+        raise ValueError("at least one variation is needed")
+    w, h = info.display_width, info.display_height
+    parts: list[str] = []
+    # `V` (capital) skips cover art and thumbnails that MP4/MOV files may carry as video streams.
+    if n == 1:
+        video_inputs = ["[0:V:0]"]
+    else:
+        video_inputs = [f"[vs{i}]" for i in range(n)]
+        parts.append("[0:V:0]split=" + str(n) + "".join(video_inputs))
+    for i, params in enumerate(variations):
+        parts.append(f"{video_inputs[i]}{video_filter(params, w, h)}[v{i}]")
+    if info.has_audio:
+        if n == 1:
+            audio_inputs = ["[0:a:0]"]
+        else:
+            audio_inputs = [f"[as{i}]" for i in range(n)]
+            parts.append("[0:a:0]asplit=" + str(n) + "".join(audio_inputs))
+        for i, params in enumerate(variations):
+            parts.append(f"{audio_inputs[i]}{audio_filter(params)}[a{i}]")
+    return ";".join(parts)
+
+
+def output_graphs(info: MediaInfo, variations: Sequence[VariationParams]) -> list[str]:
+    """One human-readable description of each variation's filters, for the manifest."""
+    w, h = info.display_width, info.display_height
+    graphs = []
+    for params in variations:
+        text = f"video: {video_filter(params, w, h)}"
+        if info.has_audio:
+            text += f" | audio: {audio_filter(params)}"
+        graphs.append(text)
+    return graphs
+
+
+def build_render_command(
+    ffmpeg: str,
+    source: Path,
+    info: MediaInfo,
+    variations: Sequence[VariationParams],
+    outputs: Sequence[Path],
+    *,
+    preset: str = DEFAULT_PRESET,
+    threads: int | None = None,
+    crf: int = DEFAULT_CRF,
+) -> list[str]:
+    """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
+    every variation of ``source`` into ``outputs`` (same order) in one FFmpeg process.
+
+    - Progress goes to stdout as ``-progress`` key=value blocks (see `ProgressParser`); errors
+      go to stderr at ``-loglevel error``. Stdin is left open: writing ``q`` to it makes FFmpeg
+      stop cleanly.
+    - Outputs are MP4 (the muxer is named, so ``*.part`` names work) with ``+faststart``, H.264
+      ``yuv420p`` and AAC when the source has audio; upright at the source's display size with
+      no rotation flag; no metadata from the source and no encoder tags.
+    - ``threads`` sets each encoder's thread count (``None``: FFmpeg's choice).
+
+    Error handling: raises ``ValueError`` when the lists do not match or the preset is unknown.
+    """
+    if len(variations) != len(outputs):
+        raise ValueError(f"{len(variations)} variations but {len(outputs)} output paths")
+    if preset not in X264_PRESETS:
+        raise ValueError(f"unknown x264 preset {preset!r}")
+    args = [
+        ffmpeg,
+        "-hide_banner",
+        "-y",
+        "-loglevel", "error",
+        "-nostats",
+        "-progress", "pipe:1",
+        "-i", _file_url(source),
+        "-filter_complex", filter_graph(info, variations),
+    ]
+    for i, out in enumerate(outputs):
+        args += ["-map", f"[v{i}]"]
+        if info.has_audio:
+            args += ["-map", f"[a{i}]"]
+        args += [
+            "-c:v", "libx264",
+            "-preset", preset,
+            "-crf", str(crf),
+            "-pix_fmt", "yuv420p",
+        ]
+        if threads is not None:
+            args += ["-threads", str(threads)]
+        args += [
+            # Timestamps scaled by the speed factor need a finer clock than 1/fps, or FFmpeg
+            # drops (speed > 1) or unevenly spaces (speed < 1) frames to fit them.
+            "-enc_time_base:v", "1:90000",
+            # x264 writes its version and settings into the stream as an SEI message.
+            "-bsf:v", "filter_units=remove_types=6",
+        ]
+        if info.has_audio:
+            args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
+        args += [
+            "-map_metadata", "-1",
+            "-map_chapters", "-1",
+            # Bit-exact mode leaves out the "Lavf…"/"Lavc…" encoder tags.
+            "-fflags", "+bitexact",
+            "-flags:v", "+bitexact",
+            "-flags:a", "+bitexact",
+            "-movflags", "+faststart",
+            "-f", "mp4",
+            _file_url(out),
+        ]
+    return args
+
+
+def _file_url(path: Path | str) -> str:
+    # The `file:` prefix keeps FFmpeg from reading a name like `concat:…` or `-x.mp4` as a
+    # protocol or an option.
+    return "file:" + os.fspath(path)
+
+
+def progress_total(source_duration: float, variations: Sequence[VariationParams]) -> float:
+    """The duration FFmpeg's ``out_time`` runs up to: that of the longest output.
+
+    With several outputs FFmpeg reports one ``out_time``, and it follows the longest one.
+    """
+    return max(expected_duration(source_duration, p) for p in variations)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One ``-progress`` block, reduced to what the pipeline shows."""
+
+    out_time: float  # seconds of the longest output written so far
+    percent: float  # 0..100 of the longest output, never decreasing
+    done: bool  # FFmpeg wrote ``progress=end``
+    frame: int | None = None
+    speed: float | None = None  # times real time, if FFmpeg knows it yet
+
+
+class ProgressParser:
+    """Turns FFmpeg ``-progress`` output into `Progress` values, one per block.
+
+    ``total`` is the expected duration of the longest output (`progress_total`). Feed it lines
+    (`feed_line`) or raw bytes as they come from the pipe (`feed`, which keeps partial lines).
+    """
+
+    def __init__(self, total: float) -> None:
+        self.total = total
+        self._fields: dict[str, str] = {}
+        self._buffer = b""
+        self._percent = 0.0
+        self._out_time = 0.0
+
+    def feed(self, data: bytes) -> list[Progress]:
+        """Parse a chunk of stdout; returns the blocks it completed, oldest first."""
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        updates = []
+        for raw in lines:
+            update = self.feed_line(raw.decode("utf-8", "replace"))
+            if update is not None:
+                updates.append(update)
+        return updates
+
+    def feed_line(self, line: str) -> Progress | None:
+        """Parse one line; returns a `Progress` when the line ends a block."""
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        key, value = key.strip(), value.strip()
+        if key != "progress":
+            self._fields[key] = value
+            return None
+        fields, self._fields = self._fields, {}
+        done = value == "end"
+        out_time = _out_time(fields)
+        if out_time is not None:
+            self._out_time = max(self._out_time, out_time)
+        if done:
+            self._percent = 100.0
+        elif self.total > 0:
+            self._percent = max(self._percent, min(100.0, 100.0 * self._out_time / self.total))
+        return Progress(
+            out_time=self._out_time,
+            percent=round(self._percent, 2),
+            done=done,
+            frame=_int(fields.get("frame")),
+            speed=_float(fields.get("speed", "").removesuffix("x")),
+        )
+
+
+def parse_progress(lines: Iterable[str], total: float) -> Iterator[Progress]:
+    """`Progress` for each complete block in ``lines``."""
+    parser = ProgressParser(total)
+    for line in lines:
+        update = parser.feed_line(line)
+        if update is not None:
+            yield update
+
+
+def _out_time(fields: dict[str, str]) -> float | None:
+    # `out_time_ms` is in microseconds too (a historical misnomer); both read "N/A" at first.
+    for key in ("out_time_us", "out_time_ms"):
+        us = _int(fields.get(key))
+        if us is not None:
+            return max(0.0, us / 1_000_000)
+    text = fields.get("out_time")
+    if text and text.count(":") == 2:
+        h, m, s = text.split(":")
+        try:
+            return max(0.0, int(h) * 3600 + int(m) * 60 + float(s))
+        except ValueError:
+            return None
+    return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

@@ -1,0 +1,146 @@
+"""Configuration from the environment (12-factor); CLI flags override it.
+
+Durations accept plain seconds or a unit suffix (``90``, ``90s``, ``5m``, ``24h``, ``2d``); sizes
+accept plain bytes or a suffix (``500000``, ``500KB``, ``3GB``, ``4GiB``). A bad value raises
+``ConfigError`` with a one-line message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    pass
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_NUM_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m``, ``24h`` or ``2d``."""
+    m = _NUM_UNIT.match(str(text))
+    if not m or m.group(2).lower() not in _DURATION_UNITS:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 90, 90s, 5m, 24h)")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``500000``, ``500KB``, ``3GB`` or ``4GiB``."""
+    m = _NUM_UNIT.match(str(text))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (use e.g. 500000, 500MB, 3GB, 4GiB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    password: str | None = None
+    secret: str | None = None
+    storage_cap: int = 3 * 1000**3
+    job_ttl: float = 24 * 3600.0
+    # How long an expired job stays in the list (as "expired") before its row is removed.
+    expired_keep: float = 24 * 3600.0
+    evict_at: float = 0.85
+    janitor_interval: float = 300.0
+    max_upload: int = 4 * 1000**3
+    max_files: int = 10
+    workers: int = field(default_factory=default_workers)
+    preset: str = "ultrafast"
+    ffmpeg: str | None = None
+    token_ttl: float = 24 * 3600.0
+    # Grace period for FFmpeg after "q" before SIGTERM, then SIGKILL.
+    stop_grace: float = 5.0
+    cors_origins: tuple[str, ...] = ()
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "refresher.db"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    def with_overrides(self, **kw: object) -> Settings:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+# (env name, field, parser)
+_ENV: list[tuple[str, str, object]] = [
+    ("VR_DATA_DIR", "data_dir", Path),
+    ("VR_HOST", "host", str),
+    ("VR_PORT", "port", int),
+    ("VR_PASSWORD", "password", str),
+    ("VR_SECRET", "secret", str),
+    ("VR_STORAGE_CAP", "storage_cap", parse_size),
+    ("VR_JOB_TTL", "job_ttl", parse_duration),
+    ("VR_EXPIRED_KEEP", "expired_keep", parse_duration),
+    ("VR_EVICT_AT", "evict_at", float),
+    ("VR_JANITOR_INTERVAL", "janitor_interval", parse_duration),
+    ("VR_MAX_UPLOAD", "max_upload", parse_size),
+    ("VR_MAX_FILES", "max_files", int),
+    ("VR_WORKERS", "workers", int),
+    ("VR_PRESET", "preset", str),
+    ("VR_FFMPEG", "ffmpeg", str),
+    ("VR_TOKEN_TTL", "token_ttl", parse_duration),
+    ("VR_STOP_GRACE", "stop_grace", parse_duration),
+    ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
+]
+
+ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)
+
+_PRESETS = {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default ``os.environ``). Raises ``ConfigError`` on a bad value."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for name, attr, parse in _ENV:
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attr] = parse(raw)  # type: ignore[operator]
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    if not (0 < s.port < 65536):
+        raise ConfigError(f"VR_PORT: {s.port} is not a TCP port")
+    if not (0.0 < s.evict_at <= 1.0):
+        raise ConfigError(f"VR_EVICT_AT: {s.evict_at} must be between 0 and 1")
+    if s.max_files < 1:
+        raise ConfigError("VR_MAX_FILES: must be at least 1")
+    if s.workers < 1:
+        raise ConfigError("VR_WORKERS: must be at least 1")
+    if s.preset not in _PRESETS:
+        raise ConfigError(f"VR_PRESET: {s.preset!r} is not an x264 preset")
+    if s.max_upload < 1 or s.storage_cap < 1:
+        raise ConfigError("VR_MAX_UPLOAD and VR_STORAGE_CAP must be positive")

@@ -1,0 +1,371 @@
+"""Variation parameters: seeded sampling and the FFmpeg filter text for one output.
+
+Pure: no I/O, no clock, no global RNG. The same ``(job_seed, video_index, count, options)``
+always gives the same parameters, and the same parameters always give byte-identical filter
+text, so a job can be re-rendered (retry, recovery after a restart) with identical results.
+
+The cost of each filter was measured on this project's target machine (2 cores, FFmpeg 9);
+see ``docs/filter-costs.md`` for the table behind the choices made here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, fields, replace
+
+FAMILIES: tuple[str, ...] = ("zoom", "rotation", "color", "noise", "speed", "mirror", "audio")
+
+# Sampling ranges (DESIGN §5). The neutral value of every family lies inside or at the edge
+# of its range so that excluded families still map into 0..1 for distances.
+ZOOM_RANGE = (1.02, 1.10)
+ROTATION_RANGE = (0.2, 0.8)  # degrees, either sign
+BRIGHTNESS_RANGE = (-0.04, 0.04)
+CONTRAST_RANGE = (0.95, 1.06)
+SATURATION_RANGE = (0.90, 1.12)
+GAMMA_RANGE = (0.95, 1.05)
+HUE_RANGE = (-4.0, 4.0)  # degrees
+NOISE_RANGE = (2, 7)  # FFmpeg `noise` strength, integer
+SPEED_RANGE = (0.95, 1.06)
+GAIN_RANGE = (-1.0, 1.0)  # dB
+MIRROR_SHARE = 0.5
+
+# Rotation costs more than every other effect together: at 720p with five outputs each
+# rotated output adds about 1.2 s to a 7.8 s render (+15 % per output), bilinear or not
+# (docs/filter-costs.md). Zoom with a random pan already moves every pixel, so a small tilt
+# adds little uniqueness for its price; a third of the variations keeps it in the mix while
+# the average render stays within the speed goal.
+ROTATION_SHARE = 0.3
+
+# A rotated frame needs extra zoom to push its black corners out of the picture. Sampling
+# does not know the video's aspect ratio, so it covers frames up to 2.4:1 (and 1:2.4);
+# `video_filter` still recomputes the zoom for the real size and never shows a corner.
+ROTATION_COVER_ASPECT = 2.4
+# Extra zoom on top of the exact geometric minimum: covers the rounding of crop sizes to even
+# pixels and the rotate filter's interpolation at the very edge.
+ROTATION_ZOOM_MARGIN = 0.004
+
+# No two variations of one video may be closer than this (Euclidean distance in the space of
+# `VariationParams.normalised()`). With every family on, independent draws are about 1.4
+# apart on average, so this only bites when families are excluded or N is large.
+MIN_DISTANCE = 0.35
+# How many deterministic redraws one variation may take before the farthest one is kept.
+MAX_ATTEMPTS = 64
+
+_DECIMALS = {
+    "zoom": 4,
+    "pan_x": 3,
+    "pan_y": 3,
+    "rotation_deg": 3,
+    "brightness": 4,
+    "contrast": 4,
+    "saturation": 4,
+    "gamma": 4,
+    "hue_deg": 2,
+    "speed": 4,
+    "gain_db": 2,
+}
+
+# Range of each field for `normalised()`, in field order; noise_seed is not a distance
+# dimension (two seeds are equally different whatever their values).
+_NORMALISE = {
+    "zoom": (1.0, ZOOM_RANGE[1]),
+    "pan_x": (0.0, 1.0),
+    "pan_y": (0.0, 1.0),
+    "rotation_deg": (-ROTATION_RANGE[1], ROTATION_RANGE[1]),
+    "brightness": BRIGHTNESS_RANGE,
+    "contrast": CONTRAST_RANGE,
+    "saturation": SATURATION_RANGE,
+    "gamma": GAMMA_RANGE,
+    "hue_deg": HUE_RANGE,
+    "noise": (0, NOISE_RANGE[1]),
+    "speed": SPEED_RANGE,
+    "mirror": (0, 1),
+    "gain_db": GAIN_RANGE,
+}
+
+
+@dataclass(frozen=True)
+class EffectOptions:
+    """Which effect families a job leaves out."""
+
+    exclude: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.exclude) - set(FAMILIES)
+        if unknown:
+            raise ValueError(_unknown_message(sorted(unknown)[0]))
+
+    @classmethod
+    def parse(cls, text: str | None) -> EffectOptions:
+        """Parse the job's ``effects`` field: a comma list such as ``-mirror,-noise``.
+
+        Each item names a family with a leading ``-`` to turn it off; ``+name`` (or a bare
+        name) keeps it on, which is the default. Spaces and case are ignored; an empty or
+        missing text means every family on.
+
+        Error handling: an unknown family raises ``ValueError`` with a sentence that can be
+        shown to the user as is.
+        """
+        excluded: set[str] = set()
+        for raw in (text or "").split(","):
+            item = raw.strip().lower()
+            if not item:
+                continue
+            sign, name = (item[0], item[1:].strip()) if item[0] in "+-" else ("+", item)
+            if name not in FAMILIES:
+                raise ValueError(_unknown_message(name))
+            if sign == "-":
+                excluded.add(name)
+            else:
+                excluded.discard(name)
+        return cls(exclude=frozenset(excluded))
+
+    def to_text(self) -> str:
+        """The canonical text form, e.g. ``-rotation,-mirror`` (family order); ``""`` if none."""
+        return ",".join(f"-{f}" for f in FAMILIES if f in self.exclude)
+
+    def allows(self, family: str) -> bool:
+        return family not in self.exclude
+
+
+def _unknown_message(name: str) -> str:
+    return (
+        f"unknown effect {name!r}: use a comma list of "
+        + ", ".join(f"-{f}" for f in FAMILIES)
+        + " to turn effects off"
+    )
+
+
+@dataclass(frozen=True)
+class VariationParams:
+    """One variation's effect parameters. The defaults are the neutral (no-op) values."""
+
+    zoom: float = 1.0  # magnification; 1.0 = off
+    pan_x: float = 0.5  # 0..1: position of the zoomed window inside the horizontal margin
+    pan_y: float = 0.5
+    rotation_deg: float = 0.0  # counter-clockwise is negative, as FFmpeg's `rotate`
+    brightness: float = 0.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    gamma: float = 1.0
+    hue_deg: float = 0.0
+    noise: int = 0  # temporal grain strength; 0 = off
+    noise_seed: int = 0
+    speed: float = 1.0  # playback speed factor; >1 is faster and shorter
+    mirror: bool = False
+    gain_db: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        """A JSON-able dict with snake_case keys."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> VariationParams:
+        """Inverse of `to_dict`; keys that are not fields are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+
+    def normalised(self) -> tuple[float, ...]:
+        """Every field except ``noise_seed`` mapped to 0..1 over its range, in field order."""
+        out = []
+        for name, (lo, hi) in _NORMALISE.items():
+            value = float(getattr(self, name))
+            out.append(min(1.0, max(0.0, (value - lo) / (hi - lo))))
+        return tuple(out)
+
+
+def distance(a: VariationParams, b: VariationParams) -> float:
+    """Euclidean distance between two variations in normalised parameter space."""
+    return math.dist(a.normalised(), b.normalised())
+
+
+def nearest_distances(variations: list[VariationParams]) -> list[float]:
+    """For each variation, the distance to its nearest sibling (``inf`` when alone)."""
+    return [
+        min((distance(v, w) for j, w in enumerate(variations) if j != i), default=math.inf)
+        for i, v in enumerate(variations)
+    ]
+
+
+def rotation_zoom(angle_deg: float, aspect: float) -> float:
+    """The least zoom that hides the corners of a frame of ``aspect`` (w/h) rotated by the angle.
+
+    A w×h window scaled by 1/z fits inside the rotated frame when its bounding box, seen
+    from the rotated frame, fits: z >= cos a + max(r, 1/r) sin a.
+    """
+    a = math.radians(abs(angle_deg))
+    if a == 0:
+        return 1.0
+    r = max(aspect, 1.0 / aspect)
+    return math.cos(a) + r * math.sin(a)
+
+
+def sample_variations(
+    job_seed: str | int, video_index: int, count: int, options: EffectOptions
+) -> list[VariationParams]:
+    """Draw ``count`` variations for one video of a job.
+
+    Variation ``k`` (1-based, like the output names ``_v01``…) draws from
+    ``random.Random(f"{job_seed}:{video_index}:{k}")``; when it lands closer than
+    `MIN_DISTANCE` to an earlier variation it is redrawn from ``…:{k}:{attempt}``, up to
+    `MAX_ATTEMPTS` times, after which the draw farthest from its siblings is kept (that happens
+    when so many families are excluded that the space is too small for ``count`` points).
+    Every family is drawn whether excluded or not, so excluding one family does not change the
+    values of the others.
+    """
+    if count < 0:
+        raise ValueError("count must not be negative")
+    chosen: list[VariationParams] = []
+    for k in range(1, count + 1):
+        best: VariationParams | None = None
+        best_gap = -1.0
+        for attempt in range(MAX_ATTEMPTS):
+            key = f"{job_seed}:{video_index}:{k}" + (f":{attempt}" if attempt else "")
+            candidate = _draw(random.Random(key), options)
+            gap = min((distance(candidate, c) for c in chosen), default=math.inf)
+            if gap > best_gap:
+                best, best_gap = candidate, gap
+            if gap >= MIN_DISTANCE:
+                break
+        assert best is not None
+        chosen.append(best)
+    return chosen
+
+
+def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
+    # The order of draws is part of the seed contract: changing it changes every job's output.
+    u_zoom = rng.random()
+    pan_x = rng.random()
+    pan_y = rng.random()
+    rotate = rng.random() < ROTATION_SHARE
+    rot_deg = rng.uniform(*ROTATION_RANGE) * rng.choice((-1.0, 1.0))
+    brightness = rng.uniform(*BRIGHTNESS_RANGE)
+    contrast = rng.uniform(*CONTRAST_RANGE)
+    saturation = rng.uniform(*SATURATION_RANGE)
+    gamma = rng.uniform(*GAMMA_RANGE)
+    hue = rng.uniform(*HUE_RANGE)
+    noise = rng.randint(*NOISE_RANGE)
+    noise_seed = rng.randrange(1, 2**31 - 1)
+    speed = rng.uniform(*SPEED_RANGE)
+    mirror = rng.random() < MIRROR_SHARE
+    gain = rng.uniform(*GAIN_RANGE)
+
+    p = VariationParams()
+    if options.allows("zoom"):
+        # Rotation is only possible inside a zoom that hides its corners, so excluding zoom
+        # turns rotation off too.
+        lo = ZOOM_RANGE[0]
+        if rotate and options.allows("rotation"):
+            rot_deg = round(rot_deg, _DECIMALS["rotation_deg"])
+            need = rotation_zoom(rot_deg, ROTATION_COVER_ASPECT) + ROTATION_ZOOM_MARGIN
+            lo = max(lo, need)
+            p = replace(p, rotation_deg=rot_deg)
+        zoom = lo + u_zoom * (ZOOM_RANGE[1] - lo)
+        p = replace(p, zoom=_round("zoom", zoom), pan_x=_round("pan_x", pan_x),
+                    pan_y=_round("pan_y", pan_y))
+    if options.allows("color"):
+        p = replace(
+            p,
+            brightness=_round("brightness", brightness),
+            contrast=_round("contrast", contrast),
+            saturation=_round("saturation", saturation),
+            gamma=_round("gamma", gamma),
+            hue_deg=_round("hue_deg", hue),
+        )
+    if options.allows("noise"):
+        p = replace(p, noise=noise, noise_seed=noise_seed)
+    if options.allows("speed"):
+        p = replace(p, speed=_round("speed", speed))
+    if options.allows("mirror"):
+        p = replace(p, mirror=mirror)
+    if options.allows("audio"):
+        p = replace(p, gain_db=_round("gain_db", gain))
+    return p
+
+
+def _round(name: str, value: float) -> float:
+    # Parameters are stored at the precision the filter text shows, so the manifest's numbers
+    # are exactly what was rendered. `+ 0.0` turns -0.0 into 0.0.
+    return round(value, _DECIMALS[name]) + 0.0
+
+
+def _even(x: float) -> int:
+    return max(2, int(x) // 2 * 2)
+
+
+def _fmt(value: float, decimals: int) -> str:
+    text = f"{value:.{decimals}f}"
+    return "0." + "0" * decimals if text.lstrip("-").strip("0.") == "" else text
+
+
+def video_filter(params: VariationParams, width: int, height: int) -> str:
+    """The filter chain for one output, for frames of display size ``width``×``height``.
+
+    The output has the same display size, rounded down to even numbers (yuv420p and libx264
+    need even sizes), square pixels as in the source, ``yuv420p``, and timestamps starting at 0
+    scaled by the speed factor. Geometry (crop, rotate, flip) runs on the smaller cropped
+    window before scaling, which is cheaper than after.
+    """
+    out_w, out_h = _even(width), _even(height)
+    chain: list[str] = []
+    zoom = params.zoom
+    if params.rotation_deg:
+        rot_zoom = rotation_zoom(params.rotation_deg, width / height) + ROTATION_ZOOM_MARGIN
+        zoom = max(zoom, rot_zoom)
+    if zoom > 1.0:
+        # Crop the window that becomes the picture; with rotation, crop a window larger by the
+        # rotation's own zoom, rotate it, and keep its centre part (rotate's ow/oh).
+        crop_zoom = zoom / rot_zoom if params.rotation_deg else zoom
+        crop_zoom = max(1.0, crop_zoom)
+        cw, ch = _even(width / crop_zoom), _even(height / crop_zoom)
+        x = _even((width - cw) * params.pan_x) if width > cw else 0
+        y = _even((height - ch) * params.pan_y) if height > ch else 0
+        chain.append(f"crop={cw}:{ch}:{x}:{y}")
+        if params.rotation_deg:
+            ow, oh = _even(width / zoom), _even(height / zoom)
+            angle = _fmt(math.radians(params.rotation_deg), 6)
+            chain.append(f"rotate={angle}:ow={ow}:oh={oh}:bilinear={ROTATE_BILINEAR}")
+        if params.mirror:
+            chain.append("hflip")
+        chain.append(f"scale={out_w}:{out_h}:flags={SCALE_FLAGS}")
+    else:
+        if (out_w, out_h) != (width, height):
+            chain.append(f"crop={out_w}:{out_h}:0:0")
+        if params.mirror:
+            chain.append("hflip")
+    if (params.brightness, params.contrast, params.saturation, params.gamma) != (0, 1, 1, 1):
+        chain.append(
+            f"eq=brightness={_fmt(params.brightness, 4)}:contrast={_fmt(params.contrast, 4)}"
+            f":saturation={_fmt(params.saturation, 4)}:gamma={_fmt(params.gamma, 4)}"
+        )
+    if params.hue_deg:
+        chain.append(f"hue=h={_fmt(params.hue_deg, 2)}")
+    if params.noise:
+        chain.append(f"noise=c0s={int(params.noise)}:c0f=t:c0_seed={int(params.noise_seed)}")
+    if params.speed != 1.0:
+        # FFmpeg already starts input timestamps at 0 (no -copyts), so scaling keeps audio and
+        # video offsets in proportion.
+        chain.append(f"setpts=PTS/{_fmt(params.speed, 4)}")
+    chain.append("format=yuv420p")
+    return ",".join(chain)
+
+
+def audio_filter(params: VariationParams) -> str:
+    """The audio chain for one output: tempo matching the video's speed, then gain."""
+    chain = []
+    if params.speed != 1.0:
+        chain.append(f"atempo={_fmt(params.speed, 4)}")
+    if params.gain_db:
+        chain.append(f"volume={_fmt(params.gain_db, 2)}dB")
+    return ",".join(chain) or "anull"
+
+
+def expected_duration(source_duration: float, params: VariationParams) -> float:
+    """How long the output of ``params`` lasts for a source of ``source_duration`` seconds."""
+    return source_duration / params.speed
+
+
+# Filter options chosen by measurement (docs/filter-costs.md).
+SCALE_FLAGS = "bilinear"
+ROTATE_BILINEAR = 1

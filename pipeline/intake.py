@@ -1,0 +1,116 @@
+"""Intake actor: probes uploaded files, writes the job rows, and queues the videos.
+
+The web layer streams an upload into ``uploads/<job>/`` and sends an ``IntakeRequest``; intake
+answers on the request's one-shot reply channel with ``IntakeAccepted`` or ``IntakeRejected``.
+
+Resource handling: on rejection intake writes nothing to the store; the caller still owns the
+upload folder and removes it. On acceptance the folder belongs to the job.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from .effects import EffectOptions
+from .probe import MediaInfo, NotAVideo, probe
+from .scheduler import VideoQueued
+from .states import JobStatus
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    video_id: str
+    name: str  # display name as the client sent it; never used as a path
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    job_id: str
+    files: tuple[UploadedFile, ...]
+    variations: int
+    seed: str | None
+    options: EffectOptions
+    reply: trio.MemorySendChannel = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class IntakeAccepted:
+    job_id: str
+    seed: str
+    videos: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class IntakeRejected:
+    code: str
+    message: str
+    status: int = 415
+
+
+def info_dict(info: MediaInfo) -> dict:
+    return {
+        "width": info.width, "height": info.height, "rotation": info.rotation,
+        "displayWidth": info.display_width, "displayHeight": info.display_height,
+        "fps": info.fps, "hasAudio": info.has_audio, "videoCodec": info.video_codec,
+        "audioCodec": info.audio_codec, "duration": info.duration,
+    }
+
+
+async def intake_actor(service, receive: trio.MemoryReceiveChannel) -> None:
+    """Serve intake requests until the channel closes or the scope is cancelled."""
+    async with receive:
+        async for req in receive:
+            try:
+                reply = await _handle(service, req)
+            except Exception as exc:  # a bug must not kill intake for everyone else
+                service.log.exception("intake failed", extra={"jobId": req.job_id})
+                reply = IntakeRejected("intake_error", f"could not register the upload: {exc}", 500)
+            try:
+                req.reply.send_nowait(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejected:
+    infos: list[MediaInfo] = []
+    for f in req.files:
+        try:
+            info = await trio.to_thread.run_sync(probe, f.path)
+        except NotAVideo as exc:
+            return IntakeRejected("not_a_video", f"{f.name!r} is not a video we can process: {exc}", 415)
+        infos.append(info)
+    seed = req.seed or secrets.token_hex(8)
+    now = service.clock()
+    videos = [
+        {
+            "id": f.video_id,
+            "name": f.name,
+            "upload_path": str(f.path),
+            "size": f.size,
+            "duration": info.duration,
+            "info": info_dict(info),
+        }
+        for f, info in zip(req.files, infos, strict=True)
+    ]
+    await service.store.create_job(
+        job_id=req.job_id,
+        seed=seed,
+        variations=req.variations,
+        options={"exclude": sorted(req.options.exclude)},
+        videos=videos,
+        now=now,
+    )
+    service.hub.publish({"type": "job", "jobId": req.job_id, "status": str(JobStatus.QUEUED)})
+    for v in videos:
+        await service.scheduler_send.send(VideoQueued(job_id=req.job_id, video_id=v["id"]))
+    return IntakeAccepted(
+        job_id=req.job_id,
+        seed=seed,
+        videos=tuple({"id": v["id"], "name": v["name"], "size": v["size"]} for v in videos),
+    )

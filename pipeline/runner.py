@@ -1,0 +1,301 @@
+"""Runner: renders one source video into its N variations with ONE FFmpeg process.
+
+Each FFmpeg process has exactly one owner, ``render_video``, which always reaps it: on any exit
+path (success, failure, cancellation) the process is stopped in a shielded scope with
+``q`` on stdin, then SIGTERM, then SIGKILL, and waited for.
+
+Outputs are written as ``*.part``; when FFmpeg succeeded, each part is fsynced, probed
+(duration within 2 % of the expected value, video stream present, audio present when the source
+had audio), then renamed, and only then are the rows written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .command import ProgressParser, build_render_command, output_graphs
+from .effects import EffectOptions, expected_duration, sample_variations
+from .naming import safe_stem, variation_file
+from .probe import NotAVideo, probe
+from .states import VideoStatus
+
+# Progress is written to SQLite at most this often per video (the hub gets more ticks).
+DB_PROGRESS_INTERVAL = 1.0
+STDERR_TAIL_LINES = 20
+DURATION_TOLERANCE = 0.02
+
+
+class RenderFailed(Exception):
+    def __init__(self, message: str, stderr_tail: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.stderr_tail = stderr_tail
+
+
+@dataclass
+class RenderHandle:
+    """What the scheduler holds for a running render, to cancel it with a reason."""
+
+    job_id: str
+    video_id: str
+    cancel_scope: trio.CancelScope
+    # "cancel" when the user cancelled; None means shutdown (the video becomes interrupted).
+    reason: str | None = None
+
+
+def part_path(final: Path) -> Path:
+    return final.with_name(final.name + ".part")
+
+
+async def stop_process(proc: trio.Process, grace: float) -> None:
+    """Stop FFmpeg: ``q`` on stdin, then SIGTERM, then SIGKILL; always waits for it.
+
+    Shielded, so it completes even while the caller is being cancelled.
+    """
+    with trio.CancelScope(shield=True):
+        if proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            try:
+                await proc.stdin.send_all(b"q")
+                await proc.stdin.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        with trio.move_on_after(grace):
+            await proc.wait()
+            return
+        if proc.returncode is None:
+            proc.terminate()
+            with trio.move_on_after(2.0):
+                await proc.wait()
+                return
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def render_video(service, handle: RenderHandle) -> None:
+    """Render one queued video; record the result in the store and publish events.
+
+    Error handling: FFmpeg failures and invalid outputs mark the video ``failed`` with a
+    readable error and the last stderr lines; cancellation marks it ``cancelled`` (user) or
+    ``interrupted`` (shutdown). ``Cancelled`` is re-raised, never swallowed.
+    """
+    store = service.store
+    job = await store.job_row(handle.job_id)
+    video = await store.video(handle.video_id)
+    if job is None or video is None or video["status"] not in (
+        VideoStatus.QUEUED, VideoStatus.INTERRUPTED, VideoStatus.PROCESSING
+    ):
+        return
+    upload = Path(video["uploadPath"]) if video["uploadPath"] else None
+    if upload is None or not upload.exists():
+        await _set_state(service, handle, VideoStatus.FAILED, error="the uploaded file is gone",
+                         retryable=False)
+        return
+
+    out_dir = service.settings.outputs_dir / handle.job_id / handle.video_id
+    await _set_state(service, handle, VideoStatus.PROCESSING, progress=0.0)
+    parts: list[Path] = []
+    try:
+        with handle.cancel_scope:
+            outputs = await _render(service, handle, job, video, upload, out_dir, parts)
+    except RenderFailed as exc:
+        _remove(parts)
+        await _set_state(service, handle, VideoStatus.FAILED, error=exc.message,
+                         stderr_tail=exc.stderr_tail, retryable=True)
+        return
+    except BaseException:
+        _remove(parts)
+        with trio.CancelScope(shield=True):
+            status = VideoStatus.CANCELLED if handle.reason == "cancel" else VideoStatus.INTERRUPTED
+            await _set_state(service, handle, status, progress=0.0)
+        raise
+    if handle.cancel_scope.cancelled_caught:
+        _remove(parts)
+        await _set_state(service, handle, VideoStatus.CANCELLED, progress=0.0)
+        return
+    await store.replace_outputs(handle.video_id, outputs)
+    await _set_state(service, handle, VideoStatus.COMPLETED, progress=100.0)
+    # The source is no longer needed once all of its variations exist.
+    await trio.to_thread.run_sync(_remove_upload, upload)
+    await store.clear_upload_path(handle.video_id)
+
+
+async def _render(service, handle: RenderHandle, job: dict, video: dict, upload: Path,
+                  out_dir: Path, parts: list[Path]) -> list[dict]:
+    settings = service.settings
+    info = await trio.to_thread.run_sync(probe, upload)
+    options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))
+    variations = sample_variations(job["seed"], video["index"], job["variationsPerVideo"], options)
+    stem = safe_stem(video["name"])
+    finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
+    parts.extend(part_path(f) for f in finals)
+    await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
+    _remove(parts)
+    cmd = build_render_command(service.ffmpeg, upload, info, variations, parts,
+                               preset=settings.preset)
+    expected = [expected_duration(info.duration, p) for p in variations]
+    graphs = output_graphs(info, variations)
+
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    parser = ProgressParser(max(expected))
+    proc = await trio.lowlevel.open_process(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        await service.store.set_video_pid(handle.video_id, proc.pid)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_progress, service, handle, proc, parser)
+            nursery.start_soon(_read_stderr, proc, stderr_tail)
+            await proc.wait()
+    finally:
+        await stop_process(proc, settings.stop_grace)
+        with trio.CancelScope(shield=True):
+            await service.store.set_video_pid(handle.video_id, None)
+    tail = "\n".join(stderr_tail)
+    if proc.returncode != 0:
+        raise RenderFailed(_failure_message(proc.returncode, tail), tail)
+
+    outputs = []
+    for i, (params, part, final) in enumerate(zip(variations, parts, finals, strict=True)):
+        meta = await trio.to_thread.run_sync(_verify_and_commit, part, final, expected[i], info.has_audio)
+        outputs.append({
+            "index": i,
+            "name": variation_file(stem, i),
+            "path": str(final),
+            "size": meta["size"],
+            "duration": meta["duration"],
+            "seed": f"{job['seed']}:{video['index']}:{i}",
+            "params": params.to_dict(),
+            "graph": graphs[i],
+        })
+    return outputs
+
+
+def _failure_message(returncode: int, tail: str) -> str:
+    last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+    if returncode < 0:
+        return f"FFmpeg was stopped by signal {-returncode}"
+    return f"FFmpeg could not process this video: {last[:300]}" if last else (
+        f"FFmpeg exited with status {returncode}"
+    )
+
+
+def _verify_and_commit(part: Path, final: Path, expected: float, want_audio: bool) -> dict:
+    """Fsync, probe and rename one output; raise ``RenderFailed`` if it is not valid."""
+    if not part.exists() or part.stat().st_size == 0:
+        raise RenderFailed(f"FFmpeg wrote no output for {final.name}")
+    with open(part, "rb") as fh:
+        os.fsync(fh.fileno())
+    try:
+        info = probe(part)
+    except NotAVideo as exc:
+        raise RenderFailed(f"output {final.name} is not a valid video: {exc}") from None
+    if abs(info.duration - expected) > DURATION_TOLERANCE * expected:
+        raise RenderFailed(
+            f"output {final.name} lasts {info.duration:.2f}s, expected {expected:.2f}s"
+        )
+    if want_audio and not info.has_audio:
+        raise RenderFailed(f"output {final.name} lost its audio stream")
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+    return {"size": final.stat().st_size, "duration": info.duration}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _read_progress(service, handle: RenderHandle, proc: trio.Process,
+                         parser: ProgressParser) -> None:
+    assert proc.stdout is not None
+    last_db = -1e9
+    async for chunk in proc.stdout:
+        updates = parser.feed(chunk)
+        if not updates:
+            continue
+        pct = min(updates[-1].percent, 99.9)
+        service.hub.publish_progress(handle.job_id, handle.video_id, pct)
+        now = trio.current_time()
+        if now - last_db >= DB_PROGRESS_INTERVAL:
+            last_db = now
+            await service.store.set_video_progress(handle.video_id, pct, service.clock())
+
+
+async def _read_stderr(proc: trio.Process, tail: deque[str]) -> None:
+    assert proc.stderr is not None
+    buf = b""
+    async for chunk in proc.stderr:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        tail.extend(ln.decode("utf-8", "replace").rstrip() for ln in lines if ln.strip())
+    if buf.strip():
+        tail.append(buf.decode("utf-8", "replace").rstrip())
+
+
+async def _set_state(service, handle: RenderHandle, status: VideoStatus, *,
+                     progress: float | None = None, error: str | None = None,
+                     stderr_tail: str | None = None, retryable: bool | None = None) -> None:
+    result = await service.store.set_video_state(
+        handle.video_id, status, now=service.clock(), progress=progress, error=error,
+        stderr_tail=stderr_tail, retryable=retryable, job_ttl=service.settings.job_ttl,
+    )
+    if result is None:
+        return
+    job_id, job_status = result
+    service.publish_video(job_id, handle.video_id, status, progress=progress, error=error)
+    service.publish_job(job_id, job_status)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        _unlink_quiet(p)
+
+
+def _remove_upload(path: Path) -> None:
+    """Delete an upload, and its job's upload folder once that is empty."""
+    _unlink_quiet(path)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass  # other videos of the job still wait there
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def is_ffmpeg_pid(pid: int) -> bool:
+    """Whether ``pid`` is alive and its command line is an FFmpeg process."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    return bool(args) and "ffmpeg" in os.path.basename(args[0]).lower()
+
+
+def kill_orphan(pid: int) -> bool:
+    """Kill a leftover FFmpeg of an earlier process; returns whether one was killed."""
+    if not is_ffmpeg_pid(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True

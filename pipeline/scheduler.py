@@ -1,0 +1,172 @@
+"""Scheduler actor: FIFO across jobs, at most ``VR_WORKERS`` FFmpeg processes at once.
+
+Messages (frozen dataclasses) arrive on one bounded channel:
+- ``VideoQueued``: a video is ready to render (from intake, retry or recovery);
+- ``CancelJob``: stop a job's running renders and drop its queued videos;
+- ``Drain``: answer when nothing is queued or running (used by ``make``).
+
+On start it recovers: leftover FFmpeg processes recorded in the store are killed (only when
+``/proc/<pid>/cmdline`` shows FFmpeg), ``*.part`` files are removed, and videos left
+``queued``/``processing``/``interrupted`` are queued again when their upload still exists, else
+failed (not retryable).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from .runner import RenderHandle, kill_orphan, render_video
+from .states import VideoStatus
+
+
+@dataclass(frozen=True)
+class VideoQueued:
+    job_id: str
+    video_id: str
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    job_id: str
+    reply: trio.MemorySendChannel | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Drain:
+    reply: trio.MemorySendChannel = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SchedulerStatistics:
+    queued: int
+    running: int
+    workers: int
+
+
+class Scheduler:
+    def __init__(self, service):
+        self.service = service
+        self.queue: deque[VideoQueued] = deque()
+        self.running: dict[str, RenderHandle] = {}
+        self._drain_waiters: list[trio.MemorySendChannel] = []
+        self._changed = trio.Event()
+
+    def statistics(self) -> SchedulerStatistics:
+        return SchedulerStatistics(
+            queued=len(self.queue), running=len(self.running),
+            workers=self.service.settings.workers,
+        )
+
+    async def recover(self) -> None:
+        service = self.service
+        store = service.store
+        for video_id, pid in await store.recorded_pids():
+            if await trio.to_thread.run_sync(kill_orphan, pid):
+                service.log.warning("killed leftover FFmpeg", extra={"videoId": video_id, "pid": pid})
+            await store.set_video_pid(video_id, None)
+        await trio.to_thread.run_sync(_remove_parts, service.settings.outputs_dir)
+        for v in await store.pending_videos():
+            upload = v["uploadPath"]
+            if upload and Path(upload).exists():
+                if v["status"] != VideoStatus.QUEUED:
+                    await store.set_video_state(v["id"], VideoStatus.QUEUED, now=service.clock(),
+                                                progress=0.0, job_ttl=service.settings.job_ttl)
+                self.queue.append(VideoQueued(v["jobId"], v["id"]))
+            else:
+                await store.set_video_state(
+                    v["id"], VideoStatus.FAILED, now=service.clock(),
+                    error="the service stopped and the uploaded file is gone",
+                    retryable=False, job_ttl=service.settings.job_ttl,
+                )
+
+    async def run(self, receive: trio.MemoryReceiveChannel, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.recover()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._dispatch, nursery)
+            task_status.started()
+            async with receive:
+                async for msg in receive:
+                    await self._handle(msg)
+            nursery.cancel_scope.cancel()
+
+    async def _handle(self, msg: object) -> None:
+        match msg:
+            case VideoQueued():
+                if msg.video_id not in self.running and msg not in self.queue:
+                    self.queue.append(msg)
+            case CancelJob(job_id=job_id, reply=reply):
+                dropped = [m for m in self.queue if m.job_id == job_id]
+                for m in dropped:
+                    self.queue.remove(m)
+                for m in dropped:
+                    await _mark(self.service, m.video_id, VideoStatus.CANCELLED)
+                for h in list(self.running.values()):
+                    if h.job_id == job_id:
+                        h.reason = "cancel"
+                        h.cancel_scope.cancel()
+                # Wait until this job's renders have stopped, so the caller sees a settled job.
+                while any(h.job_id == job_id for h in self.running.values()):
+                    await self._wait_changed()
+                if reply is not None:
+                    reply.send_nowait(True)
+            case Drain(reply=reply):
+                self._drain_waiters.append(reply)
+            case _:
+                raise TypeError(f"unknown scheduler message {msg!r}")
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+        if not self.queue and not self.running:
+            for w in self._drain_waiters:
+                w.send_nowait(True)
+            self._drain_waiters.clear()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        while True:
+            while self.queue and len(self.running) < self.service.settings.workers:
+                msg = self.queue.popleft()
+                handle = RenderHandle(msg.job_id, msg.video_id, trio.CancelScope())
+                self.running[msg.video_id] = handle
+                nursery.start_soon(self._run_one, handle)
+            await self._wait_changed()
+
+    async def _run_one(self, handle: RenderHandle) -> None:
+        try:
+            await render_video(self.service, handle)
+        except Exception:
+            self.service.log.exception("render crashed", extra={"videoId": handle.video_id})
+            with trio.CancelScope(shield=True):
+                await _mark(self.service, handle.video_id, VideoStatus.FAILED,
+                            error="internal error while rendering")
+        finally:
+            self.running.pop(handle.video_id, None)
+            self._notify()
+
+
+async def _mark(service, video_id: str, status: VideoStatus, error: str | None = None) -> None:
+    result = await service.store.set_video_state(
+        video_id, status, now=service.clock(), error=error, job_ttl=service.settings.job_ttl
+    )
+    if result:
+        job_id, job_status = result
+        service.publish_video(job_id, video_id, status, error=error)
+        service.publish_job(job_id, job_status)
+
+
+def _remove_parts(root: Path) -> None:
+    if not root.exists():
+        return
+    for p in root.rglob("*.part"):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,97 @@
+"""The service: shared parts (settings, store, hub) and the actors' root nursery.
+
+``Service.run`` opens the actors (intake, scheduler with its runners, janitor) in one nursery
+and calls ``task_status.started()`` once they accept work. Cancelling the surrounding scope
+is the shutdown: runners stop FFmpeg and mark their videos ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from .config import Settings
+from .ffmpeg import find_ffmpeg
+from .intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
+from .progress import ProgressHub
+from .scheduler import CancelJob, Drain, Scheduler, VideoQueued
+from .store import AsyncStore, Store
+
+log = logging.getLogger("video_refresher")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    clock: Callable[[], float] = time.time
+    log: logging.Logger = field(default=log)
+
+    def __post_init__(self) -> None:
+        for d in (self.settings.data_dir, self.settings.uploads_dir, self.settings.outputs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
+        self.store = AsyncStore(Store(self.settings.db_path))
+        self.hub = ProgressHub()
+        self.scheduler = Scheduler(self)
+        self.scheduler_send, self._scheduler_recv = trio.open_memory_channel(64)
+        self.intake_send, self._intake_recv = trio.open_memory_channel(16)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def publish_job(self, job_id: str, status: str) -> None:
+        self.hub.publish({"type": "job", "jobId": job_id, "status": str(status)})
+
+    def publish_video(self, job_id: str, video_id: str, status: str, *,
+                      progress: float | None = None, error: str | None = None) -> None:
+        event = {"type": "video", "jobId": job_id, "videoId": video_id, "status": str(status)}
+        if progress is not None:
+            event["progress"] = progress
+        if error is not None:
+            event["error"] = error
+        self.hub.publish(event)
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def submit(self, request_args: dict) -> IntakeAccepted | IntakeRejected:
+        """Hand an upload to intake and wait for its answer.
+
+        The wait is shielded: once intake has the files, its answer decides who owns them, so a
+        client disconnect must not abandon the request half-way.
+        """
+        send, recv = trio.open_memory_channel(1)
+        req = IntakeRequest(reply=send, **request_args)
+        with trio.CancelScope(shield=True):
+            await self.intake_send.send(req)
+            async with recv:
+                return await recv.receive()
+
+    async def cancel_job(self, job_id: str) -> None:
+        send, recv = trio.open_memory_channel(1)
+        await self.scheduler_send.send(CancelJob(job_id, send))
+        async with recv:
+            await recv.receive()
+
+    async def requeue(self, job_id: str, video_id: str) -> None:
+        await self.scheduler_send.send(VideoQueued(job_id, video_id))
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or rendering."""
+        send, recv = trio.open_memory_channel(1)
+        await self.scheduler_send.send(Drain(send))
+        async with recv:
+            await recv.receive()
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(intake_actor, self, self._intake_recv)
+            await nursery.start(self.scheduler.run, self._scheduler_recv)
+            task_status.started()
+
+    def close(self) -> None:
+        self.store.sync.close()

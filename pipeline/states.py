@@ -1,0 +1,44 @@
+"""Job and video states, with their terminal sets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class VideoStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+JOB_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
+VIDEO_TERMINAL = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
+# Videos that still need (or may again need) FFmpeg time.
+VIDEO_PENDING = frozenset({VideoStatus.QUEUED, VideoStatus.PROCESSING, VideoStatus.INTERRUPTED})
+
+
+def job_status_from_videos(statuses: list[str]) -> JobStatus:
+    """A job is completed when any video completed, failed when all failed (DESIGN §4)."""
+    if not statuses:
+        return JobStatus.FAILED
+    if any(s in VIDEO_PENDING for s in statuses):
+        if all(s == VideoStatus.QUEUED for s in statuses):
+            return JobStatus.QUEUED
+        return JobStatus.PROCESSING
+    if any(s == VideoStatus.COMPLETED for s in statuses):
+        return JobStatus.COMPLETED
+    if any(s == VideoStatus.CANCELLED for s in statuses):
+        return JobStatus.CANCELLED
+    return JobStatus.FAILED

@@ -1,0 +1,463 @@
+"""SQLite job store (WAL, synchronous=NORMAL, foreign keys on, versioned schema).
+
+``Store`` is synchronous and owns one connection; ``AsyncStore`` runs each call in a worker
+thread, one at a time, so the event loop never blocks on the disk.
+
+Resource handling: a single connection serves all calls; ``AsyncStore`` serialises them with a
+trio lock, so there is one writer at a time. Calls are not abandoned on cancellation: a write
+that started always finishes, so rows never half-change.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .states import VIDEO_PENDING, JobStatus, VideoStatus, job_status_from_videos
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL,
+        expires_at REAL,
+        variations INTEGER NOT NULL,
+        seed TEXT NOT NULL,
+        options_json TEXT NOT NULL DEFAULT '{}',
+        error TEXT
+    );
+    CREATE INDEX jobs_created ON jobs(created_at);
+    CREATE TABLE videos (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        upload_path TEXT,
+        size INTEGER NOT NULL,
+        duration REAL,
+        info_json TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER,
+        error TEXT,
+        stderr_tail TEXT,
+        retryable INTEGER NOT NULL DEFAULT 1,
+        queued_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX videos_job ON videos(job_id, idx);
+    CREATE INDEX videos_status ON videos(status, queued_at);
+    CREATE TABLE outputs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        duration REAL,
+        seed TEXT,
+        params_json TEXT NOT NULL DEFAULT '{}',
+        graph TEXT NOT NULL DEFAULT '',
+        distance_json TEXT,
+        UNIQUE(video_id, idx)
+    );
+    """,
+}
+
+
+class StoreError(Exception):
+    pass
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply forward migrations up to ``SCHEMA_VERSION``; returns the version now in force."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema {version} is newer than this program ({SCHEMA_VERSION})"
+        )
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _split_sql(_MIGRATIONS[v]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={v}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _split_sql(script: str) -> Iterable[str]:
+    for stmt in script.split(";"):
+        if stmt.strip():
+            yield stmt
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+class Store:
+    """Synchronous store; every public method is one short transaction."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._conn = connect(self.path)
+        self._tx_lock = threading.Lock()
+        migrate(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._tx_lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return result
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._tx_lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def check(self) -> None:
+        """Raise if the database cannot be read and written."""
+        with self._tx_lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("SELECT count(*) FROM jobs").fetchone()
+            self._conn.execute("ROLLBACK")
+
+    def schema_version(self) -> int:
+        return self._read("PRAGMA user_version")[0][0]
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        *,
+        job_id: str,
+        seed: str,
+        variations: int,
+        options: dict,
+        videos: list[dict],
+        now: float,
+    ) -> None:
+        """Insert a job and its videos (all ``queued``) in one transaction.
+
+        Each video dict has ``id, name, upload_path, size, duration, info``.
+        """
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO jobs(id,status,created_at,variations,seed,options_json)"
+                " VALUES (?,?,?,?,?,?)",
+                (job_id, JobStatus.QUEUED, now, variations, seed, json.dumps(options)),
+            )
+            for i, v in enumerate(videos):
+                c.execute(
+                    "INSERT INTO videos(id,job_id,idx,name,upload_path,size,duration,info_json,"
+                    "status,queued_at,updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        v["id"], job_id, i, v["name"], v["upload_path"], v["size"],
+                        v["duration"], json.dumps(v.get("info", {})), VideoStatus.QUEUED,
+                        now, now,
+                    ),
+                )
+
+        self._tx(tx)
+
+    def job_row(self, job_id: str) -> dict | None:
+        rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return _job_dict(rows[0]) if rows else None
+
+    def get_job(self, job_id: str) -> dict | None:
+        """The job with its videos (ordered) and each video's outputs, or None."""
+        with self._tx_lock:
+            c = self._conn
+            row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job_dict(row)
+            vids = c.execute(
+                "SELECT * FROM videos WHERE job_id=? ORDER BY idx", (job_id,)
+            ).fetchall()
+            outs = c.execute(
+                "SELECT o.* FROM outputs o JOIN videos v ON v.id=o.video_id"
+                " WHERE v.job_id=? ORDER BY o.idx",
+                (job_id,),
+            ).fetchall()
+        by_video: dict[str, list[dict]] = {}
+        for o in outs:
+            by_video.setdefault(o["video_id"], []).append(_output_dict(o))
+        job["videos"] = [
+            {**_video_dict(v), "outputs": by_video.get(v["id"], [])} for v in vids
+        ]
+        return job
+
+    def list_jobs(self, limit: int = 200) -> list[dict]:
+        """Jobs newest first, with per-video summaries (no outputs)."""
+        with self._tx_lock:
+            c = self._conn
+            rows = c.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+            ids = [r["id"] for r in rows]
+            vids: list[sqlite3.Row] = []
+            if ids:
+                marks = ",".join("?" * len(ids))
+                vids = c.execute(
+                    f"SELECT v.*, (SELECT count(*) FROM outputs o WHERE o.video_id=v.id)"
+                    f" AS n_outputs FROM videos v WHERE job_id IN ({marks}) ORDER BY idx",
+                    ids,
+                ).fetchall()
+        by_job: dict[str, list[dict]] = {}
+        for v in vids:
+            d = _video_dict(v)
+            d["outputCount"] = v["n_outputs"]
+            by_job.setdefault(v["job_id"], []).append(d)
+        jobs = []
+        for r in rows:
+            j = _job_dict(r)
+            j["videos"] = by_job.get(r["id"], [])
+            jobs.append(j)
+        return jobs
+
+    def delete_job(self, job_id: str) -> bool:
+        return self._tx(lambda c: c.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0)
+
+    def all_job_ids(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT id FROM jobs")}
+
+    # -- videos ---------------------------------------------------------------------------
+
+    def video(self, video_id: str) -> dict | None:
+        rows = self._read("SELECT * FROM videos WHERE id=?", (video_id,))
+        return _video_dict(rows[0]) if rows else None
+
+    def pending_videos(self) -> list[dict]:
+        """Videos that are queued, processing or interrupted, oldest first (for recovery)."""
+        marks = ",".join("?" * len(VIDEO_PENDING))
+        rows = self._read(
+            f"SELECT * FROM videos WHERE status IN ({marks}) ORDER BY queued_at, idx",
+            tuple(VIDEO_PENDING),
+        )
+        return [_video_dict(r) for r in rows]
+
+    def set_video_state(
+        self,
+        video_id: str,
+        status: VideoStatus,
+        *,
+        now: float,
+        progress: float | None = None,
+        error: str | None = None,
+        stderr_tail: str | None = None,
+        retryable: bool | None = None,
+        clear_pid: bool = True,
+        job_ttl: float | None = None,
+    ) -> tuple[str, str] | None:
+        """Set a video's status and recompute its job's status.
+
+        Returns ``(job_id, job_status)`` or None if the video is gone. When the job reaches a
+        terminal state, ``completed_at`` is set and ``expires_at`` is ``now + job_ttl``.
+        """
+
+        def tx(c: sqlite3.Connection) -> tuple[str, str] | None:
+            row = c.execute("SELECT job_id FROM videos WHERE id=?", (video_id,)).fetchone()
+            if row is None:
+                return None
+            sets = ["status=?", "updated_at=?"]
+            args: list[Any] = [str(status), now]
+            if progress is not None:
+                sets.append("progress=?")
+                args.append(progress)
+            if status in (VideoStatus.QUEUED, VideoStatus.PROCESSING, VideoStatus.COMPLETED):
+                sets.append("error=NULL")
+                sets.append("stderr_tail=NULL")
+            if error is not None:
+                sets.append("error=?")
+                args.append(error)
+            if stderr_tail is not None:
+                sets.append("stderr_tail=?")
+                args.append(stderr_tail)
+            if retryable is not None:
+                sets.append("retryable=?")
+                args.append(int(retryable))
+            if status == VideoStatus.PROCESSING:
+                sets.append("attempts=attempts+1")
+            if status == VideoStatus.QUEUED:
+                sets.append("queued_at=?")
+                args.append(now)
+            if clear_pid:
+                sets.append("pid=NULL")
+            c.execute(f"UPDATE videos SET {','.join(sets)} WHERE id=?", (*args, video_id))
+            job_id = row["job_id"]
+            return job_id, _refresh_job(c, job_id, now, job_ttl)
+
+        return self._tx(tx)
+
+    def set_video_pid(self, video_id: str, pid: int | None) -> None:
+        self._tx(lambda c: c.execute("UPDATE videos SET pid=? WHERE id=?", (pid, video_id)))
+
+    def set_video_progress(self, video_id: str, progress: float, now: float) -> None:
+        self._tx(
+            lambda c: c.execute(
+                "UPDATE videos SET progress=?, updated_at=? WHERE id=? AND status=?",
+                (progress, now, video_id, VideoStatus.PROCESSING),
+            )
+        )
+
+    def clear_upload_path(self, video_id: str) -> None:
+        self._tx(lambda c: c.execute("UPDATE videos SET upload_path=NULL WHERE id=?", (video_id,)))
+
+    def recorded_pids(self) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self._read("SELECT id, pid FROM videos WHERE pid IS NOT NULL")]
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def replace_outputs(self, video_id: str, outputs: list[dict]) -> None:
+        """Record a video's finished outputs (replacing any earlier attempt's rows)."""
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM outputs WHERE video_id=?", (video_id,))
+            for o in outputs:
+                c.execute(
+                    "INSERT INTO outputs(video_id,idx,name,path,size,duration,seed,params_json,"
+                    "graph,distance_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        video_id, o["index"], o["name"], o["path"], o["size"], o.get("duration"),
+                        o.get("seed"), json.dumps(o.get("params", {})), o.get("graph", ""),
+                        json.dumps(o["distance"]) if o.get("distance") is not None else None,
+                    ),
+                )
+
+        self._tx(tx)
+
+    def set_job_status(self, job_id: str, status: JobStatus, now: float) -> None:
+        self._tx(
+            lambda c: c.execute(
+                "UPDATE jobs SET status=? WHERE id=?", (str(status), job_id)
+            )
+        )
+
+
+def _refresh_job(c: sqlite3.Connection, job_id: str, now: float, job_ttl: float | None) -> str:
+    statuses = [r[0] for r in c.execute("SELECT status FROM videos WHERE job_id=?", (job_id,))]
+    job = c.execute("SELECT status, started_at, completed_at FROM jobs WHERE id=?", (job_id,)).fetchone()
+    new = job_status_from_videos(statuses)
+    if job["status"] == JobStatus.EXPIRED:
+        return job["status"]
+    sets, args = ["status=?"], [str(new)]
+    if new == JobStatus.PROCESSING and job["started_at"] is None:
+        sets.append("started_at=?")
+        args.append(now)
+    if new in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+        if job["completed_at"] is None or job["status"] != new:
+            sets += ["completed_at=?", "expires_at=?"]
+            args += [now, now + (job_ttl if job_ttl is not None else 24 * 3600.0)]
+    else:
+        sets += ["completed_at=NULL", "expires_at=NULL"]
+    c.execute(f"UPDATE jobs SET {','.join(sets)} WHERE id=?", (*args, job_id))
+    return str(new)
+
+
+def _job_dict(r: sqlite3.Row) -> dict:
+    return {
+        "id": r["id"],
+        "status": r["status"],
+        "createdAt": r["created_at"],
+        "startedAt": r["started_at"],
+        "completedAt": r["completed_at"],
+        "expiresAt": r["expires_at"],
+        "variationsPerVideo": r["variations"],
+        "seed": r["seed"],
+        "options": _loads(r["options_json"]) or {},
+        "error": r["error"],
+    }
+
+
+def _video_dict(r: sqlite3.Row) -> dict:
+    return {
+        "id": r["id"],
+        "jobId": r["job_id"],
+        "index": r["idx"],
+        "name": r["name"],
+        "uploadPath": r["upload_path"],
+        "size": r["size"],
+        "duration": r["duration"],
+        "info": _loads(r["info_json"]) or {},
+        "status": r["status"],
+        "progress": r["progress"],
+        "attempts": r["attempts"],
+        "pid": r["pid"],
+        "error": r["error"],
+        "stderrTail": r["stderr_tail"],
+        "retryable": bool(r["retryable"]),
+    }
+
+
+def _output_dict(r: sqlite3.Row) -> dict:
+    return {
+        "index": r["idx"],
+        "name": r["name"],
+        "path": r["path"],
+        "size": r["size"],
+        "duration": r["duration"],
+        "seed": r["seed"],
+        "params": _loads(r["params_json"]) or {},
+        "graph": r["graph"],
+        "distance": _loads(r["distance_json"]),
+    }
+
+
+class AsyncStore:
+    """Runs ``Store`` methods in a worker thread, one call at a time.
+
+    ``await astore.get_job(id)`` calls ``Store.get_job`` off the event loop.
+    """
+
+    def __init__(self, store: Store):
+        self.sync = store
+        self._lock = trio.Lock()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        fn = getattr(self.sync, name)
+        if not callable(fn):
+            return fn
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            async with self._lock:
+                return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+        call.__name__ = name
+        return call

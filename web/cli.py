@@ -1,0 +1,55 @@
+"""``video-refresher`` command line: ``serve`` (the HTTP service) and ``make`` (offline batch)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, load_settings, validate
+from pipeline.ffmpeg import FFmpegNotFound
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="video-refresher",
+                                description="Turn video creatives into unique variations.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the web service (API, WebSocket, browser app)")
+    s.add_argument("--host", help="address to bind (VR_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (VR_PORT, default 8080)")
+    s.add_argument("--data-dir", type=Path, help="data folder (VR_DATA_DIR, default ./data)")
+
+    m = sub.add_parser("make", help="render variations of local files into a ZIP, no server")
+    m.add_argument("inputs", nargs="+", type=Path, help="source videos (MP4/MOV)")
+    m.add_argument("-n", "--variations", type=int, default=5, help="variations per video (1-20)")
+    m.add_argument("--seed", help="seed for reproducible variations")
+    m.add_argument("--exclude", action="append", default=[],
+                   help="effect family to leave out (e.g. mirror); repeatable")
+    m.add_argument("-o", "--output", type=Path, required=True, help="ZIP file to write")
+    m.add_argument("--work-dir", type=Path, help="scratch folder (default: next to the output)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            settings = settings.with_overrides(host=args.host, port=args.port, data_dir=args.data_dir)
+            validate(settings)
+            from web.logs import setup_logging
+            from web.server import run_server
+
+            setup_logging()
+            return run_server(settings)
+        from pipeline.make import run_make
+
+        return run_make(settings, args)
+    except (ConfigError, FFmpegNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

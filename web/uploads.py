@@ -1,0 +1,168 @@
+"""Streaming multipart upload straight into the data dir (never whole in memory, never /tmp).
+
+The body is read chunk by chunk from Quart and fed to ``streaming-form-data``'s parser in a
+worker thread; every file part of field ``videos`` goes to its own file with a generated name.
+
+Resource handling: ``receive_upload`` writes only inside ``job_dir``; on any error, including
+cancellation when the client disconnects, the caller removes ``job_dir`` (see ``web.app``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.targets import BaseTarget, ValueTarget
+
+from pipeline.naming import display_name
+
+from .errors import APIError
+
+# Feed the parser in batches this big: fewer thread hops, still bounded memory.
+BATCH = 1 << 20
+# A client that sends nothing for this long is dropped (slow-loris uploads).
+IDLE_TIMEOUT = 60.0
+MAX_FIELD = 1024
+
+
+@dataclass
+class ReceivedFile:
+    video_id: str
+    name: str
+    path: Path
+    size: int = 0
+
+
+@dataclass
+class ParsedUpload:
+    files: list[ReceivedFile] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    total: int = 0
+
+
+class _TooManyFiles(Exception):
+    pass
+
+
+class _VideoTarget(BaseTarget):
+    """Writes each ``videos`` part to ``<job_dir>/<video id>.upload``."""
+
+    def __init__(self, job_dir: Path, max_files: int):
+        super().__init__()
+        self.job_dir = job_dir
+        self.max_files = max_files
+        self.files: list[ReceivedFile] = []
+        self._fh = None
+
+    def on_start(self) -> None:
+        if len(self.files) >= self.max_files:
+            raise _TooManyFiles()
+        vid = "v" + secrets.token_hex(6)
+        f = ReceivedFile(vid, display_name(self.multipart_filename), self.job_dir / f"{vid}.upload")
+        self.files.append(f)
+        self._fh = open(f.path, "xb")
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self._fh.write(chunk)
+        self.files[-1].size += len(chunk)
+
+    def on_finish(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+    @property
+    def in_part(self) -> bool:
+        """Whether a file part started and has not ended (a truncated body)."""
+        return self._fh is not None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _small_field(chunk: bytes) -> None:
+    if len(chunk) > MAX_FIELD:
+        raise APIError(400, "field_too_large", "A form field is too large.")
+
+
+async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int) -> ParsedUpload:
+    """Parse a multipart upload into ``job_dir``. Raises ``APIError`` for bad requests."""
+    ctype = request.headers.get("Content-Type", "")
+    if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype:
+        raise APIError(400, "expected_multipart",
+                       "Send the videos as multipart/form-data in the field 'videos'.")
+    length = request.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > max_upload:
+        raise APIError(413, "upload_too_large", _too_large(max_upload))
+
+    await trio.to_thread.run_sync(lambda: job_dir.mkdir(parents=True, exist_ok=False))
+    parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+    videos = _VideoTarget(job_dir, max_files)
+    values = {name: ValueTarget(validator=_small_field) for name in ("variations", "seed", "effects")}
+    parser.register("videos", videos)
+    for name, target in values.items():
+        parser.register(name, target)
+
+    result = ParsedUpload()
+    pending = bytearray()
+
+    def feed(data: bytes) -> None:
+        try:
+            parser.data_received(data)
+        except _TooManyFiles:
+            raise APIError(413, "too_many_files",
+                           f"Too many files: at most {max_files} per upload.") from None
+        except APIError:
+            raise
+        except Exception as exc:  # the parser's own errors: malformed multipart
+            raise APIError(400, "bad_multipart", f"The upload is not valid multipart data ({exc}).") from None
+
+    try:
+        body = request.body.__aiter__()
+        while True:
+            with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                try:
+                    chunk = await body.__anext__()
+                except StopAsyncIteration:
+                    break
+            if idle.cancelled_caught:
+                raise APIError(408, "upload_timeout", "The upload stalled and was dropped.")
+            result.total += len(chunk)
+            if result.total > max_upload:
+                raise APIError(413, "upload_too_large", _too_large(max_upload))
+            pending += chunk
+            if len(pending) >= BATCH:
+                data, pending = bytes(pending), bytearray()
+                await trio.to_thread.run_sync(feed, data)
+        if pending:
+            await trio.to_thread.run_sync(feed, bytes(pending))
+        if videos.in_part:
+            raise APIError(400, "incomplete_upload",
+                           "The upload ended before the last file was complete.")
+    finally:
+        videos.close()
+    result.files = videos.files
+    for name, target in values.items():
+        if target.value:
+            result.fields[name] = target.value.decode("utf-8", "replace").strip()
+    return result
+
+
+def _too_large(limit: int) -> str:
+    return f"The upload is larger than the limit of {_human(limit)}."
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
