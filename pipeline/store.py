@@ -258,6 +258,30 @@ class Store:
     def all_job_ids(self) -> set[str]:
         return {r[0] for r in self._read("SELECT id FROM jobs")}
 
+    def job_rows(self) -> list[dict]:
+        """Every job row (no videos), oldest completion first, then oldest creation (janitor)."""
+        rows = self._read(
+            "SELECT * FROM jobs ORDER BY completed_at IS NULL, completed_at, created_at, rowid"
+        )
+        return [_job_dict(r) for r in rows]
+
+    def expire_job(self, job_id: str, now: float) -> bool:
+        """Mark a finished job ``expired`` (its files are gone); ``expires_at`` becomes the time
+        it expired, if that is earlier. Queued or processing jobs are left alone (returns False),
+        so a retry that raced the janitor wins.
+        """
+        return self._tx(lambda c: c.execute(
+            "UPDATE jobs SET status=?, expires_at=MIN(COALESCE(expires_at, ?), ?)"
+            " WHERE id=? AND status IN (?,?,?)",
+            (str(JobStatus.EXPIRED), now, now, job_id, str(JobStatus.COMPLETED),
+             str(JobStatus.FAILED), str(JobStatus.CANCELLED)),
+        ).rowcount > 0)
+
+    def delete_output(self, video_id: str, index: int) -> None:
+        self._tx(lambda c: c.execute(
+            "DELETE FROM outputs WHERE video_id=? AND idx=?", (video_id, index)
+        ))
+
     # -- videos ---------------------------------------------------------------------------
 
     def video(self, video_id: str) -> dict | None:

@@ -1,0 +1,290 @@
+"""The HTTP API foundation against the real server process: health, auth, upload, job API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from tests.clips import make_clip, make_text_file_as_mp4
+from tests.server import PASSWORD, ServerProcess, wait_for
+
+
+def _files(*paths, names=None):
+    names = names or [p.name for p in paths]
+    return [("videos", (n, p.read_bytes(), "video/mp4")) for p, n in zip(paths, names, strict=True)]
+
+
+def _leftovers(srv: ServerProcess) -> tuple[list, int]:
+    uploads = sorted(p.name for p in (srv.data_dir / "uploads").rglob("*"))
+    with sqlite3.connect(srv.data_dir / "refresher.db") as db:
+        rows = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        rows += db.execute("SELECT count(*) FROM videos").fetchone()[0]
+    return uploads, rows
+
+
+def test_health_reports_version_and_ffmpeg(server):
+    r = httpx.get(server.url + "/api/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    assert body["ffmpeg"].startswith(("n", "7", "8", "9", "5", "6"))
+    assert "ffmpeg" in body["ffmpegPath"]
+
+
+def test_health_is_503_when_data_dir_unusable(server):
+    shutil.rmtree(server.data_dir / "uploads")
+    shutil.rmtree(server.data_dir / "outputs")
+    for p in server.data_dir.iterdir():
+        p.unlink()
+    server.data_dir.rmdir()
+    r = httpx.get(server.url + "/api/health")
+    assert r.status_code == 503
+    assert r.json()["status"] == "unavailable"
+
+
+def test_login_gives_a_signed_expiring_token(server):
+    r = httpx.post(server.url + "/api/auth", json={"password": PASSWORD})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["token"] and body["expiresAt"].endswith("Z")
+    ok = httpx.get(server.url + "/api/jobs", headers={"Authorization": f"Bearer {body['token']}"})
+    assert ok.status_code == 200 and ok.json() == {"jobs": []}
+
+
+def test_wrong_password_is_401_then_429_after_ten_failures(server):
+    for _ in range(10):
+        r = httpx.post(server.url + "/api/auth", json={"password": "nope"})
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "wrong_password"
+    r = httpx.post(server.url + "/api/auth", json={"password": PASSWORD})
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "too_many_attempts"
+    assert int(r.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer not-a-token"},
+    {"Authorization": "Basic abc"},
+])
+def test_api_needs_a_valid_token(server, headers):
+    for method, path in [("GET", "/api/jobs"), ("GET", "/api/jobs/jx"), ("POST", "/api/jobs")]:
+        r = httpx.request(method, server.url + path, headers=headers)
+        assert r.status_code == 401, path
+        assert r.json()["error"]["code"] in ("auth_required", "invalid_token")
+
+
+def test_tampered_token_is_rejected(server):
+    token = server.token()
+    payload, sig = token.split(".")
+    forged = json.dumps({"exp": time.time() + 10**6}).encode()
+    import base64
+
+    forged_payload = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    for bad in (f"{forged_payload}.{sig}", f"{payload}.{sig[:-2]}xx", token + "x"):
+        r = httpx.get(server.url + "/api/jobs", headers={"Authorization": f"Bearer {bad}"})
+        assert r.status_code == 401
+
+
+def test_expired_token_is_rejected(make_server):
+    srv = make_server({"VR_TOKEN_TTL": "1s"})
+    token = srv.token()
+    h = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(srv.url + "/api/jobs", headers=h).status_code == 200
+    time.sleep(1.2)
+    r = httpx.get(srv.url + "/api/jobs", headers=h)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "token_expired"
+
+
+def test_multi_file_upload_creates_a_queued_job(server, clips):
+    with server.client() as c:
+        r = c.post("/api/jobs", files=_files(clips["a"], clips["b"]), data={"variations": "3"})
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["status"] == "queued" and body["variationsPerVideo"] == 3
+        assert [v["name"] for v in body["videos"]] == ["a.mp4", "b.mov"]
+        assert [v["size"] for v in body["videos"]] == [clips["a"].stat().st_size,
+                                                       clips["b"].stat().st_size]
+        job = c.get(body["statusUrl"]).json()
+        assert job["id"] == body["jobId"]
+        assert [v["id"] for v in job["videos"]] == [v["id"] for v in body["videos"]]
+        for v in job["videos"]:
+            assert v["status"] in ("queued", "processing", "completed")
+            assert 0 <= v["progress"] <= 100
+        # The upload went to the data dir under a generated name, byte for byte.
+        stored = list((server.data_dir / "uploads" / body["jobId"]).glob("*.upload"))
+        done = c.get(body["statusUrl"]).json()["videos"]
+        assert len(stored) + sum(v["status"] == "completed" for v in done) >= 2
+
+
+def test_jobs_are_listed_newest_first(server, clips):
+    with server.client() as c:
+        ids = []
+        for _ in range(3):
+            r = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": "1"})
+            assert r.status_code == 202
+            ids.append(r.json()["jobId"])
+        listed = [j["id"] for j in c.get("/api/jobs").json()["jobs"]]
+        assert listed == ids[::-1]
+        assert c.get("/api/jobs/jdoesnotexist").status_code == 404
+
+
+def test_first_job_is_queued_at_zero_while_worker_busy(make_server, tmp_path):
+    srv = make_server({"VR_WORKERS": "1"})
+    long = make_clip(tmp_path, "long.mp4", seconds=6, size="640x360", fps=30)
+    short = make_clip(tmp_path, "short.mp4")
+    with srv.client() as c:
+        first = c.post("/api/jobs", files=_files(long), data={"variations": "4"}).json()
+        second = c.post("/api/jobs", files=_files(short), data={"variations": "2"}).json()
+        job = c.get(second["statusUrl"]).json()
+        assert job["status"] == "queued"
+        assert [(v["status"], v["progress"]) for v in job["videos"]] == [("queued", 0)]
+        c.post(f"/api/jobs/{first['jobId']}/cancel")
+
+
+@pytest.mark.parametrize("case,status,code", [
+    ("no_files", 400, "no_files"),
+    ("text_as_mp4", 415, "not_a_video"),
+    ("one_good_one_text", 415, "not_a_video"),
+    ("variations_zero", 400, "bad_variations"),
+    ("variations_21", 400, "bad_variations"),
+    ("variations_text", 400, "bad_variations"),
+    ("bad_effects", 400, "bad_effects"),
+    ("not_multipart", 400, "expected_multipart"),
+])
+def test_bad_uploads_leave_nothing_behind(server, clips, tmp_path, case, status, code):
+    text = make_text_file_as_mp4(tmp_path)
+    kwargs = {
+        "no_files": {"data": {"variations": "3"}, "files": [("other", ("x.txt", b"x", "text/plain"))]},
+        "text_as_mp4": {"files": _files(text)},
+        "one_good_one_text": {"files": _files(clips["a"], text)},
+        "variations_zero": {"files": _files(clips["a"]), "data": {"variations": "0"}},
+        "variations_21": {"files": _files(clips["a"]), "data": {"variations": "21"}},
+        "variations_text": {"files": _files(clips["a"]), "data": {"variations": "many"}},
+        "bad_effects": {"files": _files(clips["a"]), "data": {"effects": "-sparkles"}},
+        "not_multipart": {"json": {"videos": []}},
+    }[case]
+    with server.client() as c:
+        r = c.post("/api/jobs", **kwargs)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and len(err["message"]) > 10
+    assert _leftovers(server) == ([], 0)
+
+
+def test_too_many_files_and_too_large_are_413(make_server, clips):
+    srv = make_server({"VR_MAX_FILES": "2", "VR_MAX_UPLOAD": "200KB"})
+    with srv.client() as c:
+        r = c.post("/api/jobs", files=_files(clips["a"], clips["a"], clips["a"],
+                                             names=["1.mp4", "2.mp4", "3.mp4"]))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_files"
+        big = b"\0" * 250_000
+        r = c.post("/api/jobs", files=[("videos", ("big.mp4", big, "video/mp4"))])
+        assert r.status_code == 413 and r.json()["error"]["code"] == "upload_too_large"
+    assert _leftovers(srv) == ([], 0)
+
+
+def test_too_large_chunked_upload_is_413(make_server):
+    srv = make_server({"VR_MAX_UPLOAD": "100KB"})
+
+    def body():
+        yield b"--B\r\nContent-Disposition: form-data; name=\"videos\"; filename=\"x.mp4\"\r\n\r\n"
+        for _ in range(50):
+            yield b"\0" * 10_000
+
+    with srv.client() as c:
+        r = c.post("/api/jobs", content=body(),
+                   headers={"Content-Type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 413
+    assert _leftovers(srv) == ([], 0)
+
+
+def test_path_traversal_name_is_display_text_only(server, clips):
+    with server.client() as c:
+        r = c.post("/api/jobs", files=_files(clips["a"], names=["../../etc/passwd.mp4"]))
+        assert r.status_code == 202
+        assert r.json()["videos"][0]["name"] == "passwd.mp4"
+    stored = [p for p in server.data_dir.rglob("*") if p.is_file()]
+    assert all(server.data_dir in p.parents for p in stored)
+    assert not any("passwd" in p.name for p in stored)
+
+
+def test_client_disconnect_mid_upload_removes_partial_files(server, clips):
+    token = server.token()
+    head = (b"--B\r\nContent-Disposition: form-data; name=\"videos\"; filename=\"a.mp4\"\r\n"
+            b"Content-Type: video/mp4\r\n\r\n")
+    payload = clips["a"].read_bytes()
+    request = (
+        f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {10_000_000}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(request + head + payload + b"\0" * 2_000_000)
+        wait_for(lambda: any((server.data_dir / "uploads").rglob("*.upload")), timeout=10)
+    wait_for(lambda: _leftovers(server) == ([], 0), timeout=10)
+
+
+def test_restart_keeps_jobs_and_uses_wal(server, clips):
+    with server.client() as c:
+        job_id = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": "1"}).json()["jobId"]
+    took = server.stop()
+    assert took < 10
+    assert server.proc.returncode == 0
+    with sqlite3.connect(server.data_dir / "refresher.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+    server.start()
+    with server.client() as c:
+        assert [j["id"] for j in c.get("/api/jobs").json()["jobs"]] == [job_id]
+
+
+def test_generated_password_is_printed_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.server import ROOT, free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    outs = []
+    for _ in range(2):
+        port = free_port()
+        p = subprocess.Popen([sys.executable, "-m", "web.cli", "serve", "--port", str(port),
+                              "--data-dir", str(tmp_path / "d")], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        wait_for(lambda port=port: _up(port), timeout=30)
+        p.terminate()
+        outs.append(p.communicate(timeout=15)[0])
+    password = (tmp_path / "d" / "password.txt").read_text().strip()
+    assert password in outs[0]
+    assert password not in outs[1]
+
+
+def _up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_bad_config_stops_startup_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.server import ROOT
+
+    env = {**os.environ, "VR_STORAGE_CAP": "three gigs"}
+    done = subprocess.run([sys.executable, "-m", "web.cli", "serve", "--data-dir", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "VR_STORAGE_CAP" in done.stderr

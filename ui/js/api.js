@@ -1,0 +1,202 @@
+// API client for the DESIGN §4 contract: bearer token, JSON errors, XHR uploads.
+
+const TOKEN_KEY = "vr.token";
+const EXPIRES_KEY = "vr.expiresAt";
+
+/** An API failure with a stable code and a sentence a person can read. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// -- token ----------------------------------------------------------------------------------
+
+function storage() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage disabled: the session lasts as long as the page
+  }
+}
+
+let memoryToken = null;
+
+export function getToken() {
+  const s = storage();
+  const token = s ? s.getItem(TOKEN_KEY) : memoryToken;
+  if (!token) return null;
+  const expires = s ? s.getItem(EXPIRES_KEY) : null;
+  if (expires && Date.parse(expires) <= Date.now()) {
+    clearToken();
+    sessionExpired();
+    return null;
+  }
+  return token;
+}
+
+export function setToken(token, expiresAt) {
+  const s = storage();
+  memoryToken = token;
+  if (!s) return;
+  s.setItem(TOKEN_KEY, token);
+  if (expiresAt) s.setItem(EXPIRES_KEY, expiresAt);
+  else s.removeItem(EXPIRES_KEY);
+}
+
+export function clearToken() {
+  memoryToken = null;
+  const s = storage();
+  if (!s) return;
+  s.removeItem(TOKEN_KEY);
+  s.removeItem(EXPIRES_KEY);
+}
+
+// Set by the app: what happens when the server says the token is no longer good.
+let unauthorizedHandler = () => {};
+export function onUnauthorized(fn) {
+  unauthorizedHandler = fn;
+}
+export function sessionExpired() {
+  unauthorizedHandler();
+}
+
+// -- requests -------------------------------------------------------------------------------
+
+const NETWORK_MESSAGE = "Could not reach the server. Check your connection and try again.";
+
+async function errorFrom(resp) {
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  const err = body && body.error;
+  if (err && typeof err.message === "string") {
+    return new ApiError(resp.status, err.code || "error", err.message);
+  }
+  return new ApiError(resp.status, "http_error",
+    `The server answered with an error (HTTP ${resp.status}). Please try again.`);
+}
+
+/**
+ * JSON request. Resolves to the parsed body (or null for an empty one); rejects with ApiError.
+ * Any 401 outside the login call ends the session.
+ */
+export async function request(method, path, { json, auth = true, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (auth) {
+    const token = getToken();
+    if (!token) {
+      throw new ApiError(401, "auth_required", "Please log in.");
+    }
+    headers.Authorization = `Bearer ${token}`;
+  }
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body, signal, cache: "no-store" });
+  } catch (exc) {
+    if (exc && exc.name === "AbortError") throw exc;
+    throw new ApiError(0, "network_error", NETWORK_MESSAGE);
+  }
+  if (!resp.ok) {
+    const err = await errorFrom(resp);
+    if (resp.status === 401 && auth) {
+      clearToken();
+      sessionExpired();
+    }
+    throw err;
+  }
+  if (resp.status === 204) return null;
+  const text = await resp.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+export async function login(password) {
+  const body = await request("POST", "/api/auth", { json: { password }, auth: false });
+  setToken(body.token, body.expiresAt);
+  return body;
+}
+
+export const listJobs = (opts) => request("GET", "/api/jobs", opts);
+export const getJob = (id, opts) => request("GET", `/api/jobs/${encodeURIComponent(id)}`, opts);
+export const cancelJob = (id) => request("POST", `/api/jobs/${encodeURIComponent(id)}/cancel`);
+export const retryVideo = (id, vid) =>
+  request("POST", `/api/jobs/${encodeURIComponent(id)}/videos/${encodeURIComponent(vid)}/retry`);
+
+/** A plain link target for the ZIP: the token travels in the query (DESIGN §4). */
+export function downloadUrl(id) {
+  const token = getToken() || "";
+  return `/api/jobs/${encodeURIComponent(id)}/download?token=${encodeURIComponent(token)}`;
+}
+
+export function websocketUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const token = getToken() || "";
+  return `${scheme}//${window.location.host}/api/ws?token=${encodeURIComponent(token)}`;
+}
+
+/**
+ * Upload videos as multipart (`videos` repeated, `variations`, `effects`) with XHR so the
+ * browser reports upload progress. Returns { promise, abort }.
+ * onProgress(loaded, total) is called while the body is sent.
+ */
+export function uploadJob(files, { variations, effects }, onProgress) {
+  const form = new FormData();
+  for (const file of files) form.append("videos", file, file.name);
+  form.append("variations", String(variations));
+  if (effects) form.append("effects", effects);
+
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    xhr.open("POST", "/api/jobs");
+    xhr.responseType = "text";
+    xhr.setRequestHeader("Accept", "application/json");
+    const token = getToken();
+    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.upload.onprogress = (ev) => {
+      if (ev.lengthComputable && onProgress) onProgress(ev.loaded, ev.total);
+    };
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText || "null");
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body && body.jobId) {
+        resolve(body);
+        return;
+      }
+      if (xhr.status === 401) {
+        clearToken();
+        sessionExpired();
+      }
+      const err = body && body.error;
+      reject(err && err.message
+        ? new ApiError(xhr.status, err.code || "error", err.message)
+        : new ApiError(xhr.status, "http_error",
+          `The server answered with an error (HTTP ${xhr.status}). Please try again.`));
+    };
+    xhr.onerror = () => reject(new ApiError(0, "network_error",
+      "The upload was interrupted. Check your connection and try again."));
+    xhr.ontimeout = xhr.onerror;
+    xhr.onabort = () => reject(new ApiError(0, "aborted", "The upload was cancelled."));
+    xhr.send(form);
+  });
+  return { promise, abort: () => xhr.abort() };
+}

@@ -1,0 +1,107 @@
+// Hash router: "#/path/with/:params". One view renders at a time into the outlet.
+//
+// A route's view is `render(outlet, params)` and may return a cleanup function or
+// { cleanup, confirmLeave } where confirmLeave() returns a question to ask before leaving
+// (or null to leave quietly).
+
+export class Router {
+  constructor(outlet, { routes, fallback, guard, afterRender }) {
+    this.outlet = outlet;
+    this.routes = routes.map((r) => ({ ...r, ...compile(r.path) }));
+    this.fallback = fallback;
+    this.guard = guard;
+    this.afterRender = afterRender;
+    this.current = null; // { route, params, hash, cleanup, confirmLeave }
+    this.restoring = false;
+    this.onHashChange = () => this.resolve();
+  }
+
+  start() {
+    window.addEventListener("hashchange", this.onHashChange);
+    this.resolve();
+  }
+
+  navigate(path, { replace = false } = {}) {
+    const hash = `#${path}`;
+    if (window.location.hash === hash) {
+      this.resolve({ force: true });
+    } else if (replace) {
+      window.location.replace(hash);
+    } else {
+      window.location.hash = hash;
+    }
+  }
+
+  match(hash) {
+    const path = hash.replace(/^#/, "") || "/";
+    for (const route of this.routes) {
+      const m = route.regex.exec(path);
+      if (m) {
+        const params = {};
+        route.keys.forEach((k, i) => {
+          params[k] = decodeURIComponent(m[i + 1]);
+        });
+        return { route, params };
+      }
+    }
+    return null;
+  }
+
+  resolve({ force = false } = {}) {
+    const hash = window.location.hash || "#/";
+    if (this.restoring) {
+      this.restoring = false;
+      return;
+    }
+    if (!force && this.current && this.current.hash === hash) return;
+
+    // Ask the current view before leaving (e.g. an upload in progress).
+    if (this.current && this.current.confirmLeave && this.current.hash !== hash) {
+      const question = this.current.confirmLeave();
+      if (question && !window.confirm(question)) {
+        this.restoring = true;
+        window.location.hash = this.current.hash;
+        return;
+      }
+    }
+
+    const found = this.match(hash);
+    if (!found) {
+      this.navigate(this.fallback, { replace: true });
+      return;
+    }
+    const redirect = this.guard ? this.guard(found.route) : null;
+    if (redirect) {
+      this.navigate(redirect, { replace: true });
+      return;
+    }
+    this.teardown();
+    this.outlet.replaceChildren();
+    const result = found.route.view(this.outlet, found.params) || null;
+    const cleanup = typeof result === "function" ? result : result && result.cleanup;
+    const confirmLeave = result && typeof result === "object" ? result.confirmLeave : null;
+    this.current = { route: found.route, params: found.params, hash, cleanup, confirmLeave };
+    if (this.afterRender) this.afterRender(found.route, found.params);
+  }
+
+  teardown() {
+    if (this.current && this.current.cleanup) {
+      try {
+        this.current.cleanup();
+      } catch (exc) {
+        // A failing cleanup must not block navigation.
+        window.console.warn("view cleanup failed", exc);
+      }
+    }
+    this.current = null;
+  }
+}
+
+function compile(path) {
+  const keys = [];
+  const pattern = path.replace(/\//g, "\\/").replace(/:(\w+)/g, (_, key) => {
+    keys.push(key);
+    return "([^/]+)";
+  });
+  return { regex: new RegExp(`^${pattern}\\/?$`), keys };
+}
