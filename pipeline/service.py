@@ -17,6 +17,7 @@ import trio
 from .config import Settings
 from .ffmpeg import find_ffmpeg
 from .intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
+from .janitor import Janitor
 from .progress import ProgressHub
 from .scheduler import CancelJob, Drain, Scheduler, VideoQueued
 from .store import AsyncStore, Store
@@ -37,6 +38,7 @@ class Service:
         self.store = AsyncStore(Store(self.settings.db_path))
         self.hub = ProgressHub()
         self.scheduler = Scheduler(self)
+        self.janitor = Janitor(self)
         self.scheduler_send, self._scheduler_recv = trio.open_memory_channel(64)
         self.intake_send, self._intake_recv = trio.open_memory_channel(16)
 
@@ -91,6 +93,8 @@ class Service:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(intake_actor, self, self._intake_recv)
             await nursery.start(self.scheduler.run, self._scheduler_recv)
+            # After the scheduler's recovery, so leftover *.part files are already gone.
+            await nursery.start(self.janitor.run)
             task_status.started()
 
     def close(self) -> None:

@@ -1,0 +1,125 @@
+"""User requests on an existing job: download, cancel, retry a video, delete.
+
+The rules live here (which state allows what, and the sentence that explains a refusal); the web
+layer only maps ``LifecycleError`` subclasses to HTTP statuses.
+
+Error handling: every refusal raises a ``LifecycleError`` with a stable snake_case ``code`` and a
+human ``message``: ``JobNotFound`` (unknown id), ``Conflict`` (not possible in the job's current
+state), ``Gone`` (the results expired and were deleted).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import trio
+
+from .states import JobStatus, VideoStatus
+from .zipper import Archive, NothingToZip, open_archive
+
+RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
+
+
+class LifecycleError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class JobNotFound(LifecycleError):
+    pass
+
+
+class Conflict(LifecycleError):
+    pass
+
+
+class Gone(LifecycleError):
+    pass
+
+
+def _not_found(what: str = "job") -> JobNotFound:
+    if what == "video":
+        return JobNotFound("video_not_found", "This job has no video with this id.")
+    return JobNotFound("job_not_found", "There is no job with this id.")
+
+
+def is_expired(job: dict, now: float) -> bool:
+    return job["status"] == JobStatus.EXPIRED or (
+        job["expiresAt"] is not None and job["expiresAt"] <= now
+    )
+
+
+async def _job(service, job_id: str) -> dict:
+    job = await service.store.get_job(job_id)
+    if job is None:
+        raise _not_found()
+    return job
+
+
+async def open_download(service, job_id: str) -> tuple[dict, Archive]:
+    """The job and its opened archive (the caller streams and closes it)."""
+    job = await _job(service, job_id)
+    if is_expired(job, service.clock()):
+        raise Gone("job_expired", "This job's results have expired and were deleted.")
+    if not any(v["status"] == VideoStatus.COMPLETED and v["outputs"] for v in job["videos"]):
+        raise Conflict("not_ready", "Nothing to download yet: no video of this job has finished.")
+    try:
+        archive = await trio.to_thread.run_sync(open_archive, job)
+    except NothingToZip:
+        raise Gone("files_gone", "The files of this job are no longer on the server.") from None
+    return job, archive
+
+
+async def cancel_job(service, job_id: str) -> dict:
+    """Stop the job's renders and drop its queued videos; finished outputs are kept.
+
+    Returns the settled job. Raises ``Conflict`` when the job has already finished.
+    """
+    job = await _job(service, job_id)
+    if job["status"] not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        raise Conflict("not_running", f"This job is {job['status']}: there is nothing to cancel.")
+    await service.cancel_job(job_id)
+    return await _job(service, job_id)
+
+
+async def retry_video(service, job_id: str, video_id: str) -> dict:
+    """Queue a failed, interrupted or cancelled video again, if its upload is still on disk.
+
+    Returns the job as it is once the video is queued.
+    """
+    job = await _job(service, job_id)
+    video = next((v for v in job["videos"] if v["id"] == video_id), None)
+    if video is None:
+        raise _not_found("video")
+    if is_expired(job, service.clock()):
+        raise Gone("job_expired", "This job has expired; upload the video again.")
+    if video["status"] not in RETRYABLE:
+        raise Conflict(
+            "not_retryable",
+            f"This video is {video['status']}; only failed, interrupted or cancelled videos "
+            "can be retried.",
+        )
+    upload = video["uploadPath"]
+    if not upload or not await trio.to_thread.run_sync(os.path.isfile, Path(upload)):
+        raise Conflict("upload_gone",
+                       "The original upload of this video is no longer on the server; "
+                       "upload it again in a new job.")
+    result = await service.store.set_video_state(
+        video_id, VideoStatus.QUEUED, now=service.clock(), progress=0.0,
+        retryable=True, job_ttl=service.settings.job_ttl,
+    )
+    if result is not None:
+        _, job_status = result
+        service.publish_video(job_id, video_id, VideoStatus.QUEUED, progress=0.0)
+        service.publish_job(job_id, job_status)
+    await service.requeue(job_id, video_id)
+    return await _job(service, job_id)
+
+
+async def delete_job(service, job_id: str) -> None:
+    """Cancel the job if it runs, then remove its files and rows."""
+    if not await service.janitor.delete_job(job_id):
+        raise _not_found()

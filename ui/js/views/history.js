@@ -1,0 +1,179 @@
+// History: every job, newest first, with status, counts, expiry and downloads.
+
+import { downloadUrl, listJobs } from "../api.js";
+import {
+  STATUS_LABELS, badge, expiryText, formatDateTime, formatPercent, h, plural, progressBar, replace,
+  setText, timeAgo,
+} from "../dom.js";
+import { LiveFeed } from "../live.js";
+import { hasDownload } from "./job.js";
+
+const ACTIVE_JOB = new Set(["queued", "processing"]);
+const COUNT_ORDER = ["completed", "processing", "queued", "interrupted", "failed", "cancelled"];
+const TICK_MS = 30_000;
+
+function jobName(job) {
+  const videos = job.videos || [];
+  if (!videos.length) return `Job ${job.id}`;
+  return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;
+}
+
+function countsText(job) {
+  const counts = job.counts || {};
+  const parts = COUNT_ORDER.filter((s) => counts[s])
+    .map((s) => `${counts[s]} ${STATUS_LABELS[s].toLowerCase()}`);
+  return parts.join(" · ");
+}
+
+function jobProgress(job) {
+  const videos = job.videos || [];
+  if (!videos.length) return Number(job.progress) || 0;
+  return videos.reduce((n, v) => n + (v.status === "completed" ? 100 : Number(v.progress) || 0), 0)
+    / videos.length;
+}
+
+function newestFirst(jobs) {
+  return [...jobs].sort((a, b) => (Date.parse(b.createdAt) || 0) - (Date.parse(a.createdAt) || 0));
+}
+
+export function renderHistory(outlet) {
+  let jobs = null;
+  const cards = new Map(); // jobId -> { root, update }
+  let order = "";
+
+  const alert = h("p", { class: "alert alert-error", role: "alert", hidden: true });
+  const empty = h("div", { class: "card empty", hidden: true },
+    h("p", {}, "No jobs yet."),
+    h("a", { class: "btn btn-primary", href: "#/upload" }, "Start a new upload"));
+  const loading = h("p", { class: "muted" }, "Loading jobs…");
+  const list = h("ul", { class: "job-list", "aria-label": "Jobs" });
+  outlet.append(
+    h("div", { class: "page-head" },
+      h("div", {},
+        h("h1", {}, "History"),
+        h("p", { class: "muted" },
+          "All jobs, newest first. Results are kept for 24 hours after a job finishes.")),
+      h("a", { class: "btn btn-primary", href: "#/upload" }, "New upload")),
+    alert, loading, empty, list);
+
+  function makeCard(job) {
+    const link = h("a", { class: "job-link", href: `#/jobs/${encodeURIComponent(job.id)}` });
+    const jbadge = badge(job.status);
+    const meta = h("p", { class: "muted small" });
+    const counts = h("p", { class: "job-counts" });
+    const bar = progressBar(`Progress of ${jobName(job)}`);
+    const barText = h("p", { class: "progress-text small" });
+    const progressBox = h("div", { class: "job-progress" }, bar, barText);
+    const expiry = h("p", { class: "small expiry" });
+    const download = h("a", { class: "btn btn-primary btn-small", download: "" }, "Download ZIP");
+    const details = h("a", {
+      class: "btn btn-secondary btn-small",
+      href: `#/jobs/${encodeURIComponent(job.id)}`,
+    }, "Details");
+    const root = h("li", { class: "card job-item", "data-job-id": job.id },
+      h("div", { class: "title-row" }, h("h2", { class: "job-name" }, link), jbadge),
+      meta, counts, progressBox, expiry, h("div", { class: "actions" }, download, details));
+
+    const update = (j) => {
+      const name = jobName(j);
+      setText(link, name);
+      details.setAttribute("aria-label", `Details of ${name}`);
+      jbadge.update(j.status);
+      root.dataset.status = j.status;
+      const created = timeAgo(j.createdAt);
+      setText(meta, [
+        created ? `Created ${created}` : "",
+        plural((j.videos || []).length, "video"),
+        `${plural(j.variationsPerVideo, "variation")} each`,
+      ].filter(Boolean).join(" · "));
+      meta.title = formatDateTime(j.createdAt);
+      setText(counts, countsText(j));
+      const active = ACTIVE_JOB.has(j.status);
+      progressBox.hidden = !active;
+      if (active) {
+        const p = jobProgress(j);
+        bar.set(p, j.status);
+        setText(barText, formatPercent(p));
+      }
+      const exp = expiryText(j);
+      setText(expiry, exp);
+      expiry.hidden = !exp;
+      expiry.classList.toggle("expired", exp === "Expired");
+      const canDownload = hasDownload(j) && exp !== "Expired";
+      download.hidden = !canDownload;
+      download.href = canDownload ? downloadUrl(j.id) : "#/history";
+      download.setAttribute("aria-label", `Download ZIP of ${name}`);
+    };
+    update(job);
+    return { root, update };
+  }
+
+  function render() {
+    if (!jobs) return;
+    loading.hidden = true;
+    empty.hidden = jobs.length > 0;
+    const sorted = newestFirst(jobs);
+    const newOrder = sorted.map((j) => j.id).join(",");
+    const seen = new Set();
+    for (const j of sorted) {
+      seen.add(j.id);
+      const card = cards.get(j.id);
+      if (card) card.update(j);
+      else cards.set(j.id, makeCard(j));
+    }
+    for (const key of [...cards.keys()]) if (!seen.has(key)) cards.delete(key);
+    if (newOrder !== order) {
+      order = newOrder;
+      replace(list, sorted.map((j) => cards.get(j.id).root));
+    }
+  }
+
+  function applyEvent(ev) {
+    if (!jobs || !ev.jobId) return;
+    const job = jobs.find((j) => j.id === ev.jobId);
+    if (!job) return; // a new job: the refetch that follows state events brings it in
+    if (ev.type === "job" && ev.status) job.status = ev.status;
+    if ((ev.type === "video" || ev.type === "progress") && ev.videoId) {
+      const video = (job.videos || []).find((v) => v.id === ev.videoId);
+      if (video) {
+        if (ev.type === "video" && ev.status) video.status = ev.status;
+        if (typeof ev.progress === "number") video.progress = ev.progress;
+      }
+    }
+    render();
+  }
+
+  const feed = new LiveFeed({
+    load: () => listJobs(),
+    isActive: (data) => (data.jobs || []).some((j) => ACTIVE_JOB.has(j.status)),
+    onData: (data) => {
+      jobs = data.jobs || [];
+      render();
+    },
+    onEvent: applyEvent,
+    onError: (err) => {
+      if (!err) {
+        alert.hidden = true;
+        return;
+      }
+      loading.hidden = true;
+      setText(alert, err.status === 0
+        ? "Cannot reach the server right now. Retrying…"
+        : err.message || "Could not load the jobs.");
+      alert.hidden = false;
+    },
+  });
+  feed.start();
+
+  // Keep "Created … ago" and "Expires in …" honest, and pick up jobs started elsewhere.
+  const ticker = setInterval(() => {
+    if (document.visibilityState === "hidden") return;
+    render();
+    if (!feed.active) feed.refresh();
+  }, TICK_MS);
+
+  return () => {
+    clearInterval(ticker);
+    feed.stop();
+  };
+}

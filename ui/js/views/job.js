@@ -1,0 +1,304 @@
+// Job page: per-video status and progress, live; download, cancel and retry.
+
+import { cancelJob, downloadUrl, getJob, retryVideo } from "../api.js";
+import {
+  badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
+  setText,
+} from "../dom.js";
+import { LiveFeed } from "../live.js";
+
+const ACTIVE_JOB = new Set(["queued", "processing"]);
+
+/** A sentence for an action's failure; a missing endpoint is said plainly. */
+export function actionError(err, what) {
+  if (!err) return "";
+  if ((err.status === 404 && err.code === "not_found") || err.status === 405) {
+    return `This server cannot ${what} yet.`;
+  }
+  return err.message || `Could not ${what}. Please try again.`;
+}
+
+function jobTitle(job) {
+  const videos = job.videos || [];
+  if (!videos.length) return "Job";
+  return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;
+}
+
+export function hasDownload(job) {
+  if (job.status === "expired") return false;
+  return (job.videos || []).some((v) => v.status === "completed"
+    || (v.outputs && v.outputs.length > 0) || v.outputCount > 0);
+}
+
+function videoStatusText(video, progress) {
+  switch (video.status) {
+    case "queued": return "Waiting to start";
+    case "processing": return `Rendering · ${formatPercent(progress)}`;
+    case "completed": return `Done · ${plural((video.outputs || []).length || video.outputCount || 0, "variation")}`;
+    case "failed": return "Failed";
+    case "cancelled": return "Cancelled";
+    case "interrupted": return "Interrupted · will resume";
+    default: return video.status;
+  }
+}
+
+function summaryText(job) {
+  const counts = job.counts || {};
+  const total = (job.videos || []).length;
+  const done = counts.completed || 0;
+  const parts = [`${done} of ${plural(total, "video")} done`];
+  if (counts.failed) parts.push(`${counts.failed} failed`);
+  if (counts.cancelled) parts.push(`${counts.cancelled} cancelled`);
+  return parts.join(" · ");
+}
+
+export function renderJob(outlet, { id }) {
+  let job = null;
+  const live = new Map(); // videoId -> latest progress from the socket
+  const cards = new Map(); // videoId -> { root, update }
+  let cardOrder = "";
+  let cancelling = false;
+
+  // -- skeleton ---------------------------------------------------------------------------
+  const title = h("h1", { class: "job-title" }, "Job");
+  const status = badge("queued");
+  status.hidden = true;
+  const meta = h("p", { class: "muted job-meta" });
+  const overall = progressBar("Overall progress");
+  const overallText = h("p", { class: "progress-text", "data-testid": "job-summary" });
+  const connection = h("p", { class: "connection muted small", "aria-live": "off" });
+  const alert = h("p", { class: "alert alert-error", role: "alert", hidden: true });
+  const notice = h("p", { class: "alert alert-info", role: "status", hidden: true });
+  const download = h("a", {
+    class: "btn btn-primary",
+    href: downloadUrl(id),
+    download: "",
+    hidden: true,
+    "data-testid": "download",
+  }, "Download ZIP");
+  const cancel = h("button", {
+    type: "button",
+    class: "btn btn-danger",
+    hidden: true,
+    onclick: onCancel,
+  }, "Cancel job");
+  const actions = h("div", { class: "actions" }, download, cancel);
+  const list = h("ul", { class: "video-list", "aria-label": "Videos in this job" });
+  const head = h("section", { class: "card job-head", "aria-busy": "true" },
+    h("div", { class: "title-row" }, title, status),
+    meta, overall, overallText, connection, notice, alert, actions);
+  outlet.append(head, list);
+
+  // -- rendering --------------------------------------------------------------------------
+  function shownProgress(video) {
+    if (video.status === "completed") return 100;
+    const p = Number(video.progress) || 0;
+    if (video.status !== "processing") return p;
+    return Math.max(p, live.get(video.id) || 0);
+  }
+
+  function makeCard(video) {
+    const name = h("h2", { class: "video-name" });
+    const size = h("span", { class: "muted small" });
+    const vbadge = badge(video.status);
+    const bar = progressBar(`Progress of ${video.name}`);
+    const text = h("p", { class: "progress-text small" });
+    const error = h("p", { class: "video-error", hidden: true });
+    const outputs = h("ul", { class: "outputs" });
+    const details = h("details", { class: "outputs-box", hidden: true },
+      h("summary", {}, "Files in the ZIP"), outputs);
+    const retry = h("button", {
+      type: "button",
+      class: "btn btn-secondary btn-small",
+      hidden: true,
+      onclick: () => onRetry(video.id, retry),
+    }, "Retry");
+    const root = h("li", { class: "card video", "data-video-id": video.id },
+      h("div", { class: "title-row" }, h("div", { class: "video-title" }, name, size), vbadge),
+      bar, text, error, details, h("div", { class: "actions" }, retry));
+
+    let outputsKey = "";
+    const update = (v) => {
+      const p = shownProgress(v);
+      setText(name, v.name);
+      setText(size, formatBytes(v.size));
+      vbadge.update(v.status);
+      root.dataset.status = v.status;
+      bar.set(p, v.status);
+      bar.setAttribute("aria-valuetext", videoStatusText(v, p));
+      setText(text, videoStatusText(v, p));
+      error.hidden = !v.error;
+      setText(error, v.error || "");
+      retry.hidden = !(v.retryable && job && job.status !== "expired");
+      const outs = v.outputs || [];
+      const key = outs.map((o) => `${o.index}:${o.name}:${o.size}`).join("|");
+      if (key !== outputsKey) {
+        outputsKey = key;
+        replace(outputs, outs.map((o) => h("li", {},
+          h("span", { class: "file-name" }, o.name),
+          h("span", { class: "muted small" }, formatBytes(o.size)))));
+      }
+      details.hidden = outs.length === 0;
+    };
+    update(video);
+    return { root, update };
+  }
+
+  function render() {
+    if (!job) return;
+    head.setAttribute("aria-busy", "false");
+    setText(title, jobTitle(job));
+    status.hidden = false;
+    status.update(job.status);
+    const metaParts = [
+      `Created ${formatDateTime(job.createdAt)}`,
+      `${plural(job.variationsPerVideo, "variation")} per video`,
+    ];
+    if ((job.excludedEffects || []).includes("mirror")) metaParts.push("no mirror");
+    const expiry = expiryText(job);
+    if (expiry) metaParts.push(expiry);
+    setText(meta, metaParts.join(" · "));
+
+    const videos = job.videos || [];
+    const order = videos.map((v) => v.id).join(",");
+    if (order !== cardOrder) {
+      cardOrder = order;
+      cards.clear();
+      replace(list, videos.map((v) => {
+        const card = makeCard(v);
+        cards.set(v.id, card);
+        return card.root;
+      }));
+    } else {
+      for (const v of videos) cards.get(v.id).update(v);
+    }
+
+    const progress = videos.length
+      ? videos.reduce((n, v) => n + shownProgress(v), 0) / videos.length
+      : 0;
+    overall.set(job.status === "completed" ? 100 : progress, job.status);
+    const active = ACTIVE_JOB.has(job.status);
+    setText(overallText, active
+      ? `${summaryText(job)} · ${formatPercent(progress)}`
+      : summaryText(job));
+
+    download.hidden = !hasDownload(job);
+    download.href = downloadUrl(id);
+    cancel.hidden = !active;
+    cancel.disabled = cancelling;
+    setText(cancel, cancelling ? "Cancelling…" : "Cancel job");
+    if (job.status === "expired") {
+      notice.hidden = false;
+      setText(notice, "These results have expired and their files were deleted.");
+    } else if (job.status === "cancelled") {
+      notice.hidden = false;
+      setText(notice, hasDownload(job)
+        ? "This job was cancelled. Videos that finished before that can still be downloaded."
+        : "This job was cancelled.");
+    } else {
+      notice.hidden = true;
+    }
+    connection.hidden = !active;
+    setText(connection, feed.mode === "live"
+      ? "Live updates on."
+      : "Checking for updates every few seconds.");
+  }
+
+  function showAlert(message) {
+    setText(alert, message || "");
+    alert.hidden = !message;
+  }
+
+  // -- live updates -----------------------------------------------------------------------
+  function applyEvent(ev) {
+    if (!job) return;
+    if (ev.type === "job" && ev.status) {
+      job.status = ev.status;
+    } else if ((ev.type === "video" || ev.type === "progress") && ev.videoId) {
+      const video = (job.videos || []).find((v) => v.id === ev.videoId);
+      if (!video) return;
+      if (ev.type === "video") {
+        live.delete(ev.videoId);
+        video.status = ev.status || video.status;
+        if (typeof ev.progress === "number") video.progress = ev.progress;
+        if (ev.error !== undefined) video.error = ev.error;
+      } else if (typeof ev.progress === "number") {
+        if (video.status === "queued") video.status = "processing";
+        live.set(ev.videoId, Math.max(live.get(ev.videoId) || 0, ev.progress));
+      }
+    }
+    render();
+  }
+
+  const feed = new LiveFeed({
+    jobId: id,
+    load: () => getJob(id),
+    isActive: (data) => ACTIVE_JOB.has(data.status),
+    onData: (data) => {
+      for (const v of data.videos || []) {
+        if (v.status !== "processing") live.delete(v.id);
+      }
+      job = data;
+      if (!ACTIVE_JOB.has(job.status)) cancelling = false;
+      render();
+    },
+    onEvent: applyEvent,
+    onConnection: () => render(),
+    onError: (err) => {
+      if (!err) {
+        if (alert.dataset.source === "load") showAlert(null);
+        return;
+      }
+      if (err.status === 404 && err.code !== "not_found") {
+        // This job does not exist (any more).
+        head.setAttribute("aria-busy", "false");
+        replace(head,
+          h("h1", {}, "Job not found"),
+          h("p", {}, "There is no job with this id. It may have been deleted or expired."),
+          h("div", { class: "actions" },
+            h("a", { class: "btn btn-primary", href: "#/history" }, "See all jobs"),
+            h("a", { class: "btn btn-secondary", href: "#/upload" }, "New upload")));
+        list.replaceChildren();
+        return;
+      }
+      alert.dataset.source = "load";
+      showAlert(err.status === 0
+        ? "Cannot reach the server right now. Retrying…"
+        : err.message || "Could not load this job. Retrying…");
+    },
+  });
+
+  async function onCancel() {
+    if (cancelling) return;
+    cancelling = true;
+    render();
+    alert.dataset.source = "action";
+    showAlert(null);
+    try {
+      await cancelJob(id);
+      feed.kick();
+    } catch (err) {
+      cancelling = false;
+      render();
+      if (err.status !== 401) showAlert(actionError(err, "cancel jobs"));
+    }
+  }
+
+  async function onRetry(videoId, button) {
+    button.disabled = true;
+    alert.dataset.source = "action";
+    showAlert(null);
+    try {
+      await retryVideo(id, videoId);
+      live.delete(videoId);
+      feed.kick();
+    } catch (err) {
+      if (err.status !== 401) showAlert(actionError(err, "retry videos"));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  feed.start();
+  return () => feed.stop();
+}
