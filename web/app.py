@@ -21,6 +21,7 @@ from pipeline.intake import IntakeRejected, UploadedFile
 from pipeline.service import Service
 
 from .auth import Auth, TokenError
+from .delivery import bp as delivery_bp
 from .errors import HTTP_CODES, APIError, error_response
 from .uploads import receive_upload
 from .views import job_json
@@ -86,6 +87,9 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             resp.headers.setdefault("X-Frame-Options", "DENY")
         return resp
 
+    # Download, cancel, retry, delete and the WebSocket (web/delivery.py).
+    app.register_blueprint(delivery_bp)
+
     # -- health and auth --------------------------------------------------------------------
 
     @app.get("/api/health")
@@ -140,6 +144,12 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     async def create_job():
         job_id = "j" + secrets.token_hex(8)
         job_dir = settings.uploads_dir / job_id
+        length = request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= settings.max_upload \
+                and not await service.janitor.make_room(int(length)):
+            raise APIError(507, "storage_full",
+                           "Not enough storage for this upload, even after removing finished "
+                           "jobs. Wait for running jobs to finish, or delete some jobs.")
         accepted = False
         try:
             upload = await receive_upload(

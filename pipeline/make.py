@@ -1,0 +1,129 @@
+"""``video-refresher make``: the server's pipeline without a server, for scripts and benchmarks.
+
+It runs the same actors (intake, scheduler, runner) on a scratch data folder next to the output,
+shows a progress bar, then writes the same ZIP (one folder per source, ``manifest.json``) as the
+download endpoint. Exit status: 0 when every video completed, 1 when some failed (the ZIP still
+holds what finished), 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from .config import Settings
+from .effects import EffectOptions
+from .intake import IntakeRejected, UploadedFile
+from .naming import display_name
+from .service import Service
+from .zipper import NothingToZip, write_zip
+
+BAR_WIDTH = 30
+
+
+def run_make(settings: Settings, args) -> int:
+    missing = [str(p) for p in args.inputs if not p.is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if not 1 <= args.variations <= 20:
+        print("error: -n must be between 1 and 20", file=sys.stderr)
+        return 2
+    try:
+        options = EffectOptions.parse(",".join(f"-{e.lstrip('-')}" for e in args.exclude) or None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    output = args.output.resolve()
+    work = (args.work_dir or output.parent / f".{output.name}.work").resolve()
+    settings = Settings(**{**settings.__dict__, "data_dir": work})
+    try:
+        return trio.run(_make, settings, list(args.inputs), args.variations, args.seed, options,
+                        output, not args.quiet)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None,
+                options: EffectOptions, output: Path, show: bool) -> int:
+    service = Service(settings)
+    started = time.monotonic()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            job_id = "j" + secrets.token_hex(8)
+            files = await trio.to_thread.run_sync(_stage, settings.uploads_dir / job_id, inputs)
+            with service.hub.subscribe(job_id) as sub:
+                result = await service.submit({"job_id": job_id, "files": tuple(files),
+                                               "variations": n, "seed": seed, "options": options})
+                if isinstance(result, IntakeRejected):
+                    print(f"error: {result.message}", file=sys.stderr)
+                    nursery.cancel_scope.cancel()
+                    return 2
+                if show:
+                    nursery.start_soon(_progress_bar, sub, [f.video_id for f in files], n)
+                await service.wait_idle()
+            job = await service.store.get_job(job_id)
+            nursery.cancel_scope.cancel()
+    finally:
+        service.close()
+    if show:
+        sys.stderr.write("\n")
+    failed = [v for v in job["videos"] if v["status"] != "completed"]
+    for v in failed:
+        print(f"failed: {v['name']}: {v['error']}", file=sys.stderr)
+    try:
+        size = await trio.to_thread.run_sync(write_zip, job, output)
+    except NothingToZip:
+        print("error: no video could be processed; no ZIP written", file=sys.stderr)
+        return 1
+    done = sum(len(v["outputs"]) for v in job["videos"])
+    print(f"wrote {output} ({size / 1e6:.1f} MB, {done} variations of "
+          f"{len(job['videos']) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
+    return 1 if failed else 0
+
+
+def _stage(job_dir: Path, inputs: list[Path]) -> list[UploadedFile]:
+    """Link (or copy) the inputs into the scratch uploads folder, as the upload endpoint would."""
+    job_dir.mkdir(parents=True)
+    files = []
+    for src in inputs:
+        vid = "v" + secrets.token_hex(6)
+        dst = job_dir / f"{vid}.upload"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        files.append(UploadedFile(vid, display_name(src.name), dst, dst.stat().st_size))
+    return files
+
+
+async def _progress_bar(sub, video_ids: list[str], n: int) -> None:
+    progress = dict.fromkeys(video_ids, 0.0)
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    while True:
+        event = await sub.receive()
+        vid = event.get("videoId")
+        if vid in progress and "progress" in event:
+            progress[vid] = float(event["progress"])
+        if event.get("type") == "video" and event.get("status") in ("completed", "failed"):
+            progress[vid] = 100.0
+        pct = sum(progress.values()) / len(progress)
+        done = sum(1 for p in progress.values() if p >= 100)
+        filled = int(BAR_WIDTH * pct / 100)
+        line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {pct:5.1f}%  "
+                f"{done}/{len(progress)} videos, {n} variations each")
+        now = time.monotonic()
+        if tty:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+        elif now - last_line > 2 or pct >= 100:
+            sys.stderr.write(line + "\n")
+            last_line = now

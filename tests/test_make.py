@@ -1,0 +1,75 @@
+"""``video-refresher make``: the pipeline without a server, writing the download's ZIP layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+from pipeline.probe import probe
+from tests.clips import make_clip, make_corrupt_clip
+from tests.server import ROOT
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "web.cli", "make", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def _manifest(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("manifest.json"))
+
+
+def test_make_writes_one_folder_per_source_with_manifest(tmp_path, clips):
+    out = tmp_path / "out.zip"
+    before = clips["a"].read_bytes()
+    done = _make(str(clips["a"]), str(clips["b"]), "-n", "3", "--seed", "s1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
+        names = zf.namelist()
+        assert names == ["manifest.json", "a/a_v01.mp4", "a/a_v02.mp4", "a/a_v03.mp4",
+                         "b/b_v01.mp4", "b/b_v02.mp4", "b/b_v03.mp4"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+        zf.extract("b/b_v02.mp4", tmp_path / "x")
+    assert probe(tmp_path / "x" / "b" / "b_v02.mp4").has_audio is False
+    manifest = _manifest(out)
+    entries = manifest["variations"]
+    assert [e["file"] for e in entries] == names[1:]
+    for e in entries:
+        assert e["seed"] and e["params"] and "crop=" in e["graph"] and e["size"] > 0
+    # The inputs are untouched and the scratch folder is gone.
+    assert clips["a"].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zip", "x"]
+
+
+def test_make_is_reproducible_and_can_exclude_mirror(tmp_path, clips):
+    a1, a2, b = tmp_path / "1.zip", tmp_path / "2.zip", tmp_path / "3.zip"
+    for out in (a1, a2):
+        assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "-o", str(out)).returncode == 0
+    graphs = [[(e["params"], e["graph"]) for e in _manifest(p)["variations"]] for p in (a1, a2)]
+    assert graphs[0] == graphs[1]
+    assert len({g for _, g in graphs[0]}) == 6
+    assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "--exclude", "mirror",
+                 "-o", str(b)).returncode == 0
+    assert not any("hflip" in e["graph"] for e in _manifest(b)["variations"])
+    assert _manifest(b)["excludedEffects"] == ["mirror"]
+
+
+def test_make_reports_failures_and_bad_arguments(tmp_path, clips):
+    broken = make_corrupt_clip(tmp_path, "broken.mp4", keep_header=True)
+    out = tmp_path / "out.zip"
+    done = _make(str(clips["a"]), str(broken), "-n", "1", "-o", str(out))
+    assert done.returncode == 1
+    assert "failed: broken.mp4" in done.stderr
+    assert [e["file"] for e in _manifest(out)["variations"]] == ["a/a_v01.mp4"]
+    assert _make(str(tmp_path / "nope.mp4"), "-o", str(out)).returncode == 2
+    assert _make(str(clips["a"]), "-n", "0", "-o", str(out)).returncode == 2
+    text = tmp_path / "t.mp4"
+    text.write_text("not a video")
+    done = _make(str(text), "-o", str(tmp_path / "t.zip"))
+    assert done.returncode == 2 and "not a video" in done.stderr
+    assert not (tmp_path / "t.zip").exists()

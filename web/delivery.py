@@ -1,0 +1,161 @@
+"""Delivery and lifecycle endpoints: ZIP download, cancel, retry, delete, and the WebSocket.
+
+A thin face over ``pipeline.lifecycle`` (the rules) and ``pipeline.zipper`` (the archive); the
+HTTP mapping of refusals is ``_STATUS``. Every path here is under ``/api/``, so the app's
+``before_request`` has already checked the token for HTTP (header, or ``?token=`` for the
+download); WebSockets skip ``before_request``, so ``/api/ws`` checks its own token.
+
+WebSocket protocol (``/api/ws?token=…``):
+- without a valid token the socket is accepted, then closed with code 4401 (a close before
+  accept would be an HTTP 403 the browser cannot tell apart from other failures);
+- on connect the server sends ``{"type":"hello","jobs":[…]}`` (the same jobs as ``GET
+  /api/jobs``), then the hub's events ``{"type":"job"|"video"|"progress", …}``;
+- the client may send ``{"subscribe": jobId}`` (or ``null`` for all jobs); the server answers
+  ``{"type":"subscribed","jobId":…,"job":{…}|null}`` with a snapshot of that job, then only its
+  events;
+- a client too slow to take the state events is closed with code 4408 (it should re-sync from
+  ``GET /api/jobs`` and reconnect); progress ticks are merged, never queued; when the token
+  expires the socket is closed with 4401.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import quote
+
+import trio
+from quart import Blueprint, Response, current_app, jsonify, websocket
+
+from pipeline.lifecycle import (
+    Conflict,
+    Gone,
+    JobNotFound,
+    LifecycleError,
+    cancel_job,
+    delete_job,
+    open_download,
+    retry_video,
+)
+from pipeline.progress import SubscriberLagging
+from pipeline.zipper import archive_filename, stream_archive
+
+from .auth import TokenError
+from .errors import error_response
+from .views import job_json
+
+bp = Blueprint("delivery", __name__)
+
+_STATUS = {JobNotFound: 404, Conflict: 409, Gone: 410}
+
+# State events a WebSocket client may have pending before it is closed as lagging.
+WS_QUEUE = 256
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_LAGGING = 4408
+
+
+def _service():
+    return current_app.extensions["service"]
+
+
+@bp.errorhandler(LifecycleError)
+async def _lifecycle_error(exc: LifecycleError):
+    return error_response(_STATUS.get(type(exc), 409), exc.code, exc.message)
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+@bp.get("/api/jobs/<job_id>/download")
+async def download(job_id: str):
+    job, archive = await open_download(_service(), job_id)
+    headers = {
+        "Content-Length": str(archive.length),
+        "Content-Disposition": content_disposition(archive_filename(job)),
+    }
+    resp = Response(stream_archive(archive), status=200, mimetype="application/zip",
+                    headers=headers)
+    resp.timeout = None  # a multi-GB download may take long; the client sets the pace
+    return resp
+
+
+@bp.post("/api/jobs/<job_id>/cancel")
+async def cancel(job_id: str):
+    job = await cancel_job(_service(), job_id)
+    return jsonify(job_json(job)), 202
+
+
+@bp.post("/api/jobs/<job_id>/videos/<video_id>/retry")
+async def retry(job_id: str, video_id: str):
+    job = await retry_video(_service(), job_id, video_id)
+    return jsonify(job_json(job)), 202
+
+
+@bp.delete("/api/jobs/<job_id>")
+async def delete(job_id: str):
+    await delete_job(_service(), job_id)
+    return Response(b"", status=204)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266)."""
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    ascii_name = ascii_name.replace('"', "_").replace("\\", "_")
+    if ascii_name == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+# -- WebSocket ----------------------------------------------------------------------------------
+
+
+@bp.websocket("/api/ws")
+async def ws():
+    auth = current_app.extensions["auth"]
+    try:
+        token_expires = auth.verify(websocket.args.get("token"))
+    except TokenError as exc:
+        await websocket.accept()
+        await websocket.close(CLOSE_UNAUTHORIZED, exc.message)
+        return
+    await websocket.accept()
+    service = _service()
+    # Subscribe before taking the snapshot: every event after it is then either already in
+    # the snapshot or delivered after it, so the client ends up with the current state.
+    with service.hub.subscribe(None, max_events=WS_QUEUE) as sub:
+        jobs = await service.store.list_jobs()
+        await _send(websocket, {"type": "hello", "jobs": [job_json(j) for j in jobs]})
+        code, reason = CLOSE_UNAUTHORIZED, "Your session has expired. Log in again."
+        with trio.move_on_after(max(0.0, token_expires - time.time())):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_ws_commands, service, sub)
+                try:
+                    while True:
+                        await _send(websocket, await sub.receive())
+                except SubscriberLagging:
+                    code, reason = CLOSE_LAGGING, "Too far behind: re-sync from /api/jobs."
+                nursery.cancel_scope.cancel()
+        await websocket.close(code, reason)
+
+
+async def _ws_commands(service, sub) -> None:
+    """Apply ``{"subscribe": jobId}`` messages; anything else is ignored."""
+    while True:
+        raw = await websocket.receive()
+        try:
+            msg = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(msg, dict) or "subscribe" not in msg:
+            continue
+        job_id = msg["subscribe"]
+        if job_id is not None and not isinstance(job_id, str):
+            continue
+        sub.subscribe(job_id)
+        job = await service.store.get_job(job_id) if job_id else None
+        # Goes through the subscriber's queue, so it is ordered with the events around it.
+        sub.push({"type": "subscribed", "jobId": job_id, "job": job_json(job) if job else None})
+
+
+async def _send(ws, event: dict) -> None:
+    await ws.send(json.dumps(event, separators=(",", ":")))
