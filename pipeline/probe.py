@@ -107,5 +107,6 @@ def _first_frame_rotation(
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # FFmpeg errors name the file; the message is shown to users, so keep only the reason.
+    text = (getattr(exc, "strerror", None) or str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0][:200]

@@ -23,6 +23,7 @@ from pipeline.service import Service
 from .auth import Auth, TokenError
 from .delivery import bp as delivery_bp
 from .errors import HTTP_CODES, APIError, error_response
+from .flow import FlowControlledConnection, FlowControlledRequest
 from .uploads import receive_upload
 from .views import job_json
 
@@ -33,6 +34,8 @@ MAX_VARIATIONS = 20
 
 def create_app(service: Service, auth: Auth) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
+    app.request_class = FlowControlledRequest
+    app.asgi_http_class = FlowControlledConnection
     # Uploads are streamed by our own parser with its own limits; Quart's would buffer.
     app.config["MAX_CONTENT_LENGTH"] = None
     app.config["BODY_TIMEOUT"] = None
