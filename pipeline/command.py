@@ -130,10 +130,12 @@ def build_render_command(
         args += [
             "-map_metadata", "-1",
             "-map_chapters", "-1",
-            # Bit-exact mode leaves out the "Lavf…"/"Lavc…" encoder tags.
+            # Bit-exact mode leaves out the "Lavf…"/"Lavc…" version tags; an empty value
+            # drops the stream's remaining "encoder" tag.
             "-fflags", "+bitexact",
             "-flags:v", "+bitexact",
             "-flags:a", "+bitexact",
+            "-metadata:s:v", "encoder=",
             "-movflags", "+faststart",
             "-f", "mp4",
             _file_url(out),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 FAMILIES: tuple[str, ...] = ("zoom", "rotation", "color", "noise", "speed", "mirror", "audio")
@@ -233,6 +234,39 @@ def sample_variations(
     return chosen
 
 
+def reroll_variation(
+    job_seed: str | int,
+    video_index: int,
+    variation: int,
+    attempt: int,
+    options: EffectOptions,
+    avoid: Sequence[VariationParams] = (),
+) -> VariationParams:
+    """A fresh draw for variation ``variation`` (1-based, as in `sample_variations`) after its
+    rendered output looked too much like its source or a sibling; ``attempt`` counts from 1.
+
+    Deterministic like `sample_variations`: it draws from
+    ``random.Random(f"{job_seed}:{video_index}:{variation}:reroll{attempt}")`` (redrawn from
+    ``…:reroll{attempt}:{n}`` while closer than `MIN_DISTANCE` to any of ``avoid``: pass the
+    siblings and the rejected parameters). The keys never collide with the first draws', so
+    re-rolling one variation changes nothing else.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    best: VariationParams | None = None
+    best_gap = -1.0
+    for n in range(MAX_ATTEMPTS):
+        key = f"{job_seed}:{video_index}:{variation}:reroll{attempt}" + (f":{n}" if n else "")
+        candidate = _draw(random.Random(key), options)
+        gap = min((distance(candidate, a) for a in avoid), default=math.inf)
+        if gap > best_gap:
+            best, best_gap = candidate, gap
+        if gap >= MIN_DISTANCE:
+            break
+    assert best is not None
+    return best
+
+
 def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
     # The order of draws is part of the seed contract: changing it changes every job's output.
     u_zoom = rng.random()
@@ -291,7 +325,13 @@ def _round(name: str, value: float) -> float:
 
 
 def _even(x: float) -> int:
+    """Round down to an even number, at least 2."""
     return max(2, int(x) // 2 * 2)
+
+
+def _even_up(x: float) -> int:
+    """Round up to an even number."""
+    return max(2, math.ceil(x / 2) * 2)
 
 
 def _fmt(value: float, decimals: int) -> str:
@@ -314,16 +354,26 @@ def video_filter(params: VariationParams, width: int, height: int) -> str:
         rot_zoom = rotation_zoom(params.rotation_deg, width / height) + ROTATION_ZOOM_MARGIN
         zoom = max(zoom, rot_zoom)
     if zoom > 1.0:
-        # Crop the window that becomes the picture; with rotation, crop a window larger by the
-        # rotation's own zoom, rotate it, and keep its centre part (rotate's ow/oh).
-        crop_zoom = zoom / rot_zoom if params.rotation_deg else zoom
-        crop_zoom = max(1.0, crop_zoom)
-        cw, ch = _even(width / crop_zoom), _even(height / crop_zoom)
-        x = _even((width - cw) * params.pan_x) if width > cw else 0
-        y = _even((height - ch) * params.pan_y) if height > ch else 0
+        if params.rotation_deg:
+            # Rotate only the window that becomes the picture: crop the smallest even-sized
+            # window whose rotation still covers an ow×oh centre (plus a pixel each side for
+            # the interpolation), rotate it, keep the centre (rotate's ow/oh), scale that up.
+            a = math.radians(abs(params.rotation_deg))
+            cos_a, sin_a = math.cos(a), math.sin(a)
+            ow, oh = _even(width / zoom), _even(height / zoom)
+            while True:
+                cw = _even_up(ow * cos_a + oh * sin_a + 2)
+                ch = _even_up(ow * sin_a + oh * cos_a + 2)
+                if (cw <= width and ch <= height) or ow <= 2 or oh <= 2:
+                    break
+                ow, oh = ow - 2, oh - 2
+            cw, ch = min(cw, _even(width)), min(ch, _even(height))
+        else:
+            cw, ch = _even(width / zoom), _even(height / zoom)
+        x = int((width - cw) * params.pan_x) // 2 * 2
+        y = int((height - ch) * params.pan_y) // 2 * 2
         chain.append(f"crop={cw}:{ch}:{x}:{y}")
         if params.rotation_deg:
-            ow, oh = _even(width / zoom), _even(height / zoom)
             angle = _fmt(math.radians(params.rotation_deg), 6)
             chain.append(f"rotate={angle}:ow={ow}:oh={oh}:bilinear={ROTATE_BILINEAR}")
         if params.mirror:

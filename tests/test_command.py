@@ -258,5 +258,5 @@ def test_speed_change_keeps_every_frame(tmp_path):
         with av.open(str(out)) as c:
             frames = list(c.decode(video=0))
         assert len(frames) == 15
-        gaps = {round(float(b.time - a.time), 4) for a, b in zip(frames, frames[1:])}
+        gaps = {round(float(b.time - a.time), 4) for a, b in zip(frames, frames[1:], strict=False)}
         assert max(gaps) - min(gaps) < 0.001  # evenly spaced

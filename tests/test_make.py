@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 from pipeline.probe import probe
-from tests.clips import make_clip, make_corrupt_clip
+from tests.clips import make_corrupt_clip
 from tests.server import ROOT
 
 

@@ -1,7 +1,8 @@
 // Live updates: the WebSocket when it is there, adaptive polling when it is not.
 //
 // A LiveFeed keeps one piece of server state fresh (a job, or the job list):
-//  - load() fetches the state; onData(state) renders it.
+//  - load() fetches the state; onData(state) renders it. snapshot(ev) may turn a socket
+//    message that carries the whole state (e.g. {"type":"subscribed","job":…}) into one.
 //  - Over the socket, "progress" ticks go straight to onEvent(ev); state events ("job",
 //    "video") go to onEvent too and trigger a refetch so the view stays consistent.
 //  - Without a socket (not built, dropped, blocked by a proxy), it polls: 2 s, growing to 10 s
@@ -26,9 +27,10 @@ function jitter(ms) {
 }
 
 export class LiveFeed {
-  constructor({ jobId = null, load, onData, onEvent, onError, onConnection, isActive }) {
+  constructor({ jobId = null, load, snapshot, onData, onEvent, onError, onConnection, isActive }) {
     this.jobId = jobId;
     this.load = load;
+    this.snapshot = snapshot || (() => null);
     this.onData = onData;
     this.onEvent = onEvent || (() => {});
     this.onError = onError || (() => {});
@@ -100,14 +102,8 @@ export class LiveFeed {
     try {
       const data = await this.load();
       if (this.stopped) return;
-      const signature = JSON.stringify(data);
-      const changed = signature !== this.signature;
-      this.signature = signature;
+      const changed = this.accept(data);
       this.pollDelay = changed ? POLL_MIN : Math.min(POLL_MAX, this.pollDelay * POLL_GROWTH);
-      // After an action the server may take a moment to show its effect: keep following.
-      this.active = Boolean(this.isActive(data)) || Date.now() < this.followUntil;
-      this.onData(data);
-      this.onError(null);
     } catch (err) {
       if (this.stopped) return;
       if (err && err.status === 401) return; // the app is already going to the login page
@@ -129,6 +125,18 @@ export class LiveFeed {
     }
     if (this.active && !this.reconnectPending) this.connect();
     this.schedulePoll();
+  }
+
+  /** Take a fresh state (from a fetch or a socket snapshot); returns whether it changed. */
+  accept(data) {
+    const signature = JSON.stringify(data);
+    const changed = signature !== this.signature;
+    this.signature = signature;
+    // After an action the server may take a moment to show its effect: keep following.
+    this.active = Boolean(this.isActive(data)) || Date.now() < this.followUntil;
+    this.onData(data);
+    this.onError(null);
+    return changed;
   }
 
   /** Call after an action (cancel, retry) that makes the state move again. */
@@ -162,7 +170,6 @@ export class LiveFeed {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.wsOpen = true;
-      this.wsAttempts = 0;
       clearTimeout(this.pollTimer);
       if (this.jobId) ws.send(JSON.stringify({ subscribe: this.jobId }));
       this.onConnection("live");
@@ -171,6 +178,7 @@ export class LiveFeed {
     };
     ws.onmessage = (msg) => {
       if (this.ws !== ws) return;
+      this.wsAttempts = 0; // the server talks: a real connection, not one that opens and drops
       let ev;
       try {
         ev = JSON.parse(msg.data);
@@ -179,6 +187,11 @@ export class LiveFeed {
       }
       if (!ev || typeof ev !== "object") return;
       if (this.jobId && ev.jobId && ev.jobId !== this.jobId) return;
+      const snapshot = this.snapshot(ev);
+      if (snapshot) {
+        this.accept(snapshot);
+        return;
+      }
       this.onEvent(ev);
       if (ev.type === "job" || ev.type === "video") this.scheduleEventRefresh();
     };

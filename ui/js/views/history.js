@@ -145,6 +145,7 @@ export function renderHistory(outlet) {
 
   const feed = new LiveFeed({
     load: () => listJobs(),
+    snapshot: (ev) => (ev.type === "hello" && Array.isArray(ev.jobs) ? { jobs: ev.jobs } : null),
     isActive: (data) => (data.jobs || []).some((j) => ACTIVE_JOB.has(j.status)),
     onData: (data) => {
       jobs = data.jobs || [];

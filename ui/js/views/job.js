@@ -35,7 +35,7 @@ function videoStatusText(video, progress) {
     case "queued": return "Waiting to start";
     case "processing": return `Rendering · ${formatPercent(progress)}`;
     case "completed": return `Done · ${plural((video.outputs || []).length || video.outputCount || 0, "variation")}`;
-    case "failed": return "Failed";
+    case "failed": return "Rendering failed";
     case "cancelled": return "Cancelled";
     case "interrupted": return "Interrupted · will resume";
     default: return video.status;
@@ -233,6 +233,7 @@ export function renderJob(outlet, { id }) {
   const feed = new LiveFeed({
     jobId: id,
     load: () => getJob(id),
+    snapshot: (ev) => (ev.type === "subscribed" && ev.job && ev.job.id === id ? ev.job : null),
     isActive: (data) => ACTIVE_JOB.has(data.status),
     onData: (data) => {
       for (const v of data.videos || []) {

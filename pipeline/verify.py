@@ -1,0 +1,341 @@
+"""Verification of one rendered variation before it is committed.
+
+A variation is only delivered when it
+
+- is laid out for streaming: the top-level MP4 boxes cover the file exactly (a cut-off file
+  fails here, before anything is decoded) and ``moov`` comes before ``mdat`` (``+faststart``);
+- decodes from the first to the last packet, video and audio, without a single decoder or
+  demuxer error (one FFmpeg ``-v error`` run whose stderr must stay empty);
+- lasts the source's duration divided by its speed factor (±2 %);
+- keeps its audio when the source had audio, in sync with the picture within one frame;
+- carries no metadata of the source (see `_allowed_tag` for what FFmpeg itself may write);
+- has the source's display size (rounded down to even numbers, as the filters do) and is upright
+  (no display-rotation flag).
+
+``check_file`` does the cheap checks (layout and container, milliseconds); ``decode`` is the full
+decode, and can tap a few thumbnails off the same decode for the distinctness measure (see
+``distinct.tap_args``) so that every output is decoded exactly once.
+
+Error handling: every failed check raises ``VerificationFailed`` with a sentence naming what is
+wrong; the runner turns it into a failed video.
+
+Resource handling: ``decode`` owns its FFmpeg process through ``trio.run_process``, which
+terminates, kills and always waits for it when the caller is cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import trio
+
+from .probe import MediaInfo, NotAVideo, probe
+
+DURATION_TOLERANCE = 0.02
+# FFmpeg's frame rate guess when a stream does not say; only used for the sync tolerance.
+FALLBACK_FPS = 30.0
+# AAC codes audio in frames of 1024 samples, so an audio track ends on a frame boundary and may
+# run up to one such frame past the picture without being out of sync.
+AAC_FRAME_SAMPLES = 1024
+# Bytes of FFmpeg's stderr kept in a failure message.
+STDERR_KEEP = 400
+
+# Tags the MP4 muxer writes on its own. They describe the file format, never the source.
+_FORMAT_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands"})
+# FFmpeg's default handler names and vendor id; a source's own handler name (a phone writes
+# e.g. "Core Media Video") surviving would be source metadata, so only these values pass.
+_DEFAULT_HANDLERS = frozenset({"VideoHandler", "SoundHandler"})
+_DEFAULT_VENDOR = "[0][0][0][0]"
+
+
+class VerificationFailed(Exception):
+    """A rendered output is not fit to deliver; ``message`` says why, for the user."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What an output is checked against: facts about its source, read once per video."""
+
+    display_width: int
+    display_height: int
+    has_audio: bool
+    # "format:title", "video:handler_name", … → value, as PyAV reads them from the source.
+    tags: dict[str, str] = field(default_factory=dict)
+    # Seconds the source's audio ends after its picture (negative: before); an output keeps this
+    # offset scaled by its speed factor.
+    audio_tail: float = 0.0
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of ``check_file``: the output's description, for the runner's records."""
+
+    info: MediaInfo
+    fps: float
+
+
+def reference_for(path: Path | str, info: MediaInfo) -> Reference:
+    """Read the source's tags and stream ends. Blocking (run it in a worker thread)."""
+    facts = _streams(Path(path))
+    return Reference(
+        display_width=info.display_width,
+        display_height=info.display_height,
+        has_audio=info.has_audio,
+        tags=facts.tags,
+        audio_tail=(facts.audio_end - facts.video_end) if facts.audio_end is not None else 0.0,
+    )
+
+
+def check_file(path: Path | str, reference: Reference, expected_duration: float,
+               speed: float = 1.0, *, name: str | None = None) -> Checked:
+    """The layout and container checks (no full decode). Blocking, milliseconds.
+
+    ``name`` is how messages call the file (default: its file name). Raises
+    ``VerificationFailed``.
+    """
+    path = Path(path)
+    name = name or path.name
+    check_layout(path, name=name)
+    try:
+        info = probe(path)
+    except NotAVideo as exc:
+        raise VerificationFailed(f"{name} is not a valid video: {exc}") from None
+    facts = _streams(path)
+
+    if abs(info.duration - expected_duration) > DURATION_TOLERANCE * expected_duration:
+        raise VerificationFailed(
+            f"{name} lasts {info.duration:.2f}s, expected {expected_duration:.2f}s"
+        )
+    want_w, want_h = _even(reference.display_width), _even(reference.display_height)
+    if info.rotation:
+        raise VerificationFailed(
+            f"{name} carries a {info.rotation}° display rotation; outputs must be upright"
+        )
+    if (info.display_width, info.display_height) != (want_w, want_h):
+        raise VerificationFailed(
+            f"{name} displays as {info.display_width}x{info.display_height}, "
+            f"the source as {want_w}x{want_h}"
+        )
+    fps = facts.fps or FALLBACK_FPS
+    if reference.has_audio:
+        if not info.has_audio or facts.audio_end is None:
+            raise VerificationFailed(f"{name} lost its audio stream")
+        _check_sync(name, facts, reference, speed, fps)
+    _check_tags(name, facts.tags, reference.tags)
+    return Checked(info=info, fps=fps)
+
+
+def check_layout(path: Path | str, *, name: str | None = None) -> None:
+    """The top-level MP4 boxes cover the file exactly and ``moov`` precedes ``mdat``.
+
+    A file cut short ends inside a box (its declared size runs past the end), so truncation is
+    caught here without decoding anything.
+    """
+    path = Path(path)
+    name = name or path.name
+    boxes = top_level_boxes(path)
+    kinds = [kind for kind, _, _ in boxes]
+    if not kinds or kinds[0] != "ftyp":
+        raise VerificationFailed(f"{name} is not an MP4 file (it does not start with 'ftyp')")
+    if "moov" not in kinds:
+        raise VerificationFailed(f"{name} has no index ('moov' box)")
+    if "mdat" not in kinds:
+        raise VerificationFailed(f"{name} has no media data ('mdat' box)")
+    if kinds.index("moov") > kinds.index("mdat"):
+        raise VerificationFailed(
+            f"{name} is not optimised for streaming: its index ('moov') comes after the media "
+            "data, so players must download the whole file before playing"
+        )
+
+
+def top_level_boxes(path: Path | str) -> list[tuple[str, int, int]]:
+    """``(type, offset, size)`` of each top-level box. Raises ``VerificationFailed`` when the
+    boxes do not tile the file (cut short, or not an ISO BMFF file at all)."""
+    path = Path(path)
+    name = path.name
+    total = os.path.getsize(path)
+    boxes: list[tuple[str, int, int]] = []
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset < total:
+            fh.seek(offset)
+            header = fh.read(8)
+            if len(header) < 8:
+                raise VerificationFailed(f"{name} is truncated (ends inside a box header)")
+            size, raw_kind = struct.unpack(">I4s", header)
+            kind = raw_kind.decode("latin-1")
+            head = 8
+            if size == 1:  # 64-bit size follows the type
+                large = fh.read(8)
+                if len(large) < 8:
+                    raise VerificationFailed(f"{name} is truncated (ends inside a box header)")
+                size = struct.unpack(">Q", large)[0]
+                head = 16
+            elif size == 0:  # the box runs to the end of the file
+                size = total - offset
+            if size < head or not raw_kind.isascii():
+                raise VerificationFailed(f"{name} has a damaged box at byte {offset}")
+            if offset + size > total:
+                raise VerificationFailed(
+                    f"{name} is truncated: its '{kind}' box needs {offset + size - total} more bytes"
+                )
+            boxes.append((kind, offset, size))
+            offset += size
+    return boxes
+
+
+def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> list[str]:
+    """The FFmpeg argument list that decodes every packet of ``path`` and discards the result.
+
+    Audio (if any) goes to the ``null`` muxer. Video goes to ``tap`` (extra output arguments
+    that write to stdout, e.g. ``distinct.tap_args``) when given, else to ``null`` as well; a
+    tap's filters see every decoded frame, so the video is still decoded in full.
+    ``-fps_mode passthrough`` keeps the null muxer from re-timing frames (it would log false
+    "non monotonically increasing dts" errors for speed-scaled timestamps).
+    """
+    args = [
+        ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
+        "-i", "file:" + os.fspath(path),
+        "-map", "0:a?", "-f", "null", "-",
+    ]
+    if tap:
+        args += list(tap)
+    else:
+        args += ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "null", "-"]
+    return args
+
+
+async def decode(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
+                 name: str | None = None) -> bytes:
+    """Decode all of ``path``; returns what the tap wrote to stdout (``b""`` without a tap).
+
+    Raises ``VerificationFailed`` when FFmpeg fails or logs any error (a damaged frame is
+    concealed by the decoder and only shows up in the log).
+    """
+    name = name or Path(path).name
+    done = await trio.run_process(
+        decode_command(ffmpeg, path, tap), capture_stdout=True, capture_stderr=True, check=False,
+    )
+    errors = done.stderr.decode("utf-8", "replace").strip()
+    if done.returncode != 0 or errors:
+        first = errors.splitlines()[0][:STDERR_KEEP] if errors else f"status {done.returncode}"
+        raise VerificationFailed(f"{name} does not decode cleanly: {first}")
+    return done.stdout
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Streams:
+    tags: dict[str, str]
+    fps: float
+    video_start: float
+    video_end: float
+    audio_start: float | None
+    audio_end: float | None
+    audio_rate: int | None
+
+
+def _streams(path: Path) -> _Streams:
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VerificationFailed(f"{path.name} cannot be opened: {exc}") from None
+    with container:
+        tags = {f"format:{k}": str(v) for k, v in container.metadata.items()}
+        v = container.streams.video[0] if container.streams.video else None
+        a = container.streams.audio[0] if container.streams.audio else None
+        for stream in container.streams:
+            for k, val in stream.metadata.items():
+                tags.setdefault(f"{stream.type}:{k}", str(val))
+        video_start, video_end = _span(v)
+        audio_start, audio_end = _span(a) if a is not None else (None, None)
+        return _Streams(
+            tags=tags,
+            fps=float(v.average_rate or 0) if v is not None else 0.0,
+            video_start=video_start,
+            video_end=video_end,
+            audio_start=audio_start,
+            audio_end=audio_end,
+            audio_rate=a.codec_context.sample_rate if a is not None else None,
+        )
+
+
+def _span(stream) -> tuple[float, float]:
+    if stream is None or stream.time_base is None:
+        return 0.0, 0.0
+    start = float((stream.start_time or 0) * stream.time_base)
+    length = float((stream.duration or 0) * stream.time_base)
+    return start, start + length
+
+
+def _check_sync(name: str, facts: _Streams, reference: Reference, speed: float, fps: float) -> None:
+    frame = 1.0 / fps
+    assert facts.audio_start is not None and facts.audio_end is not None
+    lead = facts.audio_start - facts.video_start
+    if abs(lead) > frame:
+        raise VerificationFailed(
+            f"{name} is out of sync: audio starts {lead * 1000:+.0f} ms from the picture"
+        )
+    # The source's own audio tail (audio longer or shorter than the picture) carries over,
+    # scaled by the speed factor; beyond that, one frame plus one AAC frame of padding.
+    audio_frame = AAC_FRAME_SAMPLES / facts.audio_rate if facts.audio_rate else 0.0
+    drift = (facts.audio_end - facts.video_end) - reference.audio_tail / speed
+    if abs(drift) > frame + audio_frame:
+        raise VerificationFailed(
+            f"{name} is out of sync: audio ends {drift * 1000:+.0f} ms away from the picture"
+        )
+
+
+def _allowed_tag(key: str, value: str) -> bool:
+    """Whether an output may carry this tag. The policy:
+
+    - the MP4 brand tags, which only name the file format;
+    - ``encoder`` when it names FFmpeg itself (``Lavf…`` for the muxer, ``Lavc…`` for an
+      encoder): those are written by our render, not carried over from the source. (Our render
+      runs bit-exact, so only the version-less ``Lavc libx264`` appears; a source's own encoder
+      string, e.g. a camera's or an editor's, never passes);
+    - ``language`` only as ``und`` and the handler names and vendor id only at FFmpeg's
+      defaults, since other values come from the source.
+
+    Everything else (title, comment, creation_time, location/GPS, Apple ``com.apple.*`` keys,
+    dates, authors, …) fails.
+    """
+    scope, _, tag = key.partition(":")
+    if scope == "format" and tag in _FORMAT_TAGS:
+        return True
+    if tag == "encoder":
+        return value.startswith(("Lavf", "Lavc"))
+    if scope != "format" and tag == "language":
+        return value == "und"
+    if scope != "format" and tag == "handler_name":
+        return value in _DEFAULT_HANDLERS
+    if scope != "format" and tag == "vendor_id":
+        return value == _DEFAULT_VENDOR
+    return False
+
+
+def _check_tags(name: str, tags: dict[str, str], source_tags: dict[str, str]) -> None:
+    for key, value in sorted(tags.items()):
+        if _allowed_tag(key, value):
+            continue
+        origin = " (copied from the source)" if source_tags.get(key) == value else ""
+        tag = key.partition(":")[2]
+        raise VerificationFailed(
+            f"{name} still carries metadata{origin}: {tag}={value[:80]!r}"
+        )
+
+
+def _even(x: int) -> int:
+    # The filters round the output size down to even numbers (yuv420p needs them).
+    return max(2, x // 2 * 2)

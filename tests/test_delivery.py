@@ -1,0 +1,296 @@
+"""Delivery and lifecycle over HTTP against the real server: ZIP download, cancel, retry, delete,
+expiry (410) and the storage cap (507). Real FFmpeg on tiny clips."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.clips import make_clip, make_corrupt_clip
+from tests.server import ServerProcess, wait_for, wait_job
+from web.delivery import content_disposition
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    """One server for the tests that need no special settings (one worker: renders in order)."""
+    server = ServerProcess(tmp_path_factory.mktemp("delivery") / "data", env={"VR_WORKERS": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(srv):
+    with srv.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """A clip that takes FFmpeg a few seconds, so a render can be caught mid-way."""
+    return make_clip(tmp_path_factory.mktemp("long"), "long.mp4", seconds=10.0, size="640x360",
+                     fps=30)
+
+
+def _upload(client: httpx.Client, *paths: Path, names=None, variations: int = 2) -> str:
+    names = names or [p.name for p in paths]
+    files = [("videos", (n, p.read_bytes(), "video/mp4")) for p, n in zip(paths, names, strict=True)]
+    r = client.post("/api/jobs", files=files, data={"variations": str(variations)})
+    assert r.status_code == 202, r.text
+    return r.json()["jobId"]
+
+
+def _output_paths(srv: ServerProcess, job_id: str) -> dict[str, list[Path]]:
+    """video name → its output files, from the database (the server's own record)."""
+    with sqlite3.connect(srv.data_dir / "refresher.db") as db:
+        rows = db.execute(
+            "SELECT v.name, o.path FROM outputs o JOIN videos v ON v.id=o.video_id"
+            " WHERE v.job_id=? ORDER BY v.idx, o.idx", (job_id,)
+        ).fetchall()
+    out: dict[str, list[Path]] = {}
+    for name, path in rows:
+        out.setdefault(name, []).append(Path(path))
+    return out
+
+
+def _ffmpeg_pids_for(job_id: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "ffmpeg" in cmd and job_id in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _wait_rendering(client: httpx.Client, job_id: str, index: int = 0) -> None:
+    """Until video ``index`` reports progress (FFmpeg is running and writing)."""
+    def started():
+        v = client.get(f"/api/jobs/{job_id}").json()["videos"][index]
+        return v["status"] == "processing" and v["progress"] > 0
+
+    wait_for(started, timeout=30, interval=0.05)
+
+
+# -- download -------------------------------------------------------------------------------------
+
+
+def test_download_is_an_exact_store_zip_with_manifest(srv, client, clips, tmp_path):
+    a = clips["a"]
+    # Two sources with the same stem: their folders must still be distinct.
+    job_id = _upload(client, a, a, clips["b"], names=["promo.mp4", "promo.mov", "b.mov"])
+    job = wait_job(client, job_id)
+    assert job["status"] == "completed"
+
+    r = client.get(f"/api/jobs/{job_id}/download")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/zip"
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert r.headers["content-disposition"] == f'attachment; filename="video-refresher-{job_id}.zip"'
+
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    assert zf.namelist() == [
+        "manifest.json",
+        "promo/promo_v01.mp4", "promo/promo_v02.mp4",
+        "promo_2/promo_2_v01.mp4", "promo_2/promo_2_v02.mp4",
+        "b/b_v01.mp4", "b/b_v02.mp4",
+    ]
+    assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+    assert zf.testzip() is None
+
+    # Each member is byte-identical to the stored output.
+    stored = _output_paths(srv, job_id)
+    expected = stored["promo.mp4"] + stored["promo.mov"] + stored["b.mov"]
+    for name, path in zip(zf.namelist()[1:], expected, strict=True):
+        assert zf.read(name) == path.read_bytes(), name
+
+    manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["jobId"] == job_id and manifest["seed"] == job["seed"]
+    rows = manifest["variations"]
+    assert [v["file"] for v in rows] == zf.namelist()[1:]
+    assert [v["source"] for v in rows] == ["promo.mp4"] * 2 + ["promo.mov"] * 2 + ["b.mov"] * 2
+    for v, path in zip(rows, expected, strict=True):
+        assert v["size"] == path.stat().st_size
+        assert v["seed"] and v["params"] and v["graph"]
+        assert 0.9 < v["duration"] < 1.2
+    assert str(srv.data_dir) not in zf.read("manifest.json").decode()
+
+    out = tmp_path / "dl.zip"
+    out.write_bytes(r.content)
+    t = subprocess.run(["unzip", "-t", str(out)], capture_output=True, text=True)
+    assert t.returncode == 0, t.stdout + t.stderr
+    assert "No errors detected" in t.stdout
+
+
+def test_download_link_with_token_query_and_single_source_name(srv, client, clips):
+    job_id = _upload(client, clips["a"], names=["Summer sale.mp4"])
+    wait_job(client, job_id)
+    token = client.headers["Authorization"].split()[1]
+    r = httpx.get(f"{srv.url}/api/jobs/{job_id}/download", params={"token": token})
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == 'attachment; filename="Summer sale-variations.zip"'
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert zipfile.ZipFile(io.BytesIO(r.content)).testzip() is None
+    bad = httpx.get(f"{srv.url}/api/jobs/{job_id}/download", params={"token": "x.y"})
+    assert bad.status_code == 401
+    # ?token= is only for the download link.
+    assert httpx.get(f"{srv.url}/api/jobs/{job_id}", params={"token": token}).status_code == 401
+
+
+def test_unknown_ids_are_404(srv, client):
+    for method, path in [
+        ("GET", "/api/jobs/jnope/download"),
+        ("POST", "/api/jobs/jnope/cancel"),
+        ("POST", "/api/jobs/jnope/videos/vnope/retry"),
+        ("DELETE", "/api/jobs/jnope"),
+    ]:
+        r = client.request(method, path)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "job_not_found"
+
+
+def test_content_disposition_keeps_unicode_names_safe():
+    assert content_disposition("a.zip") == 'attachment; filename="a.zip"'
+    header = content_disposition("Été \"x\".zip")
+    assert header.startswith('attachment; filename="_t_ _x_.zip"; filename*=UTF-8\'\'')
+    assert "%C3%89t%C3%A9" in header
+
+
+# -- cancel, delete ---------------------------------------------------------------------------------
+
+
+def test_cancel_mid_render_kills_ffmpeg_keeps_nothing_partial(srv, client, long_clip, clips):
+    job_id = _upload(client, clips["a"], long_clip, clips["b"], variations=3)
+    _wait_rendering(client, job_id, index=1)
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["videos"][0]["status"] == "completed"
+    assert job["videos"][1]["status"] == "processing"
+    assert _ffmpeg_pids_for(job_id)
+
+    r = client.post(f"/api/jobs/{job_id}/cancel")
+    assert r.status_code == 202
+    job = r.json()
+    assert [v["status"] for v in job["videos"]] == ["completed", "cancelled", "cancelled"]
+    # A job with a finished video is delivered as completed (partial results).
+    assert job["status"] == "completed"
+    assert _ffmpeg_pids_for(job_id) == []
+    out_dir = srv.data_dir / "outputs" / job_id
+    assert list(out_dir.rglob("*.part")) == []
+    assert len(list(out_dir.rglob("*.mp4"))) == 3  # the finished video's outputs are kept
+
+    names = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job_id}/download").content)).namelist()
+    assert names == ["manifest.json", "a/a_v01.mp4", "a/a_v02.mp4", "a/a_v03.mp4"]
+    again = client.post(f"/api/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_running"
+
+
+def test_download_is_409_until_a_video_finished_and_delete_stops_a_running_job(srv, client, long_clip):
+    job_id = _upload(client, long_clip, variations=3)
+    r = client.get(f"/api/jobs/{job_id}/download")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_ready"
+    _wait_rendering(client, job_id)
+
+    r = client.delete(f"/api/jobs/{job_id}")
+    assert r.status_code == 204 and r.content == b""
+    assert _ffmpeg_pids_for(job_id) == []
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert not (srv.data_dir / "outputs" / job_id).exists()
+    assert not (srv.data_dir / "uploads" / job_id).exists()
+    with sqlite3.connect(srv.data_dir / "refresher.db") as db:
+        assert db.execute("SELECT count(*) FROM videos WHERE job_id=?", (job_id,)).fetchone()[0] == 0
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 404
+
+
+# -- retry ----------------------------------------------------------------------------------------
+
+
+def test_retry_after_the_cause_is_fixed(srv, client, clips, tmp_path):
+    bad = make_corrupt_clip(tmp_path, "cut.mp4", keep_header=True)
+    job_id = _upload(client, bad, clips["a"])
+    job = wait_job(client, job_id)
+    failed, done = job["videos"]
+    assert failed["status"] == "failed" and failed["retryable"] and failed["error"]
+    assert done["status"] == "completed"
+
+    r = client.post(f"/api/jobs/{job_id}/videos/{done['id']}/retry")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_retryable"
+    assert client.post(f"/api/jobs/{job_id}/videos/vnope/retry").status_code == 404
+
+    # The cause: a truncated upload. Put the intact file in its place, then retry.
+    upload = next((srv.data_dir / "uploads" / job_id).glob(f"{failed['id']}*"))
+    shutil.copyfile(clips["a"], upload)
+    r = client.post(f"/api/jobs/{job_id}/videos/{failed['id']}/retry")
+    assert r.status_code == 202
+    assert r.json()["videos"][0]["status"] in ("queued", "processing", "completed")
+    job = wait_job(client, job_id)
+    assert [v["status"] for v in job["videos"]] == ["completed", "completed"]
+    assert job["videos"][0]["attempts"] == 2
+    names = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job_id}/download").content)).namelist()
+    assert names[1:] == ["cut/cut_v01.mp4", "cut/cut_v02.mp4", "a/a_v01.mp4", "a/a_v02.mp4"]
+
+
+def test_retry_refused_when_the_upload_is_gone(srv, client, tmp_path):
+    bad = make_corrupt_clip(tmp_path, "cut.mp4", keep_header=True)
+    job_id = _upload(client, bad)
+    video = wait_job(client, job_id)["videos"][0]
+    assert video["status"] == "failed"
+    shutil.rmtree(srv.data_dir / "uploads" / job_id)
+    r = client.post(f"/api/jobs/{job_id}/videos/{video['id']}/retry")
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "upload_gone"
+
+
+# -- expiry and storage cap -------------------------------------------------------------------------
+
+
+def test_expired_job_is_410_and_its_files_are_gone(make_server, clips):
+    srv = make_server({"VR_JOB_TTL": "1s", "VR_JANITOR_INTERVAL": "0.3s"})
+    with srv.client() as client:
+        job_id = _upload(client, clips["a"])
+        job = wait_job(client, job_id, statuses=("completed", "failed", "expired"))
+        assert job["status"] in ("completed", "expired")
+        job = wait_job(client, job_id, statuses=("expired",), timeout=10)
+        r = client.get(f"/api/jobs/{job_id}/download")
+        assert r.status_code == 410 and r.json()["error"]["code"] == "job_expired"
+        assert not (srv.data_dir / "outputs" / job_id).exists()
+        # Still listed for a while, so the user sees what happened.
+        assert [j["status"] for j in client.get("/api/jobs").json()["jobs"]] == ["expired"]
+
+
+def test_storage_cap_evicts_finished_jobs_for_an_upload_else_507(make_server, clips):
+    size = clips["a"].stat().st_size
+    # Room for one upload, not for an upload plus a finished job's outputs.
+    srv = make_server({"VR_STORAGE_CAP": str(size * 3 // 2), "VR_WORKERS": "1"})
+    with srv.client() as client:
+        first = _upload(client, clips["a"])
+        assert wait_job(client, first)["status"] == "completed"
+
+        second = _upload(client, clips["a"])  # fits only once the first job is evicted
+        assert client.get(f"/api/jobs/{first}").json()["status"] == "expired"
+        assert not (srv.data_dir / "outputs" / first).exists()
+        assert client.get(f"/api/jobs/{first}/download").status_code == 410
+
+        # Two files cannot fit even with every finished job gone (the second is still running
+        # or just finished; running jobs are never evicted).
+        files = [("videos", (n, clips["a"].read_bytes(), "video/mp4")) for n in ("x.mp4", "y.mp4")]
+        r = client.post("/api/jobs", files=files)
+        assert r.status_code == 507
+        assert r.json()["error"]["code"] == "storage_full"
+        assert "storage" in r.json()["error"]["message"]
+        uploads = srv.data_dir / "uploads"
+        assert sorted(p.name for p in uploads.iterdir()) in ([], [second])
+        assert [j["id"] for j in client.get("/api/jobs").json()["jobs"]] == [second, first]
+        wait_job(client, second)

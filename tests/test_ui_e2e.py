@@ -1,0 +1,567 @@
+"""End-to-end tests of the browser app: Debian's Chromium (headless) against a real server.
+
+One server and one browser for the module; a fresh browser context (so a fresh localStorage)
+per test. Every test fails if the page logs an unexpected console error. Screenshots of each
+view are written to docs/screenshots/ on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zipfile
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.clips import make_clip, make_corrupt_clip, make_text_file_as_mp4
+from tests.server import PASSWORD, ServerProcess, wait_for, wait_job
+from tests.ui_helpers import (
+    DESKTOP,
+    FORBIDDEN_SINKS,
+    PHONE,
+    ConsoleWatch,
+    launch,
+    screenshot,
+    source_files,
+)
+
+# Waits in the browser (ms). Tiny clips render in a second or two.
+RENDER_TIMEOUT = 45_000
+UNAUTHORIZED_LOG = r"status of 401"
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(tmp_path_factory.mktemp("ui") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ui-clips")
+    return {
+        "a": make_clip(d, "a.mp4", seconds=1.0, size="160x120"),
+        "b": make_clip(d, "b.mov", seconds=1.0, size="160x120", audio=False),
+        # Long enough to still be rendering when Cancel is clicked.
+        "long": make_clip(d, "long.mp4", seconds=8.0, size="640x360", fps=25),
+        # Probes as a video, then runs out of data while rendering: fails, retryable.
+        "cut": make_corrupt_clip(d, "cut.mp4", keep_header=True),
+        "text_mp4": make_text_file_as_mp4(d, "notes.mp4"),
+        "text": _write(d / "notes.txt", b"not a video\n"),
+    }
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def console():
+    return ConsoleWatch()
+
+
+@pytest.fixture
+def context(browser, server):
+    ctx = browser.new_context(base_url=server.url, viewport=DESKTOP, accept_downloads=True)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context, console):
+    pg = context.new_page()
+    console.attach(pg)
+    yield pg
+    unexpected = console.unexpected()
+    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture
+def api(server):
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def completed_job(server, media):
+    """A finished job made through the API (for the history and phone tests)."""
+    with server.client() as client:
+        with open(media["a"], "rb") as a:
+            r = client.post("/api/jobs", files=[("videos", ("a.mp4", a, "video/mp4"))],
+                            data={"variations": "2"})
+        assert r.status_code == 202, r.text
+        return wait_job(client, r.json()["jobId"], timeout=60)
+
+
+def login(page, password: str = PASSWORD) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    page.fill("#password", password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"#/upload$"))
+    expect(page.get_by_role("heading", name="New upload")).to_be_visible()
+
+
+def job_badge(page):
+    return page.locator(".job-head .badge")
+
+
+def no_overflow(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def set_visibility(page, state: str) -> None:
+    """Pretend the tab went to the background (or came back): Page Visibility API."""
+    page.evaluate("""state => {
+        Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+        Object.defineProperty(document, "hidden", {configurable: true, get: () => state === "hidden"});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", state)
+
+
+def fake_job(status: str, video_status: str, progress: float) -> dict:
+    """A job in the shape of ``GET /api/jobs/{id}`` (web/views.py ``job_json``)."""
+    done = video_status == "completed"
+    return {
+        "id": "jfake", "status": status, "createdAt": "2030-01-01T10:00:00Z",
+        "startedAt": "2030-01-01T10:00:01Z", "completedAt": None, "expiresAt": None,
+        "variationsPerVideo": 3, "seed": "s", "excludedEffects": [], "progress": progress,
+        "counts": {video_status: 1},
+        "videos": [{
+            "id": "vfake", "name": "fake.mp4", "size": 123456, "duration": 2.0,
+            "status": video_status, "progress": progress, "error": None, "attempts": 1,
+            "retryable": False,
+            "outputs": [{"index": i, "name": f"fake_v0{i + 1}.mp4", "size": 1000, "duration": 2.0}
+                        for i in range(3)] if done else [],
+        }],
+    }
+
+
+# -- source rules ---------------------------------------------------------------------------
+
+
+def test_source_builds_dom_without_html_strings():
+    files = source_files()
+    assert any(p.name == "app.js" for p in files) and any(p.name == "index.html" for p in files)
+    offenders = [
+        f"{p.relative_to(p.parents[2])}: {sink}"
+        for p in files
+        if p.suffix in {".js", ".html"}
+        for sink in FORBIDDEN_SINKS
+        if sink in p.read_text(encoding="utf-8")
+    ]
+    assert not offenders, offenders
+    for p in files:
+        text = p.read_text(encoding="utf-8")
+        assert not re.search(r"wasm", text, re.I), f"{p.name} mentions wasm"
+        if p.suffix == ".html":
+            # CSP: no inline scripts, styles or handlers; assets under /ui/.
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), p.name
+            assert not re.search(r"<style|\sstyle=|\son[a-z]+=", text, re.I), p.name
+            for ref in re.findall(r'(?:src|href)="([^"#][^"]*)"', text):
+                assert ref.startswith("/ui/") or ref.startswith("data:"), ref
+        if p.suffix == ".js":
+            assert "eval(" not in text and "new Function" not in text, p.name
+
+
+# -- login ----------------------------------------------------------------------------------
+
+
+def test_login_wrong_password_then_right_one(page, console):
+    console.allow(UNAUTHORIZED_LOG)  # Chromium logs the wrong password's 401 response
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    expect(page.get_by_role("link", name="History")).to_have_count(0)
+    screenshot(page, "login")
+
+    page.fill("#password", "not the password")
+    page.get_by_role("button", name="Log in").click()
+    error = page.locator("#login-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("not right")
+    expect(page).to_have_url(re.compile(r"#/login$"))
+
+    page.fill("#password", PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"#/upload$"))
+    token = page.evaluate("localStorage.getItem('vr.token')")
+    assert token and "." in token
+    for name in ("New upload", "History"):
+        expect(page.get_by_role("link", name=name)).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+    # A reload keeps the session; logging out ends it.
+    page.reload()
+    expect(page.get_by_role("heading", name="New upload")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    assert page.evaluate("localStorage.getItem('vr.token')") is None
+
+
+def test_login_rate_limited_shows_retry_message(page, console):
+    console.allow(r"status of 429")
+    message = "Too many wrong passwords. Try again in 42 seconds."
+    page.route("**/api/auth", lambda route: route.fulfill(
+        status=429, content_type="application/json", headers={"Retry-After": "42"},
+        body=json.dumps({"error": {"code": "too_many_attempts", "message": message}})))
+    page.goto("/#/login")
+    page.fill("#password", "guess")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#login-error")).to_have_text(message)
+
+
+def test_expired_session_goes_back_to_login(page, console):
+    console.allow(UNAUTHORIZED_LOG)
+    login(page)
+    # The server no longer accepts the token (expired, or the secret changed).
+    page.evaluate("localStorage.setItem('vr.token', 'eyJleHAiOjF9.forged')")
+    page.get_by_role("link", name="History").click()
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    expect(page.get_by_role("status")).to_contain_text("Your session has expired")
+    expect(page.get_by_role("link", name="History")).to_have_count(0)
+
+    # A token past its expiry time is dropped without asking the server.
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"#/upload$"))
+    page.evaluate("localStorage.setItem('vr.expiresAt', '2000-01-01T00:00:00Z')")
+    page.goto("/#/history")
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    expect(page.get_by_role("status")).to_contain_text("Your session has expired")
+
+
+# -- upload, live progress, download --------------------------------------------------------
+
+
+def test_upload_two_videos_live_progress_and_zip(page, context, console, media, api, tmp_path):
+    login(page)
+    page.evaluate("window.__noReload = true")
+
+    # The file input is a real, keyboard-reachable control.
+    for _ in range(12):
+        if page.evaluate("document.activeElement && document.activeElement.id") == "files":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "files"
+
+    page.set_input_files("#files", [media["a"], media["b"], media["text"]])
+    items = page.locator(".file-item")
+    expect(items).to_have_count(3)
+    bad = page.locator(".file-item", has_text="notes.txt")
+    expect(bad).to_contain_text("Not an MP4 or MOV video")
+    submit = page.get_by_role("button", name="Upload and start")
+    expect(submit).to_be_disabled()
+    page.get_by_role("button", name="Remove notes.txt").click()
+    expect(items).to_have_count(2)
+    expect(submit).to_be_enabled()
+    for clip in (media["a"], media["b"]):
+        row = page.locator(".file-item", has_text=clip.name)
+        expect(row).to_contain_text(re.compile(r"\d+(\.\d)? KB"))
+    expect(page.locator("#variations")).to_have_value("5")
+    page.fill("#variations", "2")
+    page.check("#no-mirror")
+    screenshot(page, "upload")
+
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as req:
+        submit.click()
+    headers = req.value.all_headers()
+    assert headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert headers["authorization"].startswith("Bearer ")
+
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    cards = page.locator("li.video")
+    expect(cards).to_have_count(2)
+
+    # Progress reaches 100 % and the job completes, with no reload.
+    expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
+    for i in range(2):
+        card = cards.nth(i)
+        expect(card.locator(".badge")).to_have_text("Completed")
+        expect(card.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+        expect(card).to_contain_text("2 variations")
+    expect(page.get_by_role("progressbar", name="Overall progress")).to_have_attribute(
+        "aria-valuenow", "100")
+    expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
+    assert page.evaluate("window.__noReload") is True
+    screenshot(page, "job-completed")
+
+    # The form's fields arrived: both files in `videos`, `variations`, `effects=-mirror`.
+    job = api.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "completed"
+    assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
+    assert job["variationsPerVideo"] == 2 and job["excludedEffects"] == ["mirror"]
+
+    # Coming back later (a new tab) shows the current state.
+    other = context.new_page()
+    console.attach(other)
+    other.goto(f"/#/jobs/{job_id}")
+    expect(job_badge(other)).to_have_text("Completed")
+    expect(other.locator("li.video")).to_have_count(2)
+    other.close()
+
+    # The ZIP: a plain link with the token in the query, STORE entries per source folder.
+    link = page.get_by_role("link", name="Download ZIP")
+    expect(link).to_be_visible()
+    assert link.get_attribute("download") is not None
+    with page.expect_download() as dl:
+        link.click()
+    download = dl.value
+    assert download.failure() is None
+    path = tmp_path / "out.zip"
+    download.save_as(path)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        names = set(zf.namelist())
+        assert names == {
+            "a/a_v01.mp4", "a/a_v02.mp4", "b/b_v01.mp4", "b/b_v02.mp4", "manifest.json",
+        }
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+        manifest = json.loads(zf.read("manifest.json"))
+        assert manifest
+        head = zf.read("a/a_v01.mp4")[:12]
+        assert head[4:8] == b"ftyp"
+
+
+def test_drop_zone_takes_dropped_files_and_flags_problems(page):
+    login(page)
+    names = [f"clip{i:02d}.mp4" for i in range(11)] + ["photo.gif"]
+    drop = page.evaluate_handle("""names => {
+        const dt = new DataTransfer();
+        for (const name of names) {
+            const type = name.endsWith(".gif") ? "image/gif" : "video/mp4";
+            dt.items.add(new File([new Uint8Array(2048)], name, {type}));
+        }
+        return dt;
+    }""", names)
+    zone = page.get_by_test_id("dropzone")
+    zone.dispatch_event("dragenter", {"dataTransfer": drop})
+    expect(zone).to_have_class(re.compile("dropzone-over"))
+    zone.dispatch_event("drop", {"dataTransfer": drop})
+    expect(zone).not_to_have_class(re.compile("dropzone-over"))
+    expect(page.locator(".file-item")).to_have_count(12)
+    expect(page.locator(".file-item", has_text="photo.gif")).to_contain_text("Not an MP4 or MOV")
+    summary = page.locator(".file-summary")
+    expect(summary).to_contain_text("Remove 1 flagged file")
+    expect(summary).to_contain_text("At most 10 files")
+    submit = page.get_by_role("button", name="Upload and start")
+    expect(submit).to_be_disabled()
+
+    page.get_by_role("button", name="Remove photo.gif").click()
+    page.get_by_role("button", name="Remove clip10.mp4").click()
+    expect(page.locator(".file-item")).to_have_count(10)
+    expect(summary).to_have_text("10 videos, 20.5 KB in total.")
+    expect(submit).to_be_enabled()
+    # Keyboard focus stays in the list after a removal.
+    assert page.evaluate("document.activeElement.textContent") == "Remove"
+
+
+def test_server_error_is_shown_in_words(page, console, media):
+    console.allow(r"status of 415")
+    login(page)
+    page.set_input_files("#files", [media["text_mp4"]])  # a text file named .mp4
+    page.get_by_role("button", name="Upload and start").click()
+    alert = page.locator("form [role=alert]")
+    expect(alert).to_be_visible(timeout=15_000)
+    expect(alert).to_contain_text("notes.mp4")  # the server's sentence, not its JSON
+    assert "{" not in alert.inner_text()
+    expect(page).to_have_url(re.compile(r"#/upload$"))
+    expect(page.locator(".file-item")).to_have_count(1)  # the list is kept to fix and resend
+
+
+def test_cancel_a_running_job(page, context, media, api):
+    login(page)
+    page.set_input_files("#files", [media["long"]])
+    page.fill("#variations", "8")
+    # A slow line (about 1 MB/s up) so the upload's progress bar can be seen moving.
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 1_000_000})
+    page.get_by_role("button", name="Upload and start").click()
+    upload_bar = page.get_by_role("progressbar", name="Upload progress")
+    expect(upload_bar).to_be_visible()
+    expect(upload_bar).not_to_have_attribute("aria-valuenow", "0")
+    expect(page.get_by_role("button", name="Uploading…")).to_be_disabled()
+    expect(page.locator(".upload-progress")).to_contain_text("Uploading 1 video")
+    screenshot(page, "upload-progress")
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+
+    video = page.locator("li.video").first
+    expect(video.locator(".badge")).to_have_text("Processing", timeout=RENDER_TIMEOUT)
+    cancel = page.get_by_role("button", name="Cancel job")
+    expect(cancel).to_be_visible()
+    # Progress ticks arrive over the WebSocket and move the bar, no reload.
+    expect(page.locator(".connection")).to_have_text("Live updates on.")
+    expect(video.get_by_role("progressbar")).not_to_have_attribute(
+        "aria-valuenow", re.compile(r"^[0-4]$"), timeout=RENDER_TIMEOUT)
+    screenshot(page, "job-in-progress")
+
+    cancel.click()
+    expect(job_badge(page)).to_have_text("Cancelled", timeout=20_000)
+    expect(video.locator(".badge")).to_have_text("Cancelled")
+    expect(cancel).to_be_hidden()
+    expect(page.get_by_role("link", name="Download ZIP")).to_be_hidden()
+    assert api.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_retry_a_failed_video(page, media, api):
+    login(page)
+    page.set_input_files("#files", [media["cut"]])
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+
+    video = page.locator("li.video").first
+    expect(job_badge(page)).to_have_text("Failed", timeout=RENDER_TIMEOUT)
+    expect(video.locator(".badge")).to_have_text("Failed")
+    first = api.get(f"/api/jobs/{job_id}").json()["videos"][0]
+    expect(video.locator(".video-error")).to_have_text(first["error"])
+    expect(page.get_by_role("link", name="Download ZIP")).to_be_hidden()
+    screenshot(page, "job-failed")
+
+    video.get_by_role("button", name="Retry").click()
+    wait_for(lambda: api.get(f"/api/jobs/{job_id}").json()["videos"][0]["attempts"] > first["attempts"],
+             timeout=30)
+    # The cut file fails again; the page follows it there by itself.
+    wait_job(api, job_id, statuses=("failed",), timeout=30)
+    expect(video.locator(".badge")).to_have_text("Failed", timeout=RENDER_TIMEOUT)
+    expect(video.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.locator(".job-head [role=alert]")).to_be_hidden()
+
+
+def test_polling_fallback_when_the_socket_is_unavailable(page):
+    """No WebSocket (a proxy drops it): the page polls, pauses while hidden, stops when done."""
+    login(page)
+    state = {"job": fake_job("processing", "processing", 10.0)}
+    hits: list[float] = []
+
+    def serve_job(route):
+        hits.append(time.monotonic())
+        route.fulfill(json=state["job"])
+
+    sockets = []
+
+    def refuse(ws):
+        sockets.append(ws.url)
+        ws.close(code=1011, reason="unavailable")
+
+    page.route(re.compile(r"/api/jobs/jfake$"), serve_job)
+    page.route_web_socket(re.compile(r"/api/ws\?token="), refuse)
+    page.goto("/#/jobs/jfake")
+    expect(job_badge(page)).to_have_text("Processing")
+    expect(page.locator(".connection")).to_have_text("Checking for updates every few seconds.")
+    bar = page.locator("li.video").get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", "10")
+
+    state["job"] = fake_job("processing", "processing", 60.0)
+    expect(bar).to_have_attribute("aria-valuenow", "60", timeout=8_000)
+
+    set_visibility(page, "hidden")
+    page.wait_for_timeout(300)
+    seen = len(hits)
+    page.wait_for_timeout(3_000)
+    assert len(hits) == seen, "polled while the tab was hidden"
+    state["job"] = fake_job("completed", "completed", 100.0)
+    set_visibility(page, "visible")
+    expect(job_badge(page)).to_have_text("Completed", timeout=1_500)  # at once, no waiting
+    expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
+
+    page.wait_for_timeout(300)
+    seen = len(hits)
+    page.wait_for_timeout(2_500)
+    assert len(hits) == seen, "kept polling a finished job"
+    assert sockets, "never tried the WebSocket"
+
+
+def test_socket_closed_as_unauthorized_goes_to_login(page):
+    login(page)
+    page.route(re.compile(r"/api/jobs/jfake$"),
+               lambda route: route.fulfill(json=fake_job("processing", "processing", 5.0)))
+    page.route_web_socket(re.compile(r"/api/ws\?token="),
+                          lambda ws: ws.close(code=4401, reason="expired"))
+    page.goto("/#/jobs/jfake")
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    expect(page.get_by_role("status")).to_contain_text("Your session has expired")
+    assert page.evaluate("localStorage.getItem('vr.token')") is None
+
+
+# -- history, phone width -------------------------------------------------------------------
+
+
+def test_history_lists_jobs_newest_first(page, completed_job, api):
+    login(page)
+    page.get_by_role("link", name="History").click()
+    expect(page).to_have_url(re.compile(r"#/history$"))
+    expect(page.get_by_role("heading", name="History")).to_be_visible()
+
+    expected = [j["id"] for j in api.get("/api/jobs").json()["jobs"]]
+    items = page.locator("li.job-item")
+    expect(items).to_have_count(len(expected))
+    assert items.evaluate_all("els => els.map(e => e.dataset.jobId)") == expected
+
+    item = page.locator(f'li.job-item[data-job-id="{completed_job["id"]}"]')
+    expect(item.locator(".badge")).to_have_text("Completed")
+    expect(item).to_contain_text("1 completed")
+    expect(item).to_contain_text(re.compile(r"Expires in (23 h|24 h|1 day)"))
+    link = item.get_by_role("link", name=re.compile("Download ZIP"))
+    expect(link).to_be_visible()
+    assert f"/api/jobs/{completed_job['id']}/download?token=" in link.get_attribute("href")
+    screenshot(page, "history")
+
+    item.get_by_role("link", name=re.compile("^Details")).click()
+    expect(page).to_have_url(re.compile(rf"#/jobs/{completed_job['id']}$"))
+    expect(job_badge(page)).to_have_text("Completed")
+
+
+def test_phone_width_job_page(browser, server, console, completed_job):
+    ctx = browser.new_context(base_url=server.url, viewport=PHONE, is_mobile=True,
+                              has_touch=True, device_scale_factor=2)
+    try:
+        page = ctx.new_page()
+        console.attach(page)
+        login(page)
+        assert no_overflow(page)
+        page.goto(f"/#/jobs/{completed_job['id']}")
+        expect(job_badge(page)).to_have_text("Completed")
+        expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
+        expect(page.get_by_role("link", name="History")).to_be_visible()
+        assert no_overflow(page)
+        screenshot(page, "job-phone")
+        page.get_by_role("link", name="History").click()
+        expect(page.locator("li.job-item").first).to_be_visible()
+        assert no_overflow(page)
+    finally:
+        ctx.close()
+    unexpected = console.unexpected()
+    assert not unexpected, unexpected
+
+
+def test_views_have_visible_focus_styles(page):
+    login(page)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => {
+        const el = document.activeElement;
+        const s = getComputedStyle(el);
+        return {tag: el.tagName, shadow: s.boxShadow, outline: s.outlineStyle};
+    }""")
+    assert focused["tag"] != "BODY"
+    assert focused["shadow"] != "none" or focused["outline"] != "none", focused

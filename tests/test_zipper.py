@@ -1,0 +1,185 @@
+"""Zipper: layout, manifest, exact length, byte equality, ``unzip -t``, ZIP64 with flat memory,
+missing files. Plain files stand in for outputs (the zipper never looks inside them)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from pipeline.zipper import (
+    MANIFEST,
+    NothingToZip,
+    archive_filename,
+    archive_members,
+    open_archive,
+    stream_archive,
+    write_zip,
+)
+
+
+def make_job(tmp_path: Path, sources: list[tuple[str, str, list[int]]]) -> dict:
+    """A job dict like ``Store.get_job``: (name, status, sizes of its outputs) per source."""
+    videos = []
+    for vi, (name, status, sizes) in enumerate(sources):
+        outputs = []
+        for oi, size in enumerate(sizes):
+            path = tmp_path / f"v{vi}" / f"v{oi + 1:02d}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(size))
+            outputs.append({"index": oi, "name": f"x_v{oi + 1:02d}.mp4", "path": str(path),
+                            "size": size, "duration": 1.5, "seed": f"s:{vi}:{oi}",
+                            "params": {"zoom": 1.02 + oi / 100}, "graph": f"[0:v]crop=w{oi}",
+                            "distance": None})
+        videos.append({"id": f"v{vi}", "index": vi, "name": name, "status": status,
+                       "outputs": outputs})
+    return {"id": "jtest", "seed": "seed", "variationsPerVideo": 2,
+            "options": {"exclude": ["mirror"]}, "createdAt": 0.0, "completedAt": 60.0,
+            "videos": videos}
+
+
+def test_members_get_one_safe_unique_folder_per_source(tmp_path):
+    job = make_job(tmp_path, [
+        ("Promo.mp4", "completed", [10, 10]),
+        ("promo.mov", "completed", [10]),
+        ("../../etc/passwd", "completed", [10]),
+        ("failed one.mp4", "failed", []),
+        ("Été 2024.MOV", "completed", [10]),
+    ])
+    assert [m.arcname for m in archive_members(job)] == [
+        "Promo/Promo_v01.mp4", "Promo/Promo_v02.mp4",
+        "promo_2/promo_2_v01.mp4",
+        "passwd/passwd_v01.mp4",
+        "Été 2024/Été 2024_v01.mp4",
+    ]
+    assert archive_filename(job) == "video-refresher-jtest.zip"
+    assert archive_filename({**job, "videos": job["videos"][:1]}) == "Promo-variations.zip"
+
+
+def test_write_zip_is_exact_stored_and_byte_identical(tmp_path):
+    job = make_job(tmp_path / "out", [
+        ("a.mp4", "completed", [300_000, 5]),
+        ("b.mov", "completed", [0, 2_500_000]),
+        ("c.mp4", "failed", []),
+    ])
+    path = tmp_path / "job.zip"
+    length = write_zip(job, path)
+    assert length == path.stat().st_size
+    assert not path.with_name("job.zip.part").exists()
+
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == [MANIFEST, "a/a_v01.mp4", "a/a_v02.mp4", "b/b_v01.mp4",
+                                 "b/b_v02.mp4"]
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+        assert zf.testzip() is None
+        sources = [o for v in job["videos"] for o in v["outputs"]]
+        for name, out in zip(zf.namelist()[1:], sources, strict=True):
+            assert zf.read(name) == Path(out["path"]).read_bytes()
+        manifest = json.loads(zf.read(MANIFEST))
+
+    assert manifest["jobId"] == "jtest" and manifest["seed"] == "seed"
+    assert manifest["excludedEffects"] == ["mirror"]
+    assert manifest["unfinishedSources"] == ["c.mp4"]
+    assert manifest["variations"][1] == {
+        "source": "a.mp4", "file": "a/a_v02.mp4", "index": 2, "seed": "s:0:1",
+        "params": {"zoom": 1.03}, "graph": "[0:v]crop=w1", "duration": 1.5, "size": 5,
+    }
+    assert str(tmp_path) not in json.dumps(manifest)  # no server paths leak
+
+    if shutil.which("unzip"):
+        t = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True)
+        assert t.returncode == 0 and "No errors detected" in t.stdout, t.stdout + t.stderr
+
+
+async def test_streamed_bytes_equal_the_written_file(tmp_path):
+    job = make_job(tmp_path / "out", [("a.mp4", "completed", [3_000_000, 1_000])])
+    written = tmp_path / "w.zip"
+    write_zip(job, written)
+    archive = await trio.to_thread.run_sync(open_archive, job)
+    chunks = [c async for c in stream_archive(archive)]
+    body = b"".join(chunks)
+    assert len(body) == archive.length
+    assert max(len(c) for c in chunks) <= 2 << 20
+    # Same layout and contents (entry timestamps may differ by a second).
+    with zipfile.ZipFile(written) as a, zipfile.ZipFile(io.BytesIO(body)) as b:
+        assert a.namelist() == b.namelist()
+        assert all(a.read(n) == b.read(n) for n in a.namelist())
+
+
+def test_missing_files_are_left_out_and_named(tmp_path):
+    job = make_job(tmp_path / "out", [("a.mp4", "completed", [10, 10])])
+    Path(job["videos"][0]["outputs"][0]["path"]).unlink()
+    with open_archive(job) as archive:
+        assert archive.manifest["missing"] == ["a/a_v01.mp4"]
+        assert [v["file"] for v in archive.manifest["variations"]] == ["a/a_v02.mp4"]
+    Path(job["videos"][0]["outputs"][1]["path"]).unlink()
+    with pytest.raises(NothingToZip):
+        open_archive(job)
+
+
+def test_files_deleted_after_opening_still_stream(tmp_path):
+    """A janitor sweep during a download cannot break it: the files are already open."""
+    job = make_job(tmp_path / "out", [("a.mp4", "completed", [50_000, 50_000])])
+    with open_archive(job) as archive:
+        shutil.rmtree(tmp_path / "out")
+        body = b"".join(archive.batches())
+    assert len(body) == archive.length
+
+
+ZIP64_SIZE = (1 << 31) + 4096  # past zipfile.ZIP64_LIMIT
+
+
+@pytest.mark.parametrize("size", [
+    256 << 20,
+    pytest.param(ZIP64_SIZE, marks=pytest.mark.skipif(
+        not os.environ.get("VR_SLOW_TESTS"),
+        reason="CRC of 2 GiB takes 3-8 s; set VR_SLOW_TESTS=1 to run")),
+], ids=["256MiB", "zip64"])
+def test_big_member_streams_exactly_with_flat_memory(tmp_path, size):
+    """A big member (sparse, so cheap on disk) streams with the predicted length, memory does
+    not grow with the archive, and past 2 GiB the archive carries ZIP64 records."""
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as fh:
+        fh.write(b"HEAD")
+        fh.truncate(size)
+        fh.seek(size - 4)
+        fh.write(b"TAIL")
+    job = {"id": "jbig", "seed": "s", "variationsPerVideo": 1, "options": {}, "createdAt": 0.0,
+           "completedAt": 1.0,
+           "videos": [{"id": "v0", "index": 0, "name": "big.mp4", "status": "completed",
+                       "outputs": [{"index": 0, "path": str(big), "size": size}]}]}
+    out = tmp_path / "big.zip"
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    written = 0
+    zeros = bytes(1 << 20)
+    with open_archive(job) as archive, open(out, "wb") as fh:
+        for chunk in archive.batches():
+            written += len(chunk)
+            if chunk == zeros[:len(chunk)] if len(chunk) < len(zeros) else chunk == zeros:
+                fh.seek(len(chunk), os.SEEK_CUR)  # keep the copy sparse too
+            else:
+                fh.write(chunk)
+        fh.truncate()
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert written == archive.length == out.stat().st_size
+    assert grown_kib < 64 * 1024
+
+    with zipfile.ZipFile(out) as zf:
+        info = zf.getinfo("big/big_v01.mp4")
+        assert info.file_size == size and info.compress_type == zipfile.ZIP_STORED
+        with zf.open(info) as member:
+            assert member.read(4) == b"HEAD"
+    # The ZIP64 end-of-central-directory record and locator precede the classic one.
+    with open(out, "rb") as fh:
+        fh.seek(-(22 + 20 + 56), os.SEEK_END)
+        zip64_end = struct.unpack("<I", fh.read(4))[0] == 0x06064B50
+    assert zip64_end == (size > zipfile.ZIP64_LIMIT)
