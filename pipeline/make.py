@@ -8,6 +8,7 @@ holds what finished), 2 on bad arguments.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -42,7 +43,9 @@ def run_make(settings: Settings, args) -> int:
         return 2
     output = args.output.resolve()
     work = (args.work_dir or output.parent / f".{output.name}.work").resolve()
-    settings = Settings(**{**settings.__dict__, "data_dir": work})
+    # The scratch folder lives only for this run: the janitor must never expire or evict it.
+    settings = Settings(**{**settings.__dict__, "data_dir": work, "janitor_interval": math.inf,
+                           "storage_cap": 1 << 62})
     try:
         return trio.run(_make, settings, list(args.inputs), args.variations, args.seed, options,
                         output, not args.quiet)
