@@ -32,8 +32,12 @@ def make_clip(
     fps: int = 15,
     audio: bool = True,
     rotation: int | None = None,
+    pattern: str = "testsrc2",
 ) -> Path:
-    """An H.264 (+ AAC when ``audio``) clip of moving test pattern (``testsrc2``) and a tone.
+    """An H.264 (+ AAC when ``audio``) clip of a moving test pattern and a tone.
+
+    ``pattern`` is an FFmpeg lavfi video source name (``testsrc2``, ``smptebars``…) or
+    ``color=<name>`` for a flat picture, e.g. ``color=white``.
 
     ``size`` is the coded size. ``rotation`` (degrees, e.g. 90) adds a display-rotation flag
     the way phones do, so the clip *displays* with width and height swapped for 90/270.
@@ -43,7 +47,8 @@ def make_clip(
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / name
     plain = out if rotation is None else directory / f".plain-{name}"
-    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
+    video = f"{pattern}:" if pattern.startswith("color=") else f"{pattern}="
+    args = ["-f", "lavfi", "-i", f"{video}size={size}:rate={fps}:duration={seconds}"]
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", str(fps)]

@@ -260,3 +260,19 @@ def test_speed_change_keeps_every_frame(tmp_path):
         assert len(frames) == 15
         gaps = {round(float(b.time - a.time), 4) for a, b in zip(frames, frames[1:], strict=False)}
         assert max(gaps) - min(gaps) < 0.001  # evenly spaced
+
+
+@pytest.mark.parametrize("size, rotation", [("160x120", None), ("96x160", None),
+                                            ("160x96", 90)])
+def test_rotation_never_shows_corners(tmp_path, size, rotation):
+    source = make_clip(tmp_path, seconds=0.2, size=size, audio=False, rotation=rotation,
+                       pattern="color=white")
+    vs = [VariationParams(zoom=1.0, rotation_deg=0.8, pan_x=0.0, pan_y=1.0),
+          VariationParams(zoom=1.02, rotation_deg=-0.8, pan_x=1.0, pan_y=0.0, mirror=True)]
+    _, outs = _render(tmp_path, source, vs)
+    for out in outs:
+        with av.open(str(out)) as c:
+            frame = next(c.decode(video=0)).to_ndarray(format="gray")
+        h, w = frame.shape
+        corners = [frame[0, 0], frame[0, w - 1], frame[h - 1, 0], frame[h - 1, w - 1]]
+        assert min(int(v) for v in corners) > 200, corners

@@ -143,7 +143,7 @@ def test_min_distance_holds(text):
 
 
 def test_impossible_distance_keeps_best_found():
-    # Only gain is left: 20 points on one axis cannot be 0.35 apart, but sampling still ends.
+    # Only gain is left: 20 points on one axis cannot be MIN_DISTANCE apart; sampling still ends.
     opts = EffectOptions(exclude=frozenset(FAMILIES) - {"audio"})
     vs = sample_variations("tight", 0, 20, opts)
     assert len(vs) == 20
