@@ -70,6 +70,13 @@ class Settings:
     # Grace period for FFmpeg after "q" before SIGTERM, then SIGKILL.
     stop_grace: float = 5.0
     cors_origins: tuple[str, ...] = ()
+    # An upload that sends nothing for this long is dropped (slow-loris clients).
+    upload_idle_timeout: float = 60.0
+    # Least pHash distance (0–64, see pipeline/distinct.py) a variation must keep from its source
+    # and from each sibling, else it is re-rolled; 0 turns re-rolls off. A plain re-encode
+    # measures 0–2 (measured on six kinds of generated footage), so 4 is the first value that
+    # asks for more than a re-encode; real variations measure 2–22, median 8.
+    min_distance: float = 4.0
 
     @property
     def db_path(self) -> Path:
@@ -106,7 +113,9 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_FFMPEG", "ffmpeg", str),
     ("VR_TOKEN_TTL", "token_ttl", parse_duration),
     ("VR_STOP_GRACE", "stop_grace", parse_duration),
+    ("VR_MIN_DISTANCE", "min_distance", float),
     ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
+    ("VR_UPLOAD_IDLE_TIMEOUT", "upload_idle_timeout", parse_duration),
 ]
 
 ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)
@@ -142,5 +151,9 @@ def validate(s: Settings) -> None:
         raise ConfigError("VR_WORKERS: must be at least 1")
     if s.preset not in _PRESETS:
         raise ConfigError(f"VR_PRESET: {s.preset!r} is not an x264 preset")
+    if s.upload_idle_timeout <= 0:
+        raise ConfigError("VR_UPLOAD_IDLE_TIMEOUT: must be more than 0 seconds")
     if s.max_upload < 1 or s.storage_cap < 1:
         raise ConfigError("VR_MAX_UPLOAD and VR_STORAGE_CAP must be positive")
+    if not (0.0 <= s.min_distance <= 64.0):
+        raise ConfigError(f"VR_MIN_DISTANCE: {s.min_distance} must be between 0 and 64")

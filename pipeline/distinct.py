@@ -8,9 +8,9 @@ Two files are as far apart as the median Hamming distance over those frames, min
 plain mirror or turn does not make a creative different, so it does not count. pHash hardly
 sees colour, grain or tempo either; what moves it is geometry (zoom, pan, tilt).
 
-Scale: 0 means the same picture; independent pictures are about 32 apart (half the bits) and,
-minimised over 8 transforms, about 26. Every hash has exactly 32 bits set, so distances between
-single frames are even.
+Scale: 0 means the same picture; unrelated clips measure 22–30 (half the bits differ, less the
+minimum over 8 transforms). Every hash has exactly 32 bits set, so distances between single
+frames are even. Measurements and the choice of the default minimum: docs/distinctness.md.
 
 Cost: the frames come off decodes that happen anyway (``tap_args`` rides on the verification
 decode of each output) plus one partial decode of the source (``sample_source``); hashing five
@@ -91,7 +91,8 @@ def tap_args(times: Sequence[float]) -> list[str]:
     return [
         "-map", "0:v:0",
         "-vf", f"select='{terms}',scale={THUMB}:{THUMB}:flags=area,format=gray",
-        "-fps_mode", "passthrough",
+        # The input's own clock, as in ``verify.decode_command`` (no frame re-timing).
+        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
         "-f", "rawvideo", "pipe:1",
     ]
 
@@ -180,6 +181,18 @@ class DistanceTable:
             source=tuple(hash_distance(source, v) for v in variations),
             siblings=tuple(tuple(row) for row in sib),
         )
+
+    def replaced(self, i: int, source: Sequence[FrameHashes],
+                 variations: Sequence[Sequence[FrameHashes]]) -> DistanceTable:
+        """The table once variation ``i`` is replaced by ``variations[i]`` (only its row and
+        column are measured again)."""
+        sib = [list(row) for row in self.siblings]
+        for j in range(len(variations)):
+            if j != i:
+                sib[i][j] = sib[j][i] = hash_distance(variations[i], variations[j])
+        src = list(self.source)
+        src[i] = hash_distance(source, variations[i])
+        return DistanceTable(source=tuple(src), siblings=tuple(tuple(row) for row in sib))
 
     def sibling_distances(self, i: int) -> list[float]:
         return [d for j, d in enumerate(self.siblings[i]) if j != i and d is not None]

@@ -4,9 +4,11 @@ Each FFmpeg process has exactly one owner, ``render_video``, which always reaps 
 path (success, failure, cancellation) the process is stopped in a shielded scope with
 ``q`` on stdin, then SIGTERM, then SIGKILL, and waited for.
 
-Outputs are written as ``*.part``; when FFmpeg succeeded, each part is fsynced, probed
-(duration within 2 % of the expected value, video stream present, audio present when the source
-had audio), then renamed, and only then are the rows written.
+Outputs are written as ``*.part``; when FFmpeg succeeded, each part is verified and measured for
+distinctness (``quality.check_outputs``: full decode, duration, sync, faststart, no source
+metadata, display size; variations too close to their source or a sibling are re-rolled and
+rendered again in one more FFmpeg run), then fsynced and renamed, and only then are the rows
+written with each output's ``distance`` figures.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from pathlib import Path
 
 import trio
 
+from . import quality
 from .command import ProgressParser, build_render_command, output_graphs
-from .effects import EffectOptions, expected_duration, sample_variations
+from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from .naming import safe_stem, variation_file
-from .probe import NotAVideo, probe
+from .probe import probe
 from .states import VideoStatus
+from .verify import VerificationFailed
 
 # Progress is written to SQLite at most this often per video (the hub gets more ticks).
 DB_PROGRESS_INTERVAL = 1.0
 STDERR_TAIL_LINES = 20
-DURATION_TOLERANCE = 0.02
 
 
 class RenderFailed(Exception):
@@ -143,10 +146,52 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     cmd = build_render_command(service.ffmpeg, upload, info, variations, parts,
                                preset=settings.preset)
     expected = [expected_duration(info.duration, p) for p in variations]
-    graphs = output_graphs(info, variations)
+    await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
+    async def rerender(params: list[VariationParams], paths: list[Path]) -> None:
+        # Only the re-rolled variations, in one more FFmpeg process; its progress is not shown
+        # (the video stays just under 100 % while it runs).
+        await _run_ffmpeg(service, handle, build_render_command(
+            service.ffmpeg, upload, info, params, paths, preset=settings.preset), None)
+
+    names = [variation_file(stem, i) for i in range(len(variations))]
+    try:
+        checked = await quality.check_outputs(
+            ffmpeg=service.ffmpeg, source=upload, info=info, variations=variations, parts=parts,
+            names=names, seeds=[f"{job['seed']}:{video['index']}:{i}" for i in range(len(variations))],
+            job_seed=job["seed"], video_index=video["index"], options=options,
+            min_distance=settings.min_distance, rerender=rerender, created=parts,
+        )
+    except VerificationFailed as exc:
+        raise RenderFailed(f"output failed verification: {exc.message}") from None
+
+    outputs = []
+    for i, (v, final) in enumerate(zip(checked, finals, strict=True)):
+        size = await trio.to_thread.run_sync(_commit, v.part, final)
+        outputs.append({
+            "index": i,
+            "name": names[i],
+            "path": str(final),
+            "size": size,
+            "duration": v.duration,
+            "seed": v.seed,
+            "params": v.params.to_dict(),
+            "graph": output_graphs(info, [v.params])[0],
+            "distance": v.distance,
+        })
+    return outputs
+
+
+async def _run_ffmpeg(service, handle: RenderHandle, cmd: list[str],
+                      parser: ProgressParser | None) -> None:
+    """Run one render to its end; progress is published when ``parser`` is given.
+
+    Raises ``RenderFailed`` when FFmpeg fails. The process is always stopped and reaped
+    (``stop_process``), also on cancellation.
+    """
+    settings = service.settings
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    parser = ProgressParser(max(expected))
+    started = trio.current_time()
     proc = await trio.lowlevel.open_process(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -158,26 +203,12 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
             await proc.wait()
     finally:
         await stop_process(proc, settings.stop_grace)
+        service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
         with trio.CancelScope(shield=True):
             await service.store.set_video_pid(handle.video_id, None)
     tail = "\n".join(stderr_tail)
     if proc.returncode != 0:
         raise RenderFailed(_failure_message(proc.returncode, tail), tail)
-
-    outputs = []
-    for i, (params, part, final) in enumerate(zip(variations, parts, finals, strict=True)):
-        meta = await trio.to_thread.run_sync(_verify_and_commit, part, final, expected[i], info.has_audio)
-        outputs.append({
-            "index": i,
-            "name": variation_file(stem, i),
-            "path": str(final),
-            "size": meta["size"],
-            "duration": meta["duration"],
-            "seed": f"{job['seed']}:{video['index']}:{i}",
-            "params": params.to_dict(),
-            "graph": graphs[i],
-        })
-    return outputs
 
 
 def _failure_message(returncode: int, tail: str) -> str:
@@ -189,25 +220,13 @@ def _failure_message(returncode: int, tail: str) -> str:
     )
 
 
-def _verify_and_commit(part: Path, final: Path, expected: float, want_audio: bool) -> dict:
-    """Fsync, probe and rename one output; raise ``RenderFailed`` if it is not valid."""
-    if not part.exists() or part.stat().st_size == 0:
-        raise RenderFailed(f"FFmpeg wrote no output for {final.name}")
+def _commit(part: Path, final: Path) -> int:
+    """Fsync and rename one verified output (``quality.check_outputs``); returns its size."""
     with open(part, "rb") as fh:
         os.fsync(fh.fileno())
-    try:
-        info = probe(part)
-    except NotAVideo as exc:
-        raise RenderFailed(f"output {final.name} is not a valid video: {exc}") from None
-    if abs(info.duration - expected) > DURATION_TOLERANCE * expected:
-        raise RenderFailed(
-            f"output {final.name} lasts {info.duration:.2f}s, expected {expected:.2f}s"
-        )
-    if want_audio and not info.has_audio:
-        raise RenderFailed(f"output {final.name} lost its audio stream")
     os.replace(part, final)
     _fsync_dir(final.parent)
-    return {"size": final.stat().st_size, "duration": info.duration}
+    return final.stat().st_size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -219,11 +238,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 async def _read_progress(service, handle: RenderHandle, proc: trio.Process,
-                         parser: ProgressParser) -> None:
+                         parser: ProgressParser | None) -> None:
     assert proc.stdout is not None
     last_db = -1e9
     async for chunk in proc.stdout:
-        updates = parser.feed(chunk)
+        # Without a parser the pipe is still drained, or FFmpeg would block on a full pipe.
+        updates = parser.feed(chunk) if parser is not None else None
         if not updates:
             continue
         pct = min(updates[-1].percent, 99.9)

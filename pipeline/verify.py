@@ -70,9 +70,10 @@ class Reference:
     has_audio: bool
     # "format:title", "video:handler_name", … → value, as PyAV reads them from the source.
     tags: dict[str, str] = field(default_factory=dict)
-    # Seconds the source's audio ends after its picture (negative: before); an output keeps this
-    # offset scaled by its speed factor.
-    audio_tail: float = 0.0
+    # Seconds the source's audio starts and ends after its picture (negative: before); an output
+    # keeps these offsets scaled by its speed factor. None where the source does not say.
+    audio_lead: float | None = None
+    audio_tail: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def reference_for(path: Path | str, info: MediaInfo) -> Reference:
         display_height=info.display_height,
         has_audio=info.has_audio,
         tags=facts.tags,
-        audio_tail=(facts.audio_end - facts.video_end) if facts.audio_end is not None else 0.0,
+        audio_lead=_offset(facts.audio_start, facts.video_start),
+        audio_tail=_offset(facts.audio_end, facts.video_end),
     )
 
 
@@ -127,7 +129,7 @@ def check_file(path: Path | str, reference: Reference, expected_duration: float,
         )
     fps = facts.fps or FALLBACK_FPS
     if reference.has_audio:
-        if not info.has_audio or facts.audio_end is None:
+        if not info.has_audio or facts.audio_start is None:
             raise VerificationFailed(f"{name} lost its audio stream")
         _check_sync(name, facts, reference, speed, fps)
     _check_tags(name, facts.tags, reference.tags)
@@ -142,7 +144,7 @@ def check_layout(path: Path | str, *, name: str | None = None) -> None:
     """
     path = Path(path)
     name = name or path.name
-    boxes = top_level_boxes(path)
+    boxes = top_level_boxes(path, name=name)
     kinds = [kind for kind, _, _ in boxes]
     if not kinds or kinds[0] != "ftyp":
         raise VerificationFailed(f"{name} is not an MP4 file (it does not start with 'ftyp')")
@@ -157,12 +159,17 @@ def check_layout(path: Path | str, *, name: str | None = None) -> None:
         )
 
 
-def top_level_boxes(path: Path | str) -> list[tuple[str, int, int]]:
+def top_level_boxes(path: Path | str, *, name: str | None = None) -> list[tuple[str, int, int]]:
     """``(type, offset, size)`` of each top-level box. Raises ``VerificationFailed`` when the
     boxes do not tile the file (cut short, or not an ISO BMFF file at all)."""
     path = Path(path)
-    name = path.name
-    total = os.path.getsize(path)
+    name = name or path.name
+    try:
+        total = os.path.getsize(path)
+    except FileNotFoundError:
+        raise VerificationFailed(f"{name} was not written") from None
+    if total == 0:
+        raise VerificationFailed(f"{name} is empty")
     boxes: list[tuple[str, int, int]] = []
     with open(path, "rb") as fh:
         offset = 0
@@ -199,8 +206,10 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> li
     Audio (if any) goes to the ``null`` muxer. Video goes to ``tap`` (extra output arguments
     that write to stdout, e.g. ``distinct.tap_args``) when given, else to ``null`` as well; a
     tap's filters see every decoded frame, so the video is still decoded in full.
-    ``-fps_mode passthrough`` keeps the null muxer from re-timing frames (it would log false
-    "non monotonically increasing dts" errors for speed-scaled timestamps).
+    Speed-scaled outputs have timestamps off the 1/fps grid: re-timed to the null encoder's
+    default 1/fps clock, two frames can round to the same tick and FFmpeg logs a false
+    "non monotonically increasing dts" error. Passing frames through on the input's own clock
+    (``-fps_mode passthrough -enc_time_base:v demux``) avoids that.
     """
     args = [
         ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
@@ -210,7 +219,8 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> li
     if tap:
         args += list(tap)
     else:
-        args += ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "null", "-"]
+        args += ["-map", "0:v:0", "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
+                 "-f", "null", "-"]
     return args
 
 
@@ -239,8 +249,8 @@ async def decode(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
 class _Streams:
     tags: dict[str, str]
     fps: float
-    video_start: float
-    video_end: float
+    video_start: float | None
+    video_end: float | None  # None when the container does not give the stream's duration
     audio_start: float | None
     audio_end: float | None
     audio_rate: int | None
@@ -271,30 +281,40 @@ def _streams(path: Path) -> _Streams:
         )
 
 
-def _span(stream) -> tuple[float, float]:
+def _span(stream) -> tuple[float | None, float | None]:
     if stream is None or stream.time_base is None:
-        return 0.0, 0.0
+        return None, None
     start = float((stream.start_time or 0) * stream.time_base)
-    length = float((stream.duration or 0) * stream.time_base)
-    return start, start + length
+    if not stream.duration:
+        return start, None
+    return start, start + float(stream.duration * stream.time_base)
+
+
+def _offset(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
 
 
 def _check_sync(name: str, facts: _Streams, reference: Reference, speed: float, fps: float) -> None:
+    """Audio starts and ends where the source's did relative to the picture (offsets scaled by
+    the speed factor), within one frame; at the end also one AAC frame, since AAC pads the
+    audio to whole frames of 1024 samples. A source that does not say where its streams start
+    or end is taken as starting together, and its ends are not compared."""
     frame = 1.0 / fps
-    assert facts.audio_start is not None and facts.audio_end is not None
-    lead = facts.audio_start - facts.video_start
-    if abs(lead) > frame:
-        raise VerificationFailed(
-            f"{name} is out of sync: audio starts {lead * 1000:+.0f} ms from the picture"
-        )
-    # The source's own audio tail (audio longer or shorter than the picture) carries over,
-    # scaled by the speed factor; beyond that, one frame plus one AAC frame of padding.
-    audio_frame = AAC_FRAME_SAMPLES / facts.audio_rate if facts.audio_rate else 0.0
-    drift = (facts.audio_end - facts.video_end) - reference.audio_tail / speed
-    if abs(drift) > frame + audio_frame:
-        raise VerificationFailed(
-            f"{name} is out of sync: audio ends {drift * 1000:+.0f} ms away from the picture"
-        )
+    lead = _offset(facts.audio_start, facts.video_start)
+    if lead is not None:
+        drift = lead - (reference.audio_lead or 0.0) / speed
+        if abs(drift) > frame:
+            raise VerificationFailed(
+                f"{name} is out of sync: audio starts {drift * 1000:+.0f} ms away from the picture"
+            )
+    tail = _offset(facts.audio_end, facts.video_end)
+    if tail is not None and reference.audio_tail is not None:
+        audio_frame = AAC_FRAME_SAMPLES / facts.audio_rate if facts.audio_rate else 0.0
+        drift = tail - reference.audio_tail / speed
+        if abs(drift) > frame + audio_frame:
+            raise VerificationFailed(
+                f"{name} is out of sync: audio ends {drift * 1000:+.0f} ms away from the picture"
+            )
 
 
 def _allowed_tag(key: str, value: str) -> bool:

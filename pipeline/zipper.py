@@ -105,6 +105,9 @@ def build_manifest(job: dict, members: list[Member], sizes: dict[str, int],
                 "graph": m.output.get("graph") or "",
                 "duration": m.output.get("duration"),
                 "size": sizes[m.arcname],
+                # pHash distances to the source and siblings, re-rolls taken (pipeline/distinct.py);
+                # null for outputs rendered before distinctness was measured.
+                "distance": m.output.get("distance"),
             }
             for m in members
         ],

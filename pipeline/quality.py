@@ -1,0 +1,161 @@
+"""The runner's verification step: verify every rendered variation, measure how distinct each
+one is, and re-roll those that look too much like their source or a sibling.
+
+Order of work for one video, after its FFmpeg render succeeded:
+
+1. Facts about the source (tags, audio tail) and its thumbnails at ``SAMPLE_COUNT`` content
+   times (``distinct.sample_source``, one partial decode).
+2. For each output: the cheap file checks (``verify.check_file``), then one full decode that both
+   proves it decodes cleanly and taps its thumbnails at the same content times.
+3. Distances (``distinct.DistanceTable``). Each variation closer than ``min_distance`` to the
+   source, and the later of each too-close sibling pair, gets fresh parameters
+   (``effects.reroll_variation``) and is rendered again, all of them in one more FFmpeg run
+   (``rerender``, owned by the runner). A re-rolled output replaces the first one only if it is
+   more distinct; either way the re-roll is counted. At most ``max_rerolls`` rounds.
+
+Error handling: ``VerificationFailed`` from any output (first render or re-roll) propagates; the
+runner fails the video with its message. A source whose thumbnails cannot be taken only loses its
+distance figures (``None``): the outputs were verified on their own and are still delivered.
+
+Resource handling: every part file this step creates is appended to ``created`` (the runner's
+list of parts) before FFmpeg writes it, so the runner's clean-up on failure or cancellation
+removes it; re-rolled parts that lose are removed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import trio
+
+from . import distinct, verify
+from .distinct import DistanceTable, FrameHashes
+from .effects import EffectOptions, VariationParams, expected_duration, reroll_variation
+from .probe import MediaInfo
+
+# Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
+MAX_REROLLS = 2
+
+Rerender = Callable[[list[VariationParams], list[Path]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Variation:
+    """One output slot after verification: what to commit and record."""
+
+    params: VariationParams
+    part: Path  # the verified file, still a ``*.part``
+    seed: str  # the runner's seed label, with ":reroll<N>" once a re-roll replaced it
+    duration: float
+    distance: dict | None
+    hashes: tuple[FrameHashes, ...] = ()
+    rerolls: int = 0
+
+
+async def check_outputs(
+    *,
+    ffmpeg: str,
+    source: Path,
+    info: MediaInfo,
+    variations: Sequence[VariationParams],
+    parts: Sequence[Path],
+    names: Sequence[str],
+    seeds: Sequence[str],
+    job_seed: str | int,
+    video_index: int,
+    options: EffectOptions,
+    min_distance: float,
+    rerender: Rerender,
+    created: list[Path],
+    max_rerolls: int = MAX_REROLLS,
+) -> list[Variation]:
+    """Verify and measure the rendered ``parts`` (one per variation, same order as ``names`` —
+    the names the user sees — and ``seeds``); re-roll as described in the module docstring.
+
+    ``rerender(params, paths)`` must render ``params`` into ``paths`` (one FFmpeg run) or raise.
+    Part files of re-rolls are appended to ``created`` before they are rendered.
+    """
+    reference = await trio.to_thread.run_sync(verify.reference_for, source, info)
+    times = distinct.sample_times(info.duration)
+    source_hashes: list[FrameHashes] | None = None
+    try:
+        thumbs = await distinct.sample_source(ffmpeg, source, times)
+        source_hashes = await trio.to_thread.run_sync(distinct.frame_hashes, thumbs)
+    except distinct.SamplingFailed:
+        pass
+
+    slots: list[Variation] = []
+    for i, (params, part) in enumerate(zip(variations, parts, strict=True)):
+        duration, hashes = await _verify(ffmpeg, part, names[i], reference, info, params, times)
+        slots.append(Variation(params=params, part=part, seed=seeds[i], duration=duration,
+                               distance=None, hashes=hashes))
+
+    table: DistanceTable | None = None
+    if source_hashes is not None:
+        table = await trio.to_thread.run_sync(
+            DistanceTable.measure, source_hashes, [s.hashes for s in slots]
+        )
+    for attempt in range(1, max_rerolls + 1):
+        if table is None or source_hashes is None:
+            break
+        low = table.too_close(min_distance)
+        if not low:
+            break
+        fresh: list[VariationParams] = []
+        for i in low:
+            fresh.append(reroll_variation(job_seed, video_index, i + 1, attempt, options,
+                                          avoid=[s.params for s in slots] + fresh))
+        paths = [_reroll_path(slots[i].part, attempt) for i in low]
+        created.extend(paths)
+        await rerender(fresh, paths)
+        for i, params, path in zip(low, fresh, paths, strict=True):
+            duration, hashes = await _verify(ffmpeg, path, names[i], reference, info, params, times)
+            candidate = replace(slots[i], params=params, part=path, duration=duration,
+                                hashes=hashes, seed=f"{seeds[i]}:reroll{attempt}")
+            trial = slots[:i] + [candidate] + slots[i + 1:]
+            trial_table = await trio.to_thread.run_sync(
+                table.replaced, i, source_hashes, [s.hashes for s in trial]
+            )
+            loser = path
+            if trial_table.score(i) > table.score(i):
+                loser, slots, table = slots[i].part, trial, trial_table
+            slots[i] = replace(slots[i], rerolls=slots[i].rerolls + 1)
+            await trio.to_thread.run_sync(_unlink_quiet, loser)
+
+    return [
+        replace(s, distance=table.report(i, s.rerolls) if table is not None else None)
+        for i, s in enumerate(slots)
+    ]
+
+
+async def _verify(ffmpeg: str, part: Path, name: str, reference: verify.Reference,
+                  info: MediaInfo, params: VariationParams,
+                  times: list[float]) -> tuple[float, tuple[FrameHashes, ...]]:
+    expected = expected_duration(info.duration, params)
+    checked = await trio.to_thread.run_sync(
+        lambda: verify.check_file(part, reference, expected, params.speed, name=name)
+    )
+    tap = distinct.tap_args(distinct.output_times(times, params.speed)) if times else ()
+    raw = await verify.decode(ffmpeg, part, tap, name=name)
+    hashes: tuple[FrameHashes, ...] = ()
+    if tap:
+        # Off the event loop: the first hash of a process also imports scipy (~0.25 s).
+        hashes = tuple(await trio.to_thread.run_sync(
+            lambda: distinct.frame_hashes(distinct.thumbnails(raw))
+        ))
+    return checked.info.duration, hashes
+
+
+def _reroll_path(part: Path, attempt: int) -> Path:
+    # "v03.mp4.part" -> "v03.reroll1.mp4.part": still a part file, next to the first render.
+    stem = part.name.split(".", 1)[0]
+    return part.with_name(f"{stem}.reroll{attempt}.mp4.part")
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

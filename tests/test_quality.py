@@ -1,0 +1,126 @@
+"""The runner's verification step (pipeline/quality.py): re-rolls, bounded and recorded."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import zipfile
+
+import pytest
+import trio
+
+from pipeline import quality
+from pipeline.command import build_render_command
+from pipeline.effects import EffectOptions, VariationParams, distance, reroll_variation
+from pipeline.ffmpeg import find_ffmpeg
+from pipeline.probe import probe
+from pipeline.verify import VerificationFailed
+from tests.clips import make_clip
+from tests.server import wait_job
+
+FFMPEG = find_ffmpeg()
+ZOOMED = VariationParams(zoom=1.09, pan_x=0.0, pan_y=1.0, speed=1.04)
+
+
+def test_reroll_is_deterministic_new_and_keeps_away_from_what_it_avoids():
+    opts = EffectOptions()
+    first = reroll_variation("s", 0, 3, 1, opts)
+    assert first == reroll_variation("s", 0, 3, 1, opts)
+    assert first != reroll_variation("s", 0, 3, 2, opts) != reroll_variation("s", 1, 3, 1, opts)
+    avoid = [first]
+    assert distance(reroll_variation("s", 0, 3, 2, opts, avoid=avoid), first) >= 0.35
+    assert not reroll_variation("s", 0, 3, 1, EffectOptions(exclude=frozenset({"mirror"}))).mirror
+    with pytest.raises(ValueError):
+        reroll_variation("s", 0, 3, 0, opts)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    d = tmp_path_factory.mktemp("quality")
+    clip = make_clip(d, "src.mp4", seconds=1.0, size="240x160", fps=15)
+    return clip, probe(clip)
+
+
+async def _check(source, tmp_path, variations, min_distance, **kw):
+    clip, info = source
+    parts = [tmp_path / f"v{i + 1:02d}.mp4.part" for i in range(len(variations))]
+    calls: list[list[str]] = []
+
+    async def rerender(params, paths):
+        calls.append([p.name for p in paths])
+        await trio.run_process(build_render_command(FFMPEG, clip, info, params, paths),
+                               capture_stdout=True, capture_stderr=True)
+
+    await trio.run_process(build_render_command(FFMPEG, clip, info, variations, parts),
+                           capture_stdout=True, capture_stderr=True)
+    created: list = []
+    checked = await quality.check_outputs(
+        ffmpeg=FFMPEG, source=clip, info=info, variations=variations, parts=parts,
+        names=[f"src_v{i + 1:02d}.mp4" for i in range(len(variations))],
+        seeds=[f"s:0:{i}" for i in range(len(variations))], job_seed="s", video_index=0,
+        options=EffectOptions(), min_distance=min_distance, rerender=rerender, created=created, **kw,
+    )
+    return checked, calls, created
+
+
+async def test_no_reroll_when_every_variation_is_distinct(source, tmp_path):
+    checked, calls, created = await _check(source, tmp_path, [ZOOMED], 4)
+    assert calls == [] and created == []
+    (v,) = checked
+    assert v.params == ZOOMED and v.seed == "s:0:0" and v.part.name == "v01.mp4.part"
+    assert v.distance["source"] >= 4 and v.distance["rerolls"] == 0
+    assert v.distance["siblingsMin"] is None
+
+
+async def test_a_copy_of_the_source_is_rerolled_and_replaced(source, tmp_path):
+    checked, calls, _ = await _check(source, tmp_path, [VariationParams(), ZOOMED], 4)
+    assert calls and all(names == [f"v01.reroll{i + 1}.mp4.part"] for i, names in enumerate(calls))
+    first, second = checked
+    assert first.params != VariationParams() and ":reroll" in first.seed
+    assert first.distance["source"] >= 2 and 1 <= first.distance["rerolls"] <= quality.MAX_REROLLS
+    assert second.params == ZOOMED and second.distance["rerolls"] == 0
+    # Only the kept files are left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.part.name, "v02.mp4.part"])
+
+
+async def test_rerolls_are_bounded_and_recorded(source, tmp_path):
+    # No variation can be 64 apart: every round re-rolls all of them, and then it stops.
+    checked, calls, created = await _check(source, tmp_path, [ZOOMED, VariationParams(mirror=True)],
+                                           64, max_rerolls=2)
+    assert calls == [["v01.reroll1.mp4.part", "v02.reroll1.mp4.part"],
+                     ["v01.reroll2.mp4.part", "v02.reroll2.mp4.part"]]
+    assert len(created) == 4
+    assert [v.distance["rerolls"] for v in checked] == [2, 2]
+    assert len(list(tmp_path.iterdir())) == 2 and all(v.part.exists() for v in checked)
+
+
+async def test_a_broken_output_fails_the_step(source, tmp_path):
+    clip, info = source
+    part = tmp_path / "v01.mp4.part"
+    subprocess.run([FFMPEG, "-v", "error", "-i", str(clip), "-c", "copy", "-movflags", "+faststart",
+                    "-f", "mp4", str(part)], check=True)  # source metadata kept
+    with pytest.raises(VerificationFailed, match="src_v01.mp4 still carries metadata"):
+        await quality.check_outputs(
+            ffmpeg=FFMPEG, source=clip, info=info, variations=[VariationParams()], parts=[part],
+            names=["src_v01.mp4"], seeds=["s:0:0"], job_seed="s", video_index=0,
+            options=EffectOptions(), min_distance=4, rerender=None, created=[],
+        )
+
+
+def test_distances_reach_the_job_api_and_the_manifest(make_server, source):
+    srv = make_server({"VR_MIN_DISTANCE": "64"})  # forces the re-roll path end to end
+    clip, _ = source
+    with srv.client() as c:
+        r = c.post("/api/jobs", files=[("videos", ("promo.mp4", clip.read_bytes(), "video/mp4"))],
+                   data={"variations": "2", "seed": "q"})
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["jobId"])
+        assert job["status"] == "completed", job
+        outputs = job["videos"][0]["outputs"]
+        for o in outputs:
+            assert set(o["distance"]) == {"source", "siblingsMin", "siblingsMedian", "rerolls"}
+            assert o["distance"]["rerolls"] == quality.MAX_REROLLS
+        zf = zipfile.ZipFile(io.BytesIO(c.get(f"/api/jobs/{job['id']}/download").content))
+    manifest = json.loads(zf.read("manifest.json"))
+    assert [v["distance"] for v in manifest["variations"]] == [o["distance"] for o in outputs]
