@@ -158,7 +158,7 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     try:
         checked = await quality.check_outputs(
             ffmpeg=service.ffmpeg, source=upload, info=info, variations=variations, parts=parts,
-            names=names, seeds=[f"{job['seed']}:{video['index']}:{i}" for i in range(len(variations))],
+            names=names, seeds=[f"{job['seed']}:{video['index']}:{i + 1}" for i in range(len(variations))],
             job_seed=job["seed"], video_index=video["index"], options=options,
             min_distance=settings.min_distance, rerender=rerender, created=parts,
         )
