@@ -30,6 +30,14 @@ from tests.ui_helpers import (
 # Waits in the browser (ms). Tiny clips render in a second or two.
 RENDER_TIMEOUT = 45_000
 UNAUTHORIZED_LOG = r"status of 401"
+# The job page's distinctness pill: "Distinct: src 9–14 · sib 8–12 · 1 re-roll" (lowest–median).
+DISTINCT_PILL = re.compile(
+    r"^(Distinct|Fairly distinct|Barely distinct): src \d+(–\d+)?( · sib \d+(–\d+)?)?"
+    r"( · \d+ re-rolls?)?$")
+DISTINCT_HELP = (
+    "How different these variations look from the original and from each other (perceptual-hash "
+    "distance: 0 = same picture, 22–30 ≈ unrelated clips; mirroring doesn't count). Variations "
+    "below the minimum are re-rolled automatically.")
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -38,6 +46,15 @@ UNAUTHORIZED_LOG = r"status of 401"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = ServerProcess(tmp_path_factory.mktemp("ui") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    """A second server with a lower file limit, for the upload form's limits from /api/health."""
+    srv = ServerProcess(tmp_path_factory.mktemp("ui-small") / "data",
+                        env={"VR_MAX_FILES": "2", "VR_MAX_UPLOAD": "1MB"}).start()
     yield srv
     srv.stop()
 
@@ -119,6 +136,33 @@ def login(page, password: str = PASSWORD) -> None:
 
 def job_badge(page):
     return page.locator(".job-head .badge")
+
+
+def check_distinctness(card, video: dict) -> None:
+    """The card's pill matches the API's distance figures and explains itself."""
+    pill = card.get_by_test_id("distinctness")
+    expect(pill).to_have_text(DISTINCT_PILL)
+    sources = [o["distance"]["source"] for o in video["outputs"]]
+    assert pill.inner_text().split(": ", 1)[1].startswith(f"src {min(sources)}"), pill.inner_text()
+    siblings = [o["distance"]["siblingsMin"] for o in video["outputs"]
+                if o["distance"]["siblingsMin"] is not None]
+    lowest = min(sources + siblings)
+    expect(pill).to_have_attribute("data-level",
+                                   "good" if lowest >= 8 else "fair" if lowest >= 4 else "low")
+    expect(pill).to_have_attribute("tabindex", "0")
+    expect(pill).to_have_attribute("title", re.compile(re.escape(DISTINCT_HELP)))
+    expect(pill).to_have_accessible_description(re.compile(re.escape(DISTINCT_HELP)))
+    expect(pill).to_have_accessible_description(re.compile(rf"lowest {min(sources)}\b"))
+    rerolls = sum(o["distance"]["rerolls"] for o in video["outputs"])
+    if rerolls:
+        expect(pill).to_contain_text(f"{rerolls} re-roll")
+        expect(pill).to_have_accessible_description(
+            re.compile(r"Re-rolled (once|\d+ times) for being too close"))
+    # Each file in the ZIP list shows its own figures.
+    rows = card.locator(".outputs li")
+    expect(rows).to_have_count(len(video["outputs"]))
+    for row, out in zip(rows.all(), video["outputs"], strict=True):
+        expect(row).to_contain_text(f"src {out['distance']['source']}")
 
 
 def no_overflow(page) -> bool:
@@ -299,11 +343,25 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
         "aria-valuenow", "100")
     expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
     assert page.evaluate("window.__noReload") is True
-    screenshot(page, "job-completed")
 
     # The form's fields arrived: both files in `videos`, `variations`, `effects=-mirror`.
     job = api.get(f"/api/jobs/{job_id}").json()
     assert job["status"] == "completed"
+
+    # Each video's distinctness pill: figures, colour, and a tooltip keyboard users reach too.
+    for i, video in enumerate(job["videos"]):
+        check_distinctness(cards.nth(i), video)
+    pill = cards.first.get_by_test_id("distinctness")
+    tip = cards.first.get_by_role("tooltip")
+    expect(tip).to_be_hidden()
+    pill.focus()
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text(DISTINCT_HELP)
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()
+    pill.blur()
+    cards.first.locator("summary", has_text="Files in the ZIP").click()
+    screenshot(page, "job-completed")
     assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
     assert job["variationsPerVideo"] == 2 and job["excludedEffects"] == ["mirror"]
 
@@ -357,7 +415,10 @@ def test_drop_zone_takes_dropped_files_and_flags_problems(page):
     expect(page.locator(".file-item")).to_have_count(12)
     expect(page.locator(".file-item", has_text="photo.gif")).to_contain_text("Not an MP4 or MOV")
     summary = page.locator(".file-summary")
-    expect(summary).to_contain_text("Remove 1 flagged file")
+    # photo.gif, and clip10.mp4 as the 11th file.
+    expect(page.locator(".file-item", has_text="clip10.mp4")).to_contain_text(
+        "Over the limit of 10 files per upload")
+    expect(summary).to_contain_text("Remove 2 flagged files")
     expect(summary).to_contain_text("At most 10 files")
     submit = page.get_by_role("button", name="Upload and start")
     expect(submit).to_be_disabled()
@@ -369,6 +430,47 @@ def test_drop_zone_takes_dropped_files_and_flags_problems(page):
     expect(submit).to_be_enabled()
     # Keyboard focus stays in the list after a removal.
     assert page.evaluate("document.activeElement.textContent") == "Remove"
+
+
+def test_upload_limits_come_from_the_server(browser, small_server, console):
+    """VR_MAX_FILES=2, VR_MAX_UPLOAD=1MB: the form flags a third file and a big one, sends nothing."""
+    ctx = browser.new_context(base_url=small_server.url, viewport=DESKTOP)
+    try:
+        page = ctx.new_page()
+        console.attach(page)
+        posts = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST"
+                and r.url.endswith("/api/jobs") else None)
+        login(page)
+        expect(page.locator("#drop-hint")).to_have_text("Up to 2 files, 1.0 MB in total.")
+        clips = [{"name": f"clip{i}.mp4", "mimeType": "video/mp4", "buffer": bytes(2048)}
+                 for i in range(3)]
+        page.set_input_files("#files", clips)
+        expect(page.locator(".file-item")).to_have_count(3)
+        third = page.locator(".file-item", has_text="clip2.mp4")
+        expect(third).to_have_class(re.compile("file-item-bad"))
+        expect(third).to_contain_text("Over the limit of 2 files per upload")
+        expect(page.locator(".file-item-bad")).to_have_count(1)
+        expect(page.locator(".file-summary")).to_contain_text("At most 2 files per upload.")
+        submit = page.get_by_role("button", name="Upload and start")
+        expect(submit).to_be_disabled()
+        page.locator("form").evaluate("f => f.requestSubmit()")  # Enter, or a stale button
+        expect(page.locator("form [role=alert]")).to_contain_text("At most 2 files per upload.")
+
+        page.get_by_role("button", name="Remove clip2.mp4").click()
+        expect(page.locator(".file-item-bad")).to_have_count(0)
+        expect(submit).to_be_enabled()
+        # The byte limit is the server's too.
+        page.set_input_files("#files", [
+            {"name": "big.mp4", "mimeType": "video/mp4", "buffer": bytes(1_100_000)}])
+        expect(page.locator(".file-item", has_text="big.mp4")).to_contain_text(
+            "Larger than the 1.0 MB limit")
+        expect(submit).to_be_disabled()
+        assert posts == []
+    finally:
+        ctx.close()
+    unexpected = console.unexpected()
+    assert not unexpected, unexpected
 
 
 def test_server_error_is_shown_in_words(page, console, media):
@@ -543,8 +645,13 @@ def test_phone_width_job_page(browser, server, console, completed_job):
         expect(job_badge(page)).to_have_text("Completed")
         expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
         expect(page.get_by_role("link", name="History")).to_be_visible()
+        pill = page.get_by_test_id("distinctness")
+        expect(pill).to_have_text(DISTINCT_PILL)
         assert no_overflow(page)
         screenshot(page, "job-phone")
+        pill.focus()  # the tooltip fits the phone's width too
+        expect(page.get_by_role("tooltip")).to_be_visible()
+        assert no_overflow(page)
         page.get_by_role("link", name="History").click()
         expect(page.locator("li.job-item").first).to_be_visible()
         assert no_overflow(page)

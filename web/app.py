@@ -21,9 +21,12 @@ from pipeline.intake import IntakeRejected, UploadedFile
 from pipeline.service import Service
 
 from .auth import Auth, TokenError
+from .cors import install_cors
 from .delivery import bp as delivery_bp
 from .errors import HTTP_CODES, APIError, error_response
-from .flow import FlowControlledConnection, FlowControlledRequest
+from .flow import FlowControlledConnection, FlowControlledRequest, limit_bodies
+from .metrics import count_upload, install_metrics
+from .openapi import install_openapi
 from .uploads import receive_upload
 from .views import job_json
 
@@ -61,6 +64,11 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
         service.log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, *HTTP_CODES[500])
 
+    # Before the token check: CORS preflights carry no token (web/cors.py).
+    install_cors(app, settings.cors_origins)
+    # Only the upload streams a big body; any other body over 64 KB is refused with 413.
+    limit_bodies(app, streamed={"create_job"})
+
     @app.before_request
     async def _require_token():
         path = request.path
@@ -92,6 +100,8 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
     # Download, cancel, retry, delete and the WebSocket (web/delivery.py).
     app.register_blueprint(delivery_bp)
+    # GET /metrics, public and aggregate only (web/metrics.py).
+    install_metrics(app, service)
 
     # -- health and auth --------------------------------------------------------------------
 
@@ -111,6 +121,9 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             "version": pipeline.__version__,
             "ffmpeg": await trio.to_thread.run_sync(ffmpeg_version, service.ffmpeg),
             "ffmpegPath": service.ffmpeg,
+            # What the upload form checks before sending (the server enforces them anyway).
+            "limits": {"maxUpload": settings.max_upload, "maxFiles": settings.max_files,
+                       "maxVariations": MAX_VARIATIONS},
         }
         if problems:
             body["problems"] = problems
@@ -153,10 +166,16 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             raise APIError(507, "storage_full",
                            "Not enough storage for this upload, even after removing finished "
                            "jobs. Wait for running jobs to finish, or delete some jobs.")
+        if length.isdigit() and int(length) <= settings.max_upload \
+                and int(length) > await trio.to_thread.run_sync(_free_bytes, settings.data_dir):
+            raise APIError(507, "storage_full",
+                           "The server's disk is full. Wait for running jobs to finish, or delete "
+                           "some jobs.")
         accepted = False
         try:
             upload = await receive_upload(
-                request, job_dir, max_upload=settings.max_upload, max_files=settings.max_files
+                request, job_dir, max_upload=settings.max_upload, max_files=settings.max_files,
+                idle_timeout=settings.upload_idle_timeout, on_bytes=count_upload(),
             )
             variations, seed, options = _job_fields(upload.fields)
             files = [f for f in upload.files]
@@ -206,6 +225,8 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     async def ui_file(path: str):
         return await send_from_directory(UI_DIR, path)
 
+    # Last: it documents the routes registered above (web/openapi.py).
+    install_openapi(app)
     return app
 
 
@@ -238,3 +259,8 @@ def _check_writable(path: Path) -> None:
     probe = path / f".health-{secrets.token_hex(4)}"
     probe.write_bytes(b"ok")
     probe.unlink()
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes the data dir's file system can still take (the storage cap may be larger)."""
+    return shutil.disk_usage(path).free

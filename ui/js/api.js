@@ -132,6 +132,8 @@ export async function login(password) {
   return body;
 }
 
+/** Public: service status and the upload limits ({ limits: { maxUpload, maxFiles, maxVariations } }). */
+export const getHealth = (opts) => request("GET", "/api/health", { ...opts, auth: false });
 export const listJobs = (opts) => request("GET", "/api/jobs", opts);
 export const getJob = (id, opts) => request("GET", `/api/jobs/${encodeURIComponent(id)}`, opts);
 export const cancelJob = (id) => request("POST", `/api/jobs/${encodeURIComponent(id)}/cancel`);

@@ -1,21 +1,36 @@
 // Upload: pick or drop videos, choose options, send them with a progress bar.
 
-import { uploadJob } from "../api.js";
+import { getHealth, uploadJob } from "../api.js";
 import { formatBytes, formatPercent, h, plural, progressBar, replace, setText } from "../dom.js";
 
-// Soft checks only: the server has the real limits (VR_MAX_UPLOAD, VR_MAX_FILES).
-export const MAX_TOTAL_BYTES = 4_000_000_000;
-export const MAX_FILES = 10;
+// Soft checks only: the server has the real limits (VR_MAX_UPLOAD, VR_MAX_FILES) and reports
+// them in GET /api/health; these defaults apply until it answers, or when it cannot.
+export const DEFAULT_LIMITS = Object.freeze({ maxUpload: 4_000_000_000, maxFiles: 10, maxVariations: 20 });
+let knownLimits = DEFAULT_LIMITS; // the last limits the server reported while this page is open
+
+/** The limits in a health answer, each falling back to its default when missing or odd. */
+export function parseLimits(body) {
+  const l = body && body.limits;
+  if (!l || typeof l !== "object") return null;
+  const pick = (v, d) => (Number.isSafeInteger(v) && v > 0 ? v : d);
+  return {
+    maxUpload: pick(l.maxUpload, DEFAULT_LIMITS.maxUpload),
+    maxFiles: pick(l.maxFiles, DEFAULT_LIMITS.maxFiles),
+    maxVariations: pick(l.maxVariations, DEFAULT_LIMITS.maxVariations),
+  };
+}
 const ACCEPT = "video/mp4,video/quicktime,.mp4,.mov";
 const TYPES = new Set(["video/mp4", "video/quicktime"]);
 const EXTENSIONS = /\.(mp4|mov)$/i;
 
-function fileIssue(file) {
+/** What is wrong with the `index`-th selected file, or null. */
+function fileIssue(file, index, limits) {
   if (!TYPES.has(file.type) && !EXTENSIONS.test(file.name)) {
     return "Not an MP4 or MOV video";
   }
   if (file.size === 0) return "This file is empty";
-  if (file.size > MAX_TOTAL_BYTES) return `Larger than the ${formatBytes(MAX_TOTAL_BYTES)} limit`;
+  if (file.size > limits.maxUpload) return `Larger than the ${formatBytes(limits.maxUpload)} limit`;
+  if (index >= limits.maxFiles) return `Over the limit of ${plural(limits.maxFiles, "file")} per upload`;
   return null;
 }
 
@@ -24,7 +39,8 @@ function fileKey(file) {
 }
 
 export function renderUpload(outlet) {
-  let items = []; // { key, file, issue }
+  let items = []; // { key, file }
+  let limits = knownLimits;
   let upload = null; // { abort } while sending
   let leaving = false;
 
@@ -38,14 +54,14 @@ export function renderUpload(outlet) {
     accept: ACCEPT,
     "aria-describedby": "drop-hint",
   });
+  const dropHint = h("p", { class: "muted small", id: "drop-hint" });
   const dropzone = h("div", { class: "dropzone", "data-testid": "dropzone" },
     h("div", { class: "dropzone-icon", "aria-hidden": "true" }),
     h("p", { class: "dropzone-title" }, "Drag MP4 or MOV files here"),
     h("p", { class: "dropzone-or" }, "or"),
     input,
     h("label", { for: "files", class: "btn btn-secondary" }, "Choose files"),
-    h("p", { class: "muted small", id: "drop-hint" },
-      `Up to ${MAX_FILES} files, ${formatBytes(MAX_TOTAL_BYTES)} in total.`));
+    dropHint);
 
   const summary = h("p", { class: "file-summary", "aria-live": "polite" });
   const list = h("ul", { class: "file-list", "aria-label": "Selected videos" });
@@ -56,14 +72,13 @@ export function renderUpload(outlet) {
     type: "number",
     inputmode: "numeric",
     min: "1",
-    max: "20",
+    max: String(limits.maxVariations),
     step: "1",
     value: "5",
     required: true,
     "aria-describedby": "variations-hint",
   });
-  const variationsHint = h("p", { class: "hint", id: "variations-hint" },
-    "How many different versions to make of each video (1–20).");
+  const variationsHint = h("p", { class: "hint", id: "variations-hint" });
   const noMirror = h("input", {
     id: "no-mirror",
     name: "noMirror",
@@ -115,7 +130,7 @@ export function renderUpload(outlet) {
       const key = fileKey(file);
       if (known.has(key)) continue;
       known.add(key);
-      items.push({ key, file, issue: fileIssue(file) });
+      items.push({ key, file });
     }
     hideError();
     renderList();
@@ -131,27 +146,32 @@ export function renderUpload(outlet) {
     (next || input).focus();
   }
 
+  function issues() {
+    return items.map((item, index) => fileIssue(item.file, index, limits));
+  }
+
   function problems() {
     const out = [];
-    const bad = items.filter((i) => i.issue).length;
+    const bad = issues().filter(Boolean).length;
     if (bad) out.push(`Remove ${plural(bad, "flagged file")} to continue.`);
-    if (items.length > MAX_FILES) out.push(`At most ${MAX_FILES} files per upload.`);
+    if (items.length > limits.maxFiles) out.push(`At most ${plural(limits.maxFiles, "file")} per upload.`);
     const total = items.reduce((n, i) => n + i.file.size, 0);
-    if (total > MAX_TOTAL_BYTES) {
-      out.push(`${formatBytes(total)} is over the ${formatBytes(MAX_TOTAL_BYTES)} limit per upload.`);
+    if (total > limits.maxUpload) {
+      out.push(`${formatBytes(total)} is over the ${formatBytes(limits.maxUpload)} limit per upload.`);
     }
     return out;
   }
 
   function renderList() {
-    const rows = items.map((item) => h("li", {
-      class: ["file-item", item.issue && "file-item-bad"],
+    const flags = issues();
+    const rows = items.map((item, index) => h("li", {
+      class: ["file-item", flags[index] && "file-item-bad"],
       "data-name": item.file.name,
     },
     h("div", { class: "file-main" },
       h("span", { class: "file-name" }, item.file.name),
       h("span", { class: "file-size muted" }, formatBytes(item.file.size)),
-      item.issue ? h("span", { class: "file-issue" }, item.issue) : null),
+      flags[index] ? h("span", { class: "file-issue" }, flags[index]) : null),
     h("button", {
       type: "button",
       class: "btn btn-ghost btn-small",
@@ -163,15 +183,24 @@ export function renderUpload(outlet) {
     list.hidden = items.length === 0;
 
     const total = items.reduce((n, i) => n + i.file.size, 0);
-    const issues = problems();
-    summary.classList.toggle("file-summary-bad", issues.length > 0);
+    const blocking = problems();
+    summary.classList.toggle("file-summary-bad", blocking.length > 0);
     if (items.length === 0) {
       setText(summary, "");
     } else {
-      setText(summary, [`${plural(items.length, "video")}, ${formatBytes(total)} in total.`, ...issues]
+      setText(summary, [`${plural(items.length, "video")}, ${formatBytes(total)} in total.`, ...blocking]
         .join(" "));
     }
-    submit.disabled = Boolean(upload) || items.length === 0 || issues.length > 0;
+    submit.disabled = Boolean(upload) || items.length === 0 || blocking.length > 0;
+  }
+
+  /** Show the limits in the hints and check the selection against them. */
+  function applyLimits() {
+    setText(dropHint, `Up to ${plural(limits.maxFiles, "file")}, ${formatBytes(limits.maxUpload)} in total.`);
+    variations.max = String(limits.maxVariations);
+    setText(variationsHint,
+      `How many different versions to make of each video (1–${limits.maxVariations}).`);
+    renderList();
   }
 
   function showError(message) {
@@ -186,7 +215,7 @@ export function renderUpload(outlet) {
   function readVariations() {
     const raw = variations.value.trim();
     const n = Number(raw);
-    if (!/^\d+$/.test(raw) || n < 1 || n > 20) return null;
+    if (!/^\d+$/.test(raw) || n < 1 || n > limits.maxVariations) return null;
     return n;
   }
 
@@ -206,7 +235,7 @@ export function renderUpload(outlet) {
     const count = readVariations();
     if (count === null) {
       variations.setAttribute("aria-invalid", "true");
-      showError("Variations per video must be a whole number from 1 to 20.");
+      showError(`Variations per video must be a whole number from 1 to ${limits.maxVariations}.`);
       variations.focus();
       return;
     }
@@ -294,7 +323,15 @@ export function renderUpload(outlet) {
   };
   window.addEventListener("beforeunload", beforeUnload);
 
-  renderList();
+  applyLimits();
+  // The server's own limits; until they arrive (or if they cannot) the last known ones apply.
+  getHealth().then((body) => {
+    const reported = parseLimits(body);
+    if (!reported || leaving) return;
+    knownLimits = reported;
+    limits = reported;
+    applyLimits();
+  }).catch(() => {});
 
   return {
     confirmLeave: () => (upload ? "An upload is in progress. Leave this page and cancel it?" : null),
