@@ -17,7 +17,7 @@ import trio
 
 from .effects import EffectOptions
 from .probe import MediaInfo, NotAVideo, probe
-from .scheduler import VideoQueued
+from .scheduler import VideoQueued, is_disk_full
 from .states import JobStatus
 
 
@@ -70,7 +70,11 @@ async def intake_actor(service, receive: trio.MemoryReceiveChannel) -> None:
                 reply = await _handle(service, req)
             except Exception as exc:  # a bug must not kill intake for everyone else
                 service.log.exception("intake failed", extra={"jobId": req.job_id})
-                reply = IntakeRejected("intake_error", f"could not register the upload: {exc}", 500)
+                if is_disk_full(exc):
+                    reply = IntakeRejected("storage_full", "The server's disk is full. Wait for "
+                                           "running jobs to finish, or delete some jobs.", 507)
+                else:
+                    reply = IntakeRejected("intake_error", f"could not register the upload: {exc}", 500)
             try:
                 req.reply.send_nowait(reply)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -107,6 +111,10 @@ async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejecte
         now=now,
     )
     service.hub.publish({"type": "job", "jobId": req.job_id, "status": str(JobStatus.QUEUED)})
+    service.log.info("job created", extra={
+        "jobId": req.job_id, "videoIds": [v["id"] for v in videos], "variations": req.variations,
+        "bytes": sum(v["size"] for v in videos),
+    })
     for v in videos:
         await service.scheduler_send.send(VideoQueued(job_id=req.job_id, video_id=v["id"]))
     return IntakeAccepted(

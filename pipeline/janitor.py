@@ -93,6 +93,8 @@ class Janitor:
         Error handling: a failed sweep is logged and retried at the next interval; it never
         stops the service.
         """
+        # Before ``started()``: the web server accepts uploads only after this.
+        await self.remove_interrupted_uploads()
         task_status.started()
         while True:
             try:
@@ -124,6 +126,26 @@ class Janitor:
                 "evicted": len(evicted), "orphans": len(orphans), "usage": usage.total,
             })
         return report
+
+    async def remove_interrupted_uploads(self) -> list[str]:
+        """At start-up, delete ``uploads/<job>`` folders that no job row knows.
+
+        Before the service accepts requests no upload can be arriving, so such a folder is what
+        a killed process left of an upload in flight (intake writes the rows of a job in one
+        transaction, only after every file arrived). Waiting for the orphan grace would keep it
+        counted against the storage cap for nothing.
+        """
+        known = await self.service.store.all_job_ids()
+        removed: list[str] = []
+        async with self._lock:
+            for entry in await trio.to_thread.run_sync(_scandir, self.settings.uploads_dir):
+                if entry.name in known:
+                    continue
+                await trio.to_thread.run_sync(_remove_path, Path(entry.path))
+                removed.append(entry.name)
+                log.info("removed interrupted upload", extra={"jobId": entry.name})
+        self._counts["orphans"] += len(removed)
+        return removed
 
     async def make_room(self, nbytes: int) -> bool:
         """Make ``nbytes`` fit under the storage cap, evicting finished jobs oldest first.
@@ -158,6 +180,7 @@ class Janitor:
             await service.store.delete_job(job_id)
             await trio.to_thread.run_sync(self._remove_job_files, job_id)
         service.hub.publish({"type": "job", "jobId": job_id, "status": "deleted"})
+        log.info("job deleted", extra={"jobId": job_id})
         return True
 
     # -- steps ------------------------------------------------------------------------------
@@ -172,6 +195,7 @@ class Janitor:
                     await store.delete_job(job["id"])
                     await trio.to_thread.run_sync(self._remove_job_files, job["id"])
                     self.service.hub.publish({"type": "job", "jobId": job["id"], "status": "deleted"})
+                    log.info("expired job removed", extra={"jobId": job["id"]})
                     purged.append(job["id"])
             elif exp is not None and exp <= now and job["status"] in EVICTABLE:
                 if await self._retire(job["id"], now):
@@ -187,19 +211,20 @@ class Janitor:
         for job in await self.service.store.job_rows():
             if job["status"] not in EVICTABLE or not usage.by_job.get(job["id"]):
                 continue
-            if await self._retire(job["id"], self.service.clock()):
+            if await self._retire(job["id"], self.service.clock(), "evicted"):
                 evicted.append(job["id"])
                 usage = await trio.to_thread.run_sync(self.disk_usage)
                 if enough(usage):
                     break
         return evicted, usage
 
-    async def _retire(self, job_id: str, now: float) -> bool:
+    async def _retire(self, job_id: str, now: float, reason: str = "expired") -> bool:
         """Mark a finished job expired, then delete its files and tell subscribers."""
         if not await self.service.store.expire_job(job_id, now):
             return False
         await trio.to_thread.run_sync(self._remove_job_files, job_id)
         self.service.publish_job(job_id, JobStatus.EXPIRED)
+        log.info("job files deleted", extra={"jobId": job_id, "reason": reason})
         return True
 
     async def _clean_orphans(self, now: float) -> tuple[list[str], int, list[str]]:
@@ -232,7 +257,7 @@ class Janitor:
                         await store.delete_output(v["id"], o["index"])
                         forgotten += 1
             if had_outputs and not left and job["status"] in EVICTABLE:
-                if await self._retire(job["id"], now):
+                if await self._retire(job["id"], now, "files_gone"):
                     lost.append(job["id"])
         return removed, forgotten, lost
 

@@ -13,6 +13,8 @@ failed (not retryable).
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,11 +144,12 @@ class Scheduler:
     async def _run_one(self, handle: RenderHandle) -> None:
         try:
             await render_video(self.service, handle)
-        except Exception:
+        except Exception as exc:
             self.service.log.exception("render crashed", extra={"videoId": handle.video_id})
+            error = ("the server's disk is full; retry once there is room" if is_disk_full(exc)
+                     else "internal error while rendering")
             with trio.CancelScope(shield=True):
-                await _mark(self.service, handle.video_id, VideoStatus.FAILED,
-                            error="internal error while rendering")
+                await _mark(self.service, handle.video_id, VideoStatus.FAILED, error=error)
         finally:
             self.running.pop(handle.video_id, None)
             self._notify()
@@ -160,6 +163,20 @@ async def _mark(service, video_id: str, status: VideoStatus, error: str | None =
         job_id, job_status = result
         service.publish_video(job_id, video_id, status, error=error)
         service.publish_job(job_id, job_status)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full: a write's ENOSPC/EDQUOT, or
+    SQLite's "database or disk is full"."""
+    for _ in range(8):  # a chain is short; never follow a cycle
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        if exc is None:
+            break
+    return False
 
 
 def _remove_parts(root: Path) -> None:

@@ -25,6 +25,12 @@ from .store import AsyncStore, Store
 log = logging.getLogger("video_refresher")
 
 
+@dataclass(frozen=True)
+class ServiceStatistics:
+    ffmpeg_runs: int
+    ffmpeg_seconds: float
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -41,6 +47,8 @@ class Service:
         self.janitor = Janitor(self)
         self.scheduler_send, self._scheduler_recv = trio.open_memory_channel(64)
         self.intake_send, self._intake_recv = trio.open_memory_channel(16)
+        self._ffmpeg_runs = 0
+        self._ffmpeg_seconds = 0.0
 
     # -- events ---------------------------------------------------------------------------
 
@@ -55,6 +63,22 @@ class Service:
         if error is not None:
             event["error"] = error
         self.hub.publish(event)
+        # One log line per video state change (start, finish, failure, cancel, interruption).
+        level = logging.WARNING if str(status) == "failed" else logging.INFO
+        self.log.log(level, f"video {status}", extra={
+            "jobId": job_id, "videoId": video_id, "status": str(status),
+            **({"error": error} if error else {}),
+        })
+
+    # -- statistics (for /metrics) --------------------------------------------------------
+
+    def ffmpeg_finished(self, seconds: float) -> None:
+        """Runner hook: one FFmpeg process ended after ``seconds`` of wall-clock time."""
+        self._ffmpeg_runs += 1
+        self._ffmpeg_seconds += max(0.0, seconds)
+
+    def statistics(self) -> ServiceStatistics:
+        return ServiceStatistics(ffmpeg_runs=self._ffmpeg_runs, ffmpeg_seconds=self._ffmpeg_seconds)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -72,6 +96,7 @@ class Service:
                 return await recv.receive()
 
     async def cancel_job(self, job_id: str) -> None:
+        self.log.info("job cancel requested", extra={"jobId": job_id})
         send, recv = trio.open_memory_channel(1)
         await self.scheduler_send.send(CancelJob(job_id, send))
         async with recv:

@@ -140,10 +140,13 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(self._conn)
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full, I/O error) may already have rolled back; if not,
+                # an open transaction would make every later BEGIN fail.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
             return result
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:

@@ -42,6 +42,7 @@ from pipeline.zipper import archive_filename, stream_archive
 
 from .auth import TokenError
 from .errors import error_response
+from .metrics import count_bytes
 from .views import job_json
 
 bp = Blueprint("delivery", __name__)
@@ -73,8 +74,9 @@ async def download(job_id: str):
         "Content-Length": str(archive.length),
         "Content-Disposition": content_disposition(archive_filename(job)),
     }
-    resp = Response(stream_archive(archive), status=200, mimetype="application/zip",
-                    headers=headers)
+    counter = current_app.extensions["metrics"].add_download
+    resp = Response(count_bytes(stream_archive(archive), counter), status=200,
+                    mimetype="application/zip", headers=headers)
     resp.timeout = None  # a multi-GB download may take long; the client sets the pace
     return resp
 

@@ -7,6 +7,7 @@ within its graceful timeout; then the actors' scope is cancelled, so runners sto
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -41,11 +42,18 @@ async def serve(settings: Settings) -> None:
               flush=True)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
+    # Logger objects, not "-": Hypercorn then adds no handler of its own, so each line goes
+    # once through the root JSON handler (web/logs.py). The access format leaves out the query
+    # string, which may hold a download token.
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
     config.graceful_timeout = 3.0
     config.keep_alive_timeout = 75.0
     # Bound header size against oversized-header abuse.
     config.h11_max_incomplete_size = 64 * 1024
+    # Clients only send small {"subscribe": …} commands over the WebSocket (default: 16 MB).
+    config.websocket_max_message_size = 64 * 1024
     shutdown = trio.Event()
     try:
         async with trio.open_nursery() as root:

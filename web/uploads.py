@@ -9,8 +9,10 @@ cancellation when the client disconnects, the caller removes ``job_dir`` (see ``
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,13 @@ from .errors import APIError
 
 # Feed the parser in batches this big: fewer thread hops, still bounded memory.
 BATCH = 1 << 20
-# A client that sends nothing for this long is dropped (slow-loris uploads).
+# An upload that makes less than MIN_PROGRESS bytes of progress in this many seconds is dropped:
+# a silent client, and a slow-loris one dripping a byte now and then. The service passes
+# ``VR_UPLOAD_IDLE_TIMEOUT``. Time spent parsing and writing on our side does not count.
 IDLE_TIMEOUT = 60.0
+MIN_PROGRESS = 1024
+# Write errors that mean "the disk is full", answered 507 rather than blamed on the client.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 MAX_FIELD = 1024
 
 
@@ -93,8 +100,17 @@ def _small_field(chunk: bytes) -> None:
         raise APIError(400, "field_too_large", "A form field is too large.")
 
 
-async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int) -> ParsedUpload:
-    """Parse a multipart upload into ``job_dir``. Raises ``APIError`` for bad requests."""
+async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int,
+                         idle_timeout: float = IDLE_TIMEOUT,
+                         on_bytes: Callable[[int], None] | None = None) -> ParsedUpload:
+    """Parse a multipart upload into ``job_dir``. Raises ``APIError`` for bad requests.
+
+    ``on_bytes`` is called with the size of every body chunk received (for metrics).
+
+    Error handling: a client sending less than ``MIN_PROGRESS`` bytes in ``idle_timeout``
+    seconds gets 408; a full disk (``ENOSPC``/``EDQUOT``) gets 507 ``storage_full``; malformed
+    multipart gets 400.
+    """
     ctype = request.headers.get("Content-Type", "")
     if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype:
         raise APIError(400, "expected_multipart",
@@ -103,7 +119,12 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
     if length is not None and length.isdigit() and int(length) > max_upload:
         raise APIError(413, "upload_too_large", _too_large(max_upload))
 
-    await trio.to_thread.run_sync(lambda: job_dir.mkdir(parents=True, exist_ok=False))
+    try:
+        await trio.to_thread.run_sync(lambda: job_dir.mkdir(parents=True, exist_ok=False))
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise _disk_full() from None
+        raise
     parser = StreamingFormDataParser(headers={"Content-Type": ctype})
     videos = _VideoTarget(job_dir, max_files)
     values = {name: ValueTarget(validator=_small_field) for name in ("variations", "seed", "effects")}
@@ -122,26 +143,37 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
                            f"Too many files: at most {max_files} per upload.") from None
         except APIError:
             raise
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise _disk_full() from None
+            raise
         except Exception as exc:  # the parser's own errors: malformed multipart
             raise APIError(400, "bad_multipart", f"The upload is not valid multipart data ({exc}).") from None
 
     try:
         body = request.body.__aiter__()
+        window_end, window_bytes = trio.current_time() + idle_timeout, 0
         while True:
-            with trio.move_on_after(IDLE_TIMEOUT) as idle:
+            with trio.move_on_at(window_end) as idle:
                 try:
                     chunk = await body.__anext__()
                 except StopAsyncIteration:
                     break
             if idle.cancelled_caught:
                 raise APIError(408, "upload_timeout", "The upload stalled and was dropped.")
+            window_bytes += len(chunk)
+            if window_bytes >= MIN_PROGRESS:
+                window_end, window_bytes = trio.current_time() + idle_timeout, 0
             result.total += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
             if result.total > max_upload:
                 raise APIError(413, "upload_too_large", _too_large(max_upload))
             pending += chunk
             if len(pending) >= BATCH:
                 data, pending = bytes(pending), bytearray()
                 await trio.to_thread.run_sync(feed, data)
+                window_end, window_bytes = trio.current_time() + idle_timeout, 0
         if pending:
             await trio.to_thread.run_sync(feed, bytes(pending))
         if videos.in_part:
@@ -154,6 +186,11 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
         if target.value:
             result.fields[name] = target.value.decode("utf-8", "replace").strip()
     return result
+
+
+def _disk_full() -> APIError:
+    return APIError(507, "storage_full",
+                    "The server's disk is full. Wait for running jobs to finish, or delete some jobs.")
 
 
 def _too_large(limit: int) -> str:

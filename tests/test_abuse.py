@@ -1,0 +1,344 @@
+"""Abuse against the real server: odd and hostile file names (stored safely, ZIP entries
+zip-slip safe), oversized headers and bodies, a slow-loris upload, forged and expired tokens on
+the WebSocket, CORS only for configured origins, and the browser app's security headers.
+
+Token tampering and expiry over HTTP are in test_api.py; WebSocket without a token or with a
+malformed one in test_ws.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import socket
+import sqlite3
+import time
+import unicodedata
+import zipfile
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from tests.server import ServerProcess, wait_for, wait_job
+from web.auth import Auth
+
+TEAM = "https://team.example"
+IDLE = 2.0  # VR_UPLOAD_IDLE_TIMEOUT of the module's server
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("abuse") / "data",
+                           env={"VR_CORS_ORIGINS": f"{TEAM}, http://localhost:5173",
+                                "VR_UPLOAD_IDLE_TIMEOUT": f"{IDLE}s"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def token(srv) -> str:
+    return srv.token()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def multipart(files: list[tuple[bytes, bytes]], fields: dict[str, str] | None = None,
+              boundary: bytes = b"XyZzY") -> bytes:
+    """A multipart body with raw (unescaped) file names, as a hostile client may send them."""
+    out = bytearray()
+    for name, value in (fields or {}).items():
+        out += b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name.encode()
+        out += b'"\r\n\r\n' + value.encode() + b"\r\n"
+    for filename, data in files:
+        out += b"--" + boundary + b'\r\nContent-Disposition: form-data; name="videos"; filename="'
+        out += filename + b'"\r\nContent-Type: video/mp4\r\n\r\n' + data + b"\r\n"
+    out += b"--" + boundary + b"--\r\n"
+    return bytes(out)
+
+
+def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int | None, dict, bytes]:
+    """One HTTP/1.1 response read off ``sock``: (status, headers, body); status None if the
+    server closed the connection without answering."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            return None, {}, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    want = int(headers.get("content-length", "0"))
+    while len(body) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
+
+
+def raw(srv, data: bytes, timeout: float = 10.0) -> tuple[int | None, dict, bytes]:
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        try:
+            s.sendall(data)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the server may refuse before reading everything; its answer still counts
+        return read_response(s, timeout)
+
+
+def is_control_free(text: str) -> bool:
+    return not any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+def leftovers(srv, job_id: str | None = None) -> tuple[list[str], int]:
+    uploads = sorted(str(p.relative_to(srv.data_dir)) for p in (srv.data_dir / "uploads").rglob("*")
+                     if job_id is None or job_id in p.parts)
+    with sqlite3.connect(srv.data_dir / "refresher.db") as db:
+        rows = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    return uploads, rows
+
+
+# -- file names -------------------------------------------------------------------------------
+
+HOSTILE_NAMES = [
+    b"..\\..\\windows\\system32\\evil.mp4",
+    b"/etc/cron.d/absolute.mp4",
+    "r\u202eevil\u202c4pm.mp4".encode(),  # right-to-left override
+    b"tab\there\x07bell\x1b[31mred.mp4",  # control characters and an ANSI escape
+    b"..",
+    "𝔥é\u0301llo 東京 🎬.mp4".encode(),
+    b"nul\x00byte.mp4",
+]
+
+
+def test_hostile_file_names_are_stored_safely_and_zip_entries_are_zip_slip_safe(srv, token, clips):
+    body = multipart([(n, clips["a"].read_bytes()) for n in HOSTILE_NAMES], {"variations": "1"})
+    headers = {"Authorization": f"Bearer {token}",
+               "Content-Type": "multipart/form-data; boundary=XyZzY"}
+    r = httpx.post(srv.url + "/api/jobs", content=body, headers=headers, timeout=60)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["jobId"]
+    names = [v["name"] for v in r.json()["videos"]]
+    assert len(names) == len(HOSTILE_NAMES)
+    for name in names:
+        assert name and name not in (".", "..") and "/" not in name and "\\" not in name, name
+        assert is_control_free(name), ascii(name)
+
+    with srv.client() as c:
+        job = wait_job(c, job_id, timeout=120)
+        assert job["status"] == "completed", job
+        z = c.get(f"/api/jobs/{job_id}/download")
+    assert z.status_code == 200
+
+    # On disk: only generated names, all inside the data dir.
+    data_dir = srv.data_dir.resolve()
+    for p in srv.data_dir.rglob("*"):
+        assert data_dir in p.resolve().parents
+        assert not any(w in str(p) for w in ("evil", "absolute", "cron", "windows", "東京", "bell"))
+
+    # The archive: relative, forward-slash paths without "..", control characters or
+    # duplicates, each staying inside the folder it is extracted to.
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        entries = zf.namelist()
+        assert zf.testzip() is None
+        manifest = json.loads(zf.read("manifest.json"))
+    assert len(entries) == len(set(entries)) == len(HOSTILE_NAMES) + 1
+    for entry in entries:
+        assert not entry.startswith("/") and "\\" not in entry and ":" not in entry, entry
+        parts = entry.split("/")
+        assert all(part and part not in (".", "..") for part in parts), entry
+        assert is_control_free(entry), ascii(entry)
+        assert posixpath.normpath(posixpath.join("/x", entry)).startswith("/x/")
+    folders = {e.split("/")[0] for e in entries if "/" in e}
+    assert len(folders) == len(HOSTILE_NAMES)
+    assert {v["source"] for v in manifest["variations"]} == set(names)
+
+
+@pytest.mark.parametrize("filename", [b"\xff\xfe.mp4", b"line\rbreak.mp4"])
+def test_undecodable_or_broken_names_are_400_and_leave_nothing(srv, token, clips, filename):
+    before = leftovers(srv)
+    body = multipart([(filename, clips["a"].read_bytes())])
+    r = httpx.post(srv.url + "/api/jobs", content=body, timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=XyZzY"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "bad_multipart"
+    assert leftovers(srv) == before
+
+
+# -- sizes and pace ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [
+    b"X-Big: " + b"a" * 256_000 + b"\r\n",
+    b"".join(b"X-Header-%05d: some value\r\n" % i for i in range(12_000)),
+])
+def test_oversized_headers_are_refused_not_a_server_error(srv, headers):
+    status, _, _ = raw(srv, b"GET /api/health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert status in (400, 431)
+    assert httpx.get(srv.url + "/api/health").status_code == 200
+
+
+def test_big_bodies_on_small_endpoints_are_413(srv):
+    big = json.dumps({"password": "x" * 200_000})
+    r = httpx.post(srv.url + "/api/auth", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+    def chunked():  # no Content-Length: the limit is enforced while reading
+        for _ in range(100):
+            yield b" " * 10_000
+
+    r = httpx.post(srv.url + "/api/auth", content=chunked(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("gap", [IDLE / 4, IDLE * 1.5], ids=["drip", "silent"])
+def test_slow_loris_upload_is_dropped_and_leaves_nothing(srv, token, clips, gap):
+    """A byte now and then, whether the gaps are shorter or longer than the idle timeout."""
+    before = leftovers(srv)
+    body = multipart([(b"slow.mp4", clips["a"].read_bytes())])
+    head = (f"POST /api/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary=XyZzY\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    status = resp = None
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.sendall(head + body[:2000])
+        # The job's upload folder exists once the server started on the body.
+        wait_for(lambda: any((srv.data_dir / "uploads").iterdir()), timeout=10)
+        t0 = time.monotonic()
+        for i in range(2000, 2000 + int(IDLE * 6 / gap)):
+            s.settimeout(gap)
+            try:
+                status, _, resp = read_response(s, timeout=gap)
+                break
+            except TimeoutError:
+                pass
+            try:
+                s.sendall(body[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        dropped_after = time.monotonic() - t0
+    assert status in (None, 408), status
+    if status == 408:
+        assert json.loads(resp)["error"]["code"] == "upload_timeout"
+    assert dropped_after < IDLE * 3, dropped_after
+    wait_for(lambda: leftovers(srv) == before, timeout=10)
+
+
+def test_an_early_refusal_does_not_hang_the_next_request_on_the_connection(srv):
+    # Refused before its body is read (no token): the connection is closed after the answer,
+    # so the client's next request goes on a fresh one instead of waiting forever.
+    with httpx.Client(base_url=srv.url, timeout=5) as c:
+        for _ in range(3):
+            r = c.post("/api/jobs", content=b"\0" * 3_000_000,
+                       headers={"Content-Type": "multipart/form-data; boundary=B"})
+            assert r.status_code == 401
+            assert r.headers.get("connection") == "close"
+            assert c.get("/api/health").status_code == 200
+
+
+def test_connection_close_is_honoured(srv):
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, _, _ = read_response(s, timeout=5)
+        assert status == 200
+        s.settimeout(5)
+        assert s.recv(1) == b"", "the server should close the connection"
+
+
+# -- paths and tokens -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/ui/..%2f..%2fpyproject.toml", "/ui/%2e%2e/%2e%2e/pyproject.toml",
+                                  "/ui/../data/refresher.db", "/ui//etc/passwd"])
+def test_ui_paths_cannot_leave_the_ui_folder(srv, path):
+    status, headers, body = raw(srv, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    # Werkzeug merges double slashes with a redirect that stays under /ui/.
+    assert status == 404 or (status == 308 and "/ui/" in headers["location"]), (path, status)
+    assert b"[project]" not in body and b"root:" not in body
+
+
+async def _ws_close_code(srv, token: str) -> int:
+    url = srv.url.replace("http://", "ws://") + f"/api/ws?token={token}"
+    async with open_websocket_url(url) as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            with trio.fail_after(10):
+                await ws.get_message()
+    return info.value.reason.code
+
+
+async def test_websocket_refuses_forged_and_expired_tokens(srv):
+    forged, _ = Auth("pw", b"not-the-server-key", 3600, time.time).issue()
+    assert await _ws_close_code(srv, forged) == 4401
+    # Signed with the server's own key, but expired an hour ago.
+    secret = (srv.data_dir / "secret.key").read_bytes().strip()
+    expired, _ = Auth("pw", secret, 60, lambda: time.time() - 3600).issue()
+    assert await _ws_close_code(srv, expired) == 4401
+    # A payload edited to expire later (signature no longer matches).
+    good, _ = Auth("pw", secret, 60, time.time).issue()
+    payload, sig = good.split(".")
+    assert await _ws_close_code(srv, payload[:-2] + "xx." + sig) == 4401
+
+
+# -- CORS and headers -------------------------------------------------------------------------
+
+
+def test_cors_answers_only_configured_origins(srv, token):
+    ok = httpx.get(srv.url + "/api/health", headers={"Origin": TEAM})
+    assert ok.headers["access-control-allow-origin"] == TEAM
+    assert "Origin" in ok.headers["vary"]
+    assert "access-control-allow-credentials" not in ok.headers
+
+    other = httpx.get(srv.url + "/api/health", headers={"Origin": "https://evil.example"})
+    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+    # Errors reach the allowed origin's script too (so it can show "log in again").
+    denied = httpx.get(srv.url + "/api/jobs", headers={"Origin": TEAM})
+    assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == TEAM
+
+    preflight = {"Origin": TEAM, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    p = httpx.options(srv.url + "/api/jobs", headers=preflight)
+    assert p.status_code == 204
+    assert p.headers["access-control-allow-origin"] == TEAM
+    assert "POST" in p.headers["access-control-allow-methods"]
+    assert "authorization" in p.headers["access-control-allow-headers"].lower()
+
+    p = httpx.options(srv.url + "/api/jobs", headers={**preflight, "Origin": "https://evil.example"})
+    assert p.status_code < 500 and "access-control-allow-origin" not in p.headers
+
+
+def test_no_cors_without_configured_origins(server):
+    r = httpx.get(server.url + "/api/health", headers={"Origin": TEAM})
+    assert "access-control-allow-origin" not in r.headers
+    p = httpx.options(server.url + "/api/jobs", headers={
+        "Origin": TEAM, "Access-Control-Request-Method": "POST"})
+    assert p.status_code < 500 and "access-control-allow-origin" not in p.headers
+
+
+@pytest.mark.parametrize("path", ["/", "/ui/js/app.js", "/ui/css/app.css"])
+def test_browser_app_has_security_headers(srv, path):
+    r = httpx.get(srv.url + path)
+    assert r.status_code == 200
+    csp = {d.split()[0]: d.split()[1:] for d in r.headers["content-security-policy"].split(";") if d.strip()}
+    scripts = csp.get("script-src", csp["default-src"])
+    assert "'self'" in scripts
+    assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts
+    assert csp["frame-ancestors"] == ["'none'"] and csp["object-src"] == ["'none'"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_api_responses_are_not_cached_or_sniffed(srv, token):
+    r = httpx.get(srv.url + "/api/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-type"].startswith("application/json")

@@ -1,0 +1,245 @@
+"""The OpenAPI document of the HTTP API, served at ``/api/openapi.json`` (public).
+
+Quart-Schema builds it from the app's routes; the shapes are pydantic models of what
+``web.views`` returns. The views themselves stay plain: ``install_openapi`` attaches the
+documentation to the registered view functions from the ``_DOCS`` table, and a small provider
+subclass adds what the decorators cannot say (summaries, error responses, non-JSON bodies, public
+routes). The upload is documented as ``multipart/form-data`` but still parsed by our streaming
+parser (``web.uploads``), never by Quart-Schema.
+
+Error handling: a ``RequestSchemaValidationError`` (a view validated with Quart-Schema) answers
+400 in the API's JSON error shape, not Quart-Schema's HTML page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+from quart_schema import (
+    DataSource,
+    QuartSchema,
+    RequestSchemaValidationError,
+    document_querystring,
+    document_request,
+    document_response,
+    hide,
+)
+from quart_schema.openapi import OpenAPIProvider
+
+import pipeline
+
+from .errors import error_response
+
+OPENAPI_PATH = "/api/openapi.json"
+
+
+# -- shapes (field names are the API's camelCase) ------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable snake_case code.")
+    message: str = Field(description="A human sentence.")
+
+
+class Error(BaseModel):
+    """An error: a stable code and a human sentence."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """Service health and the FFmpeg in use."""
+
+    status: str = Field(description='"ok", or "unavailable" with problems listed')
+    version: str
+    ffmpeg: str
+    ffmpegPath: str
+    problems: list[str] | None = None
+
+
+class AuthRequest(BaseModel):
+    password: str
+
+
+class Token(BaseModel):
+    """A signed token for the Authorization header (or ?token= on download links)."""
+
+    token: str
+    expiresAt: str
+
+
+class Output(BaseModel):
+    index: int
+    name: str
+    size: int
+    duration: float | None = None
+    distance: dict[str, Any] | None = None
+
+
+class Video(BaseModel):
+    id: str
+    name: str
+    size: int
+    duration: float | None = None
+    status: str
+    progress: float
+    error: str | None = None
+    attempts: int
+    retryable: bool
+    log: str | None = None
+    outputs: list[Output] | None = None
+    outputCount: int | None = None
+
+
+class Job(BaseModel):
+    """A job with its videos."""
+
+    id: str
+    status: str = Field(description="queued, processing, completed, failed, cancelled or expired")
+    createdAt: str
+    startedAt: str | None = None
+    completedAt: str | None = None
+    expiresAt: str | None = None
+    variationsPerVideo: int
+    seed: str
+    excludedEffects: list[str]
+    progress: float
+    counts: dict[str, int]
+    videos: list[Video]
+
+
+class JobList(BaseModel):
+    """Jobs, newest first."""
+
+    jobs: list[Job]
+
+
+class UploadedVideo(BaseModel):
+    id: str
+    name: str
+    size: int
+
+
+class JobCreated(BaseModel):
+    """The upload was accepted and queued."""
+
+    jobId: str
+    status: str
+    videos: list[UploadedVideo]
+    variationsPerVideo: int
+    seed: str
+    statusUrl: str
+
+
+class UploadForm(BaseModel):
+    videos: list[bytes] = Field(description="1 to VR_MAX_FILES MP4/MOV files (repeat the field).")
+    variations: int = Field(5, ge=1, le=20, description="Variations per video.")
+    seed: str | None = Field(None, max_length=64, description="Seed for reproducible variations.")
+    effects: str | None = Field(None, description="Effect families to leave out, e.g. -mirror.")
+
+
+class DownloadQuery(BaseModel):
+    token: str | None = Field(None, description="The token, for plain links (instead of the header).")
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Doc:
+    summary: str
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    request: type[BaseModel] | None = None
+    source: DataSource = DataSource.JSON
+    query: type[BaseModel] | None = None
+    public: bool = False
+    # Non-JSON success bodies: status -> (media type, schema).
+    media: dict[int, tuple[str, dict]] = field(default_factory=dict)
+
+
+_AUTH = {401: Error}
+_DOCS: dict[str, _Doc] = {
+    "health": _Doc("Service health (database, data dir, FFmpeg)", {200: Health, 503: Health},
+                   public=True),
+    "login": _Doc("Log in with the team password", {200: Token, 400: Error, 401: Error, 429: Error},
+                  request=AuthRequest, public=True),
+    "list_jobs": _Doc("List jobs, newest first", {200: JobList, **_AUTH}),
+    "create_job": _Doc(
+        "Upload videos and queue a job",
+        {202: JobCreated, 400: Error, **_AUTH, 408: Error, 413: Error, 415: Error, 507: Error},
+        request=UploadForm, source=DataSource.FORM_MULTIPART),
+    "get_job": _Doc("One job with its videos and outputs", {200: Job, **_AUTH, 404: Error}),
+    "delivery.download": _Doc(
+        "Download the job's ZIP (one folder per source, manifest.json)",
+        {**_AUTH, 404: Error, 409: Error, 410: Error}, query=DownloadQuery,
+        media={200: ("application/zip", {"type": "string", "format": "binary"})}),
+    "delivery.cancel": _Doc("Cancel a job (finished videos are kept)",
+                            {202: Job, **_AUTH, 404: Error, 409: Error}),
+    "delivery.retry": _Doc("Retry a failed, interrupted or cancelled video",
+                           {202: Job, **_AUTH, 404: Error, 409: Error, 410: Error}),
+    "delivery.delete": _Doc("Delete a job, its files and rows", {204: None, **_AUTH, 404: Error}),
+    "metrics.metrics": _Doc("Aggregate figures in the Prometheus text format", public=True,
+                            media={200: ("text/plain", {"type": "string"})}),
+}
+_HIDDEN = {"index", "ui_file"}
+
+
+class _Provider(OpenAPIProvider):
+    def build_paths(self, rule):
+        paths, components = super().build_paths(rule)
+        doc = _DOCS.get(rule.endpoint)
+        if doc is None:
+            return paths, components
+        for operations in paths.values():
+            for op in operations.values():
+                op["summary"] = doc.summary
+                op["responses"] = dict(op["responses"])
+                for status, (media, schema) in doc.media.items():
+                    op["responses"][status] = {"description": doc.summary,
+                                               "content": {media: {"schema": schema}}}
+                for status, model in doc.responses.items():
+                    if model is None:
+                        op["responses"][status] = {"description": "No content."}
+                if doc.public:
+                    op["security"] = []
+        return paths, components
+
+
+def install_openapi(app) -> QuartSchema:
+    """Document the app's routes and serve the document at ``OPENAPI_PATH``.
+
+    Call it after every route is registered.
+    """
+    for endpoint, func in app.view_functions.items():
+        if endpoint in _HIDDEN:
+            hide(func)
+            continue
+        doc = _DOCS.get(endpoint)
+        if doc is None:
+            continue
+        for status, model in doc.responses.items():
+            if model is not None:
+                document_response(model, status)(func)
+        if doc.request is not None:
+            document_request(doc.request, source=doc.source)(func)
+        if doc.query is not None:
+            document_querystring(doc.query)(func)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid(exc: RequestSchemaValidationError):
+        return error_response(400, "invalid_request", f"The request is not valid: {exc.validation_error}")
+
+    return QuartSchema(
+        app,
+        openapi_path=OPENAPI_PATH,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        openapi_provider_class=_Provider,
+        info={"title": "Video Refresher", "version": pipeline.__version__,
+              "description": "Upload video creatives, get unique variations back as one ZIP."},
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        security=[{"bearer": []}],
+    )
