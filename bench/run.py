@@ -1,0 +1,577 @@
+"""``python -m bench``: time the one-process-per-variation baseline, this project (HTTP API and
+``video-refresher make``) and the bare FFmpeg floor on one generated clip; measure encode quality
+(SSIM against a lossless render of the same graph) and the server's memory and speed while it
+streams a 2 GB upload and a multi-GB ZIP download; print Markdown tables.
+
+Everything runs on this machine, one step after the other, in a scratch folder that is removed
+at the end (``--keep`` keeps it). Progress goes to stderr, the tables to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.command import DEFAULT_CRF, build_render_command
+from pipeline.config import ConfigError, load_settings
+from pipeline.effects import EffectOptions, VariationParams, sample_variations, video_filter
+from pipeline.ffmpeg import FFmpegNotFound, find_ffmpeg
+from pipeline.probe import MediaInfo, probe
+
+from . import machine, media
+from .machine import Stalled, StallWatch
+from .report import (
+    ROW_BASELINE_HOST,
+    ROW_BASELINE_PROJECT,
+    ROW_CAT_COLD,
+    ROW_CAT_WARM,
+    ROW_DD,
+    ROW_DOWNLOAD,
+    ROW_FLOOR,
+    ROW_HTTP,
+    ROW_MAKE,
+    ROW_UPLOAD,
+    Results,
+    SweepRow,
+    Timing,
+    Transfer,
+    render,
+    write_docs,
+)
+from .service import PASS_THROUGH, ROOT, RssSampler, Server, cpu_seconds, status_kb, wait_job
+from .service import download as http_download
+from .service import upload as http_upload
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+GB = 1000**3
+QUICK = {"size": "320x180", "seconds": 2.0, "n": 2}
+FULL = {"size": "1920x1080", "seconds": 20.0, "n": 5}
+DOWNLOAD_VARIATIONS = 20
+# Deadlocked runs (see `machine.StallWatch`) discarded and retried before giving up.
+MAX_STALLS = 3
+# The floor's variants timed by --sweep: (label, preset, per-encoder threads, CRF, excluded
+# effects). The first row is the floor itself.
+SWEEP = (
+    ("ultrafast, threads: FFmpeg default, CRF 23 (the defaults)", "ultrafast", None, 23, ""),
+    ("ultrafast, `-threads 1` per encoder", "ultrafast", 1, 23, ""),
+    ("ultrafast, `-threads 2` per encoder", "ultrafast", 2, 23, ""),
+    ("superfast", "superfast", None, 23, ""),
+    ("veryfast", "veryfast", None, 23, ""),
+    ("ultrafast, CRF 20", "ultrafast", None, 20, ""),
+    ("ultrafast, effects `-noise` (no grain)", "ultrafast", None, 23, "-noise"),
+    ("ultrafast, effects `-rotation`", "ultrafast", None, 23, "-rotation"),
+    ("ultrafast, effects `-noise,-rotation`", "ultrafast", None, 23, "-noise,-rotation"),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark Video Refresher against the one-FFmpeg-per-variation baseline.",
+    )
+    p.add_argument("--size", help=f"clip size WxH (default {FULL['size']}; --quick {QUICK['size']})")
+    p.add_argument("--seconds", type=float,
+                   help=f"clip length (default {FULL['seconds']:g}; --quick {QUICK['seconds']:g})")
+    p.add_argument("--fps", type=int, default=30, help="clip frame rate (default 30)")
+    p.add_argument("-n", "--variations", type=int,
+                   help=f"variations per run (default {FULL['n']}; --quick {QUICK['n']})")
+    p.add_argument("--seed", default="bench", help="job seed of ours and the floor (default bench)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per timing, best kept (default 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny smoke run: small clip, N=2, no 2 GB transfers, no sweep")
+    p.add_argument("--host-ffmpeg", default="ffmpeg",
+                   help="the host's FFmpeg for the baseline (default: `ffmpeg` on PATH; '' skips)")
+    p.add_argument("--no-io", action="store_true", help="skip the 2 GB upload/download/disk part")
+    p.add_argument("--download-gb", type=float, default=1.0,
+                   help="target size of the ZIP for the download measurement (default 1.0; "
+                        "rendering it takes about a minute per GB on 2 cores)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each timed run, wait up to SECONDS for other processes to leave "
+                        "the CPUs idle (< 0.3 cores busy over 5 s); default 0: do not wait")
+    p.add_argument("--sweep", action="store_true",
+                   help="also time the floor command with other x264 presets and thread counts")
+    p.add_argument("--no-quality", action="store_true", help="skip the SSIM measurements")
+    p.add_argument("--work-dir", type=Path,
+                   help="where the scratch folder goes (default: the system temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--write-docs", action="store_true",
+                   help=f"also write the tables into {DOCS.relative_to(ROOT)}")
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    args.size = args.size or defaults["size"]
+    args.seconds = args.seconds or defaults["seconds"]
+    args.variations = args.variations or defaults["n"]
+    if args.quick:
+        args.no_io = True
+    w, _, h = args.size.partition("x")
+    if not (w.isdigit() and h.isdigit()):
+        p.error("--size must look like 1280x720")
+    if not 1 <= args.variations <= 20:
+        p.error("-n must be between 1 and 20")
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- timing ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    work: Path
+    project: str  # the project's FFmpeg binary
+    preset: str
+    results: Results
+    clip: Path = Path()
+    info: MediaInfo | None = None
+
+    def sub(self, name: str) -> Path:
+        d = self.work / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+
+def children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def best_of(repeat: int, once: Callable[[], tuple[float, float | None, list[Path], str]],
+            wait_quiet: float = 0.0) -> Timing:
+    """Run ``once`` ``repeat`` times; keep the fastest. ``once`` returns (wall, cpu, outputs, note).
+
+    With ``wait_quiet`` > 0, each run first waits up to that many seconds for other processes
+    to leave the CPUs alone (`machine.wait_quiet`)."""
+    best: Timing | None = None
+    walls: list[float] = []
+    stalls = 0
+    while len(walls) < repeat:
+        if wait_quiet > 0:
+            machine.wait_quiet(wait_quiet, log=log)
+        load = machine.load()
+        busy0, self0 = machine.busy_cpu_seconds(), machine.self_cpu_seconds()
+        try:
+            wall, cpu, outs, note = once()
+        except Stalled as exc:
+            stalls += 1
+            log(f"STALLED: {exc}; run discarded" + ("" if stalls < MAX_STALLS else ", giving up"))
+            if stalls >= MAX_STALLS:
+                raise
+            continue
+        busy = machine.busy_cpu_seconds() - busy0
+        ours = (cpu or 0.0) + machine.self_cpu_seconds() - self0
+        others = max(0.0, busy - ours) / wall if cpu is not None and wall > 0 else None
+        walls.append(wall)
+        t = Timing(wall=wall, cpu=cpu, load=load, others=others,
+                   out_bytes=sum(p.stat().st_size for p in outs), note=note)
+        t.outputs = outs
+        if best is None or t.wall < best.wall:
+            best = t
+    assert best is not None
+    best.walls = walls
+    if stalls:
+        best.note = (best.note + "; " if best.note else "") + (
+            f"**{stalls} run(s) deadlocked** (FFmpeg used no CPU for {media.STALL_SECONDS:.0f} s; "
+            "killed, discarded, run again)")
+    if repeat > 1:
+        best.note = (best.note + "; " if best.note else "") + "runs: " + ", ".join(
+            f"{w:.2f}" for w in walls)
+    return best
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while data := fh.read(1 << 20):
+            h.update(data)
+    return h.hexdigest()
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+
+def make_clip(b: Bench) -> None:
+    a = b.args
+    b.clip = b.work / "clip.mp4"
+    log(f"generating the clip: {a.size}, {a.seconds:g} s, {a.fps} fps")
+    media.run(media.clip_command(b.project, b.clip, size=a.size, seconds=a.seconds, fps=a.fps))
+    b.info = probe(b.clip)
+    b.results.clip_bytes = b.clip.stat().st_size
+
+
+def baseline(b: Bench, ffmpeg: str, name: str) -> Timing:
+    params = media.baseline_variations(b.args.variations)
+
+    def once():
+        d = b.sub(name)
+        outs = [d / f"b{i + 1:02d}.mp4" for i in range(len(params))]
+        t0, c0 = time.monotonic(), children_cpu()
+        for p, out in zip(params, outs, strict=True):
+            media.run(media.baseline_command(ffmpeg, b.clip, out, p))
+        return time.monotonic() - t0, children_cpu() - c0, outs, ""
+
+    log(f"baseline: {len(params)} × {ffmpeg}")
+    t = best_of(b.args.repeat, once, b.args.wait_quiet)
+    t.meta["baseline"] = (ffmpeg, params)
+    return t
+
+
+def floor(b: Bench, name: str = "floor", preset: str | None = None, threads: int | None = None,
+          crf: int = DEFAULT_CRF, exclude: str = "") -> Timing:
+    """The bare command the runner builds for this clip (video index 0 of a job with the seed),
+    run by hand."""
+    assert b.info is not None
+    variations = sample_variations(b.args.seed, 0, b.args.variations,
+                                   EffectOptions.parse(exclude))
+
+    def once():
+        d = b.sub(name)
+        outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
+        cmd = build_render_command(b.project, b.clip, b.info, variations, outs,
+                                   preset=preset or b.preset, threads=threads, crf=crf)
+        t0, c0 = time.monotonic(), children_cpu()
+        media.run(cmd)
+        return time.monotonic() - t0, children_cpu() - c0, outs, ""
+
+    log(f"floor: one FFmpeg, {len(variations)} outputs, preset {preset or b.preset}, CRF {crf}"
+        + (f", -threads {threads}" if threads else "") + (f", effects {exclude}" if exclude else ""))
+    t = best_of(b.args.repeat, once, b.args.wait_quiet)
+    t.meta["pairs"] = list(zip(t.outputs, variations, [""] * len(variations), strict=True))
+    return t
+
+
+def unzip_outputs(zip_path: Path, into: Path) -> list[tuple[Path, VariationParams, str]]:
+    """The ZIP's variations, extracted: (file, parameters, seed label) in manifest order."""
+    with zipfile.ZipFile(zip_path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        out = []
+        for entry in manifest["variations"]:
+            path = Path(zf.extract(entry["file"], into))
+            out.append((path, VariationParams.from_dict(entry["params"]), entry.get("seed") or ""))
+    return out
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("VR_") or k in PASS_THROUGH}
+
+
+def make_run(b: Bench) -> Timing:
+    a = b.args
+
+    def once():
+        d = b.sub("make")
+        zip_path = d / "out.zip"
+        cmd = [sys.executable, "-m", "web.cli", "make", str(b.clip), "-n", str(a.variations),
+               "--seed", a.seed, "-o", str(zip_path), "--quiet"]
+        t0, c0 = time.monotonic(), children_cpu()
+        code, stderr = media.run_process(cmd, cwd=ROOT, env=clean_env())
+        wall, cpu = time.monotonic() - t0, children_cpu() - c0
+        if code != 0:
+            raise RuntimeError(f"video-refresher make failed: {stderr.strip()[-1500:]}")
+        return wall, cpu, [zip_path], "process start to ZIP written"
+
+    log(f"video-refresher make: N={a.variations}")
+    t = best_of(a.repeat, once, a.wait_quiet)
+    t.meta["pairs"] = unzip_outputs(t.outputs[0], b.sub("make-x"))
+    return t
+
+
+def http_run(b: Bench) -> Timing:
+    a = b.args
+    with Server(b.work / "http-data") as srv, srv.client() as client:
+
+        def once():
+            d = b.sub("http")
+            zip_path = d / "out.zip"
+            cpu0 = cpu_seconds(srv.pid)
+            t0 = time.monotonic()
+            r, _ = http_upload(client, [("videos", b.clip)],
+                               {"variations": str(a.variations), "seed": a.seed})
+            if r.status_code != 202:
+                raise RuntimeError(f"upload answered {r.status_code}: {r.text[:300]}")
+            job_id = r.json()["jobId"]
+            t_up = time.monotonic()
+            try:
+                job = wait_job(client, job_id, timeout=3600,
+                               watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
+            except Stalled:
+                client.post(f"/api/jobs/{job_id}/cancel")  # stops the server's FFmpeg
+                wait_job(client, job_id, timeout=60)
+                raise
+            if job["status"] != "completed":
+                raise RuntimeError(f"job {job['status']}: {json.dumps(job)[:500]}")
+            t_done = time.monotonic()
+            http_download(client, job_id, zip_path)
+            t_end = time.monotonic()
+            cpu1 = cpu_seconds(srv.pid)
+            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+            note = (f"upload {t_up - t0:.2f} s, queued→completed {t_done - t_up:.2f} s, "
+                    f"download {t_end - t_done:.2f} s")
+            client.delete(f"/api/jobs/{job_id}")
+            return t_end - t0, cpu, [zip_path], note
+
+        log(f"HTTP API: upload, N={a.variations}, poll, download")
+        t = best_of(a.repeat, once, a.wait_quiet)
+        hwm = status_kb(srv.pid, "VmHWM")
+        if hwm:
+            t.note += f"; server peak RSS over its life {hwm / 1024:.0f} MB"
+    t.meta["pairs"] = unzip_outputs(t.outputs[0], b.sub("http-x"))
+    return t
+
+
+# -- quality --------------------------------------------------------------------------------------
+
+
+def quality_ours(b: Bench, t: Timing) -> None:
+    """SSIM of each output of ``t`` (``meta["pairs"]``: file, params, seed label) against the
+    frames its encoder was given."""
+    assert b.info is not None
+    w, h = b.info.display_width, b.info.display_height
+    t.ssim = []
+    for k, (path, params, _) in enumerate(t.meta["pairs"]):
+        log(f"SSIM: {path.parent.name}/{path.name} ({k + 1}/{len(t.meta['pairs'])})")
+        t.ssim.append(media.ssim(b.project, path, b.clip, video_filter(params, w, h)))
+
+
+def quality_baseline(b: Bench, t: Timing) -> None:
+    ffmpeg, params = t.meta["baseline"]
+    t.ssim = []
+    for k, (p, out) in enumerate(zip(params, t.outputs, strict=True)):
+        log(f"SSIM: baseline {out.name} ({Path(ffmpeg).name}, {k + 1}/{len(params)})")
+        t.ssim.append(media.ssim(ffmpeg, out, b.clip, p.reference_chain()))
+
+
+# -- streaming I/O --------------------------------------------------------------------------------
+
+
+def disk_reference(b: Bench) -> Path:
+    """dd 2 GB with fdatasync (write), then cat it cold and warm (read); returns the file."""
+    r = b.results
+    f = b.work / "dd.bin"
+    log("disk: dd 2 GB, conv=fdatasync")
+    t0 = time.monotonic()
+    subprocess.run(["dd", "if=/dev/zero", f"of={f}", "bs=1MB", "count=2000", "conv=fdatasync"],
+                   check=True, capture_output=True)
+    nbytes = f.stat().st_size
+    r.io[ROW_DD] = Transfer(nbytes, time.monotonic() - t0)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # this file only out of the cache
+    finally:
+        os.close(fd)
+    for row, note in ((ROW_CAT_COLD, "this file's pages dropped from the cache first"),
+                      (ROW_CAT_WARM, "right after, from the page cache")):
+        log(f"disk: cat 2 GB ({'cold' if row == ROW_CAT_COLD else 'warm'})")
+        t0 = time.monotonic()
+        subprocess.run(["cat", str(f)], check=True, stdout=subprocess.DEVNULL)
+        r.io[row] = Transfer(nbytes, time.monotonic() - t0, note=note)
+    f.unlink()
+    return f
+
+
+def streaming_io(b: Bench) -> None:
+    a, r = b.args, b.results
+    disk_reference(b)
+    zeros = b.work / "zeros.mp4"
+    size = 2 * GB
+    if shutil.which("fallocate"):
+        subprocess.run(["fallocate", "-l", str(size), str(zeros)], check=True)
+    else:
+        with open(zeros, "wb") as fh:
+            fh.truncate(size)
+    # Re-rolls off: this server measures streaming, not distinctness (no extra render passes).
+    with Server(b.work / "io-data", env={"VR_MIN_DISTANCE": "0"}) as srv, srv.client() as client:
+        idle = (status_kb(srv.pid, "VmRSS") or 0) / 1024
+        log("upload: 2 GB of zeros through POST /api/jobs")
+        with RssSampler(srv.pid) as rss:
+            t0 = time.monotonic()
+            resp, nbytes = http_upload(client, [("videos", zeros)], {"variations": "1"})
+            seconds = time.monotonic() - t0
+        zeros.unlink()
+        r.io[ROW_UPLOAD] = Transfer(
+            nbytes, seconds, rss.peak_mb,
+            f"answered {resp.status_code} ({_code(resp)}) after streaming it to disk, as expected; "
+            f"server RSS idle {idle:.0f} MB; client and server share the {os.cpu_count()} cores")
+
+        secs = max(0.5, a.download_gb * GB / (DOWNLOAD_VARIATIONS * media.GRAIN_OUTPUT_BYTES_PER_SECOND))
+        src = b.work / "grain.mp4"
+        log(f"download job: {secs:.1f} s heavy-grain 1080p source, N={DOWNLOAD_VARIATIONS} "
+            f"(target ZIP ≈ {a.download_gb:g} GB)")
+        media.run(media.grain_clip_command(b.project, src, seconds=round(secs, 2)))
+        t0 = time.monotonic()
+        resp, _ = http_upload(client, [("videos", src)],
+                              {"variations": str(DOWNLOAD_VARIATIONS), "seed": a.seed})
+        if resp.status_code != 202:
+            raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
+        job_id = resp.json()["jobId"]
+        job = wait_job(client, job_id, timeout=7200, interval=0.5,
+                       watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
+        render_s = time.monotonic() - t0
+        src.unlink()
+        if job["status"] != "completed":
+            raise RuntimeError(f"download job {job['status']}")
+        log("download: streaming the ZIP")
+        with RssSampler(srv.pid) as rss:
+            t0 = time.monotonic()
+            nbytes = http_download(client, job_id, None)
+            seconds = time.monotonic() - t0
+        profile = ", ".join(f"{_pct(rss.at_fraction(x))}" for x in (0.0, 0.25, 0.5, 0.75, 1.0))
+        r.io[ROW_DOWNLOAD] = Transfer(
+            nbytes, seconds, rss.peak_mb,
+            f"{DOWNLOAD_VARIATIONS} real outputs of a {secs:.1f} s heavy-grain 1080p source "
+            f"(job took {render_s:.0f} s); RSS at 0/25/50/75/100 %: {profile} MB; "
+            "client discards the bytes")
+        client.delete(f"/api/jobs/{job_id}")
+    r.notes.append(
+        "Server peak RSS: the kernel's VmHWM of the server process, reset to the current RSS "
+        "(`/proc/<pid>/clear_refs` 5) when the transfer starts"
+        + ("" if rss.hwm_reset else " (the reset was refused here, so only the samples count)")
+        + ", and VmRSS sampled every 20 ms, whichever is higher. The server imports everything "
+        f"at start: {idle:.0f} MB before the first request.")
+
+
+def _pct(mb: float | None) -> str:
+    return "?" if mb is None else f"{mb:.0f}"
+
+
+def _code(resp) -> str:
+    try:
+        return resp.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def _interrupt(signum, frame) -> None:
+    # SIGTERM like Ctrl-C: `subprocess.run` then kills the FFmpeg it waits for, the server is
+    # stopped by its `with`, and the scratch folder is removed.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        settings = load_settings(clean_env())
+        project = find_ffmpeg(settings.ffmpeg)
+    except (ConfigError, FFmpegNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parent = args.work_dir or Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="vr-bench-", dir=parent))
+    host = machine.host_ffmpeg(args.host_ffmpeg, project)
+    results = Results(
+        size=args.size, seconds=args.seconds, fps=args.fps, n=args.variations, seed=args.seed,
+        preset=settings.preset, repeat=args.repeat, quick=args.quick,
+        machine=machine.describe(work), project=machine.project_ffmpeg(project), host=host,
+        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        load_start=machine.load_text(),
+    )
+    b = Bench(args, work, project, settings.preset, results)
+    log(f"scratch folder {work}; load {results.load_start}")
+    try:
+        run_all(b)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        results.load_end = machine.load_text()
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text = render(results)
+    sys.stdout.write(text)
+    if args.write_docs:
+        write_docs(DOCS, results, text)
+        log(f"wrote {DOCS}")
+    return 0
+
+
+def run_all(b: Bench) -> None:
+    a, r = b.args, b.results
+    R = r.render
+    make_clip(b)
+    if b.results.host.path:
+        R[ROW_BASELINE_HOST] = baseline(b, b.results.host.path, "baseline-host")
+    else:
+        R[ROW_BASELINE_HOST] = b.results.host.note
+    R[ROW_BASELINE_PROJECT] = baseline(b, b.project, "baseline-project")
+    R[ROW_FLOOR] = floor(b)
+    R[ROW_HTTP] = http_run(b)
+    R[ROW_MAKE] = make_run(b)
+    if a.sweep:
+        r.sweep = [SweepRow(SWEEP[0][0], R[ROW_FLOOR])]
+        for k, (label, preset, threads, crf, exclude) in enumerate(SWEEP[1:], 1):
+            r.sweep.append(SweepRow(label, floor(b, f"sweep{k}", preset, threads, crf, exclude)))
+
+    same = compare_outputs(b)
+    if not a.no_quality:
+        http, make, fl = R[ROW_HTTP], R[ROW_MAKE], R[ROW_FLOOR]
+        quality_ours(b, http)
+        for t, twin in ((make, same), (fl, same and http_is_floor(b))):
+            if twin:
+                t.ssim = list(http.ssim)
+            else:
+                quality_ours(b, t)
+        for row in r.sweep[1:]:
+            quality_ours(b, row.timing)
+        for key in (ROW_BASELINE_HOST, ROW_BASELINE_PROJECT):
+            if isinstance(R[key], Timing):
+                quality_baseline(b, R[key])
+        r.notes.append(
+            "SSIM: each output against the frames its encoder was given (the source through "
+            "that output's own filter chain, computed in the same FFmpeg run as the decode of the "
+            "output; for ours the chains come from the ZIP's manifest), FFmpeg's `ssim` filter, "
+            "Y plane, mean over the outputs (lowest in brackets). Identical to comparing with a "
+            "lossless x264 render of the same command line (checked in tests/test_bench.py).")
+    if a.no_io:
+        reason = "skipped (--quick)" if a.quick else "skipped (--no-io)"
+        for row in (ROW_DD, ROW_CAT_COLD, ROW_CAT_WARM, ROW_UPLOAD, ROW_DOWNLOAD):
+            r.io[row] = reason
+    else:
+        streaming_io(b)
+
+
+def http_is_floor(b: Bench) -> bool:
+    R = b.results.render
+    return [sha256(p) for p, _, _ in R[ROW_HTTP].meta["pairs"]] == [
+        sha256(p) for p in R[ROW_FLOOR].outputs]
+
+
+def compare_outputs(b: Bench) -> bool:
+    """Whether the HTTP run, ``make`` and the floor produced byte-identical variations."""
+    R, r = b.results.render, b.results
+    http, make, fl = R[ROW_HTTP], R[ROW_MAKE], R[ROW_FLOOR]
+    h = [sha256(p) for p, _, _ in http.meta["pairs"]]
+    m = [sha256(p) for p, _, _ in make.meta["pairs"]]
+    f = [sha256(p) for p in fl.outputs]
+    rerolls = sum(1 for _, _, seed in http.meta["pairs"] if "reroll" in seed)
+    r.notes.append(
+        f"Outputs: HTTP ZIP vs `make` ZIP {'byte-identical' if h == m else 'DIFFERENT'}; "
+        f"vs the floor's files {'byte-identical' if h == f else 'different'}"
+        + (f" ({rerolls} variation(s) re-rolled by the distinctness check, each re-roll is one "
+           "more FFmpeg run)" if rerolls else "") + ".")
+    return h == m
