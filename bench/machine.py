@@ -138,6 +138,21 @@ def tree_cpu_seconds(pid: int, *, include_root: bool = True) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def thread_states(pid: int) -> str:
+    """What the threads of ``pid`` wait in, e.g. ``67 × futex_do_wait`` (for a stall report)."""
+    counts: dict[str, int] = {}
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                wchan = (task / "wchan").read_text().strip() or "running"
+            except OSError:
+                wchan = "?"
+            counts[wchan] = counts.get(wchan, 0) + 1
+    except OSError:
+        return "gone"
+    return ", ".join(f"{n} × {w}" for w, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+
 class Stalled(RuntimeError):
     """A process (tree) made no progress at all for a while; it was stopped."""
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .machine import Stalled, StallWatch
+from .machine import Stalled, StallWatch, thread_states
 
 # The original service's encoder settings, one FFmpeg process per variation (the text).
 BASELINE_ENCODE = [
@@ -45,7 +45,7 @@ def run_process(args: list[str], *, cwd: Path | None = None, env: dict[str, str]
                 except subprocess.TimeoutExpired:
                     if watch.stalled():
                         raise Stalled(f"{Path(args[0]).name} used no CPU for {stall:.0f} s "
-                                      "(deadlocked); killed it") from None
+                                      f"(threads: {thread_states(proc.pid)}); killed it") from None
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -62,6 +62,7 @@ FULL = {"size": "1920x1080", "seconds": 20.0, "n": 5}
 DOWNLOAD_VARIATIONS = 20
 # Deadlocked runs (see `machine.StallWatch`) discarded and retried before giving up.
 MAX_STALLS = 3
+STALLS: list[str] = []  # what each deadlocked run looked like, for the notes
 # The floor's variants timed by --sweep: (label, preset, per-encoder threads, CRF, excluded
 # effects). The first row is the floor itself.
 SWEEP = (
@@ -172,6 +173,7 @@ def best_of(repeat: int, once: Callable[[], tuple[float, float | None, list[Path
         try:
             wall, cpu, outs, note = once()
         except Stalled as exc:
+            STALLS.append(f"{time.strftime('%H:%M:%S')} {exc}")
             stalls += 1
             log(f"STALLED: {exc}; run discarded" + ("" if stalls < MAX_STALLS else ", giving up"))
             if stalls >= MAX_STALLS:
@@ -183,6 +185,8 @@ def best_of(repeat: int, once: Callable[[], tuple[float, float | None, list[Path
         walls.append(wall)
         t = Timing(wall=wall, cpu=cpu, load=load, others=others,
                    out_bytes=sum(p.stat().st_size for p in outs), note=note)
+        # Every repeat writes the same paths with the same bytes (renders are deterministic),
+        # so the files on disk are the best run's too.
         t.outputs = outs
         if best is None or t.wall < best.wall:
             best = t
@@ -547,6 +551,8 @@ def run_all(b: Bench) -> None:
             "output; for ours the chains come from the ZIP's manifest), FFmpeg's `ssim` filter, "
             "Y plane, mean over the outputs (lowest in brackets). Identical to comparing with a "
             "lossless x264 render of the same command line (checked in tests/test_bench.py).")
+    if STALLS:
+        r.notes.append("Deadlocked runs (killed, discarded and run again): " + "; ".join(STALLS))
     if a.no_io:
         reason = "skipped (--quick)" if a.quick else "skipped (--no-io)"
         for row in (ROW_DD, ROW_CAT_COLD, ROW_CAT_WARM, ROW_UPLOAD, ROW_DOWNLOAD):
