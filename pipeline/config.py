@@ -69,6 +69,8 @@ class Settings:
     token_ttl: float = 24 * 3600.0
     # Grace period for FFmpeg after "q" before SIGTERM, then SIGKILL.
     stop_grace: float = 5.0
+    # A render whose output time does not advance for this long is stopped and failed.
+    stall_timeout: float = 120.0
     cors_origins: tuple[str, ...] = ()
     # An upload that sends nothing for this long is dropped (slow-loris clients).
     upload_idle_timeout: float = 60.0
@@ -113,6 +115,7 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_FFMPEG", "ffmpeg", str),
     ("VR_TOKEN_TTL", "token_ttl", parse_duration),
     ("VR_STOP_GRACE", "stop_grace", parse_duration),
+    ("VR_STALL_TIMEOUT", "stall_timeout", parse_duration),
     ("VR_MIN_DISTANCE", "min_distance", float),
     ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
     ("VR_UPLOAD_IDLE_TIMEOUT", "upload_idle_timeout", parse_duration),

@@ -192,23 +192,58 @@ async def _run_ffmpeg(service, handle: RenderHandle, cmd: list[str],
     settings = service.settings
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     started = trio.current_time()
+    watch = _Watch(parser or ProgressParser(1.0), publish=parser is not None)
     proc = await trio.lowlevel.open_process(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
         await service.store.set_video_pid(handle.video_id, proc.pid)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_progress, service, handle, proc, parser)
+            nursery.start_soon(_read_progress, service, handle, proc, watch)
             nursery.start_soon(_read_stderr, proc, stderr_tail)
+            nursery.start_soon(_watchdog, watch, settings.stall_timeout, nursery.cancel_scope)
             await proc.wait()
+            # The readers end by themselves at EOF (keeping the last stderr lines).
+            watch.done.cancel()
     finally:
         await stop_process(proc, settings.stop_grace)
         service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
         with trio.CancelScope(shield=True):
             await service.store.set_video_pid(handle.video_id, None)
     tail = "\n".join(stderr_tail)
+    if watch.stalled:
+        raise RenderFailed(
+            f"FFmpeg made no progress for {settings.stall_timeout:.0f} s and was stopped; "
+            "retry the video", tail)
     if proc.returncode != 0:
         raise RenderFailed(_failure_message(proc.returncode, tail), tail)
+
+
+class _Watch:
+    """Progress as read from FFmpeg's ``-progress`` output, and when it last moved."""
+
+    def __init__(self, parser: ProgressParser, publish: bool):
+        self.parser = parser
+        self.publish = publish
+        self.out_time = -1.0
+        self.moved_at = trio.current_time()
+        self.stalled = False
+        self.done = trio.CancelScope()  # cancelled when FFmpeg exits: ends the watchdog
+
+
+async def _watchdog(watch: _Watch, timeout: float, scope: trio.CancelScope) -> None:
+    """Stop waiting on FFmpeg when its output time has not advanced for ``timeout`` seconds.
+
+    FFmpeg 9 was seen to hang with every thread idle part-way through a multi-output render
+    (docs/benchmarks.md); without this the video would stay ``processing`` for ever.
+    """
+    with watch.done:
+        while True:
+            await trio.sleep(min(1.0, timeout / 4))
+            if trio.current_time() - watch.moved_at > timeout:
+                watch.stalled = True
+                scope.cancel()
+                return
 
 
 def _failure_message(returncode: int, tail: str) -> str:
@@ -237,14 +272,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-async def _read_progress(service, handle: RenderHandle, proc: trio.Process,
-                         parser: ProgressParser | None) -> None:
+async def _read_progress(service, handle: RenderHandle, proc: trio.Process, watch: _Watch) -> None:
     assert proc.stdout is not None
     last_db = -1e9
     async for chunk in proc.stdout:
-        # Without a parser the pipe is still drained, or FFmpeg would block on a full pipe.
-        updates = parser.feed(chunk) if parser is not None else None
+        updates = watch.parser.feed(chunk)
         if not updates:
+            continue
+        if updates[-1].out_time > watch.out_time:
+            watch.out_time = updates[-1].out_time
+            watch.moved_at = trio.current_time()
+        if not watch.publish:
             continue
         pct = min(updates[-1].percent, 99.9)
         service.hub.publish_progress(handle.job_id, handle.video_id, pct)

@@ -209,3 +209,18 @@ def test_interrupted_video_without_upload_fails_not_retryable(make_server, long_
     assert done["status"] == "failed"
     assert done["videos"][0]["retryable"] is False
     assert "gone" in done["videos"][0]["error"]
+
+
+def test_stalled_ffmpeg_is_stopped_and_the_video_fails_retryable(make_server, long_clip):
+    srv = make_server({"VR_WORKERS": "1", "VR_STALL_TIMEOUT": "3s"})
+    with srv.client() as c:
+        job_id = c.post("/api/jobs", files=_files(long_clip), data={"variations": "2"}).json()["jobId"]
+        pid = wait_for(lambda: (_db(srv, "SELECT pid FROM videos") or [(None,)])[0][0], 60)
+        os.kill(pid, signal.SIGSTOP)  # a real hang: FFmpeg stops making any progress
+        done = wait_job(c, job_id, timeout=60)
+    video = done["videos"][0]
+    assert done["status"] == "failed"
+    assert video["status"] == "failed" and video["retryable"] is True
+    assert "no progress" in video["error"]
+    assert not os.path.exists(f"/proc/{pid}") or _ffmpeg_pids_under(srv.data_dir) == []
+    assert not list(srv.data_dir.rglob("*.part"))
