@@ -28,7 +28,7 @@ from .flow import FlowControlledConnection, FlowControlledRequest, limit_bodies
 from .metrics import count_upload, install_metrics
 from .openapi import install_openapi
 from .uploads import receive_upload
-from .views import job_json
+from .views import iso, job_json
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
@@ -145,8 +145,6 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             auth.record_failure(client)
             raise APIError(401, "wrong_password", "That password is not right.")
         token, expires = auth.issue()
-        from .views import iso
-
         return jsonify({"token": token, "expiresAt": iso(expires)})
 
     # -- jobs -------------------------------------------------------------------------------
@@ -178,7 +176,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
                 idle_timeout=settings.upload_idle_timeout, on_bytes=count_upload(),
             )
             variations, seed, options = _job_fields(upload.fields)
-            files = [f for f in upload.files]
+            files = upload.files
             if not files:
                 raise APIError(400, "no_files", "Add at least one video in the field 'videos'.")
             empty = [f.name for f in files if f.size == 0]
