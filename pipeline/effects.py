@@ -15,7 +15,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
-FAMILIES: tuple[str, ...] = ("zoom", "rotation", "color", "noise", "speed", "mirror", "audio")
+FAMILIES: tuple[str, ...] = (
+    "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
+)
+# Families a job gets only when it asks for them (`+rotation`, `+hue`): each costs more render
+# time than it adds uniqueness (docs/benchmarks.md, "Effect defaults"). At 1080p, five outputs,
+# 2 cores, two rotated outputs took a render from 9.7 s to 15.2 s, and `hue` (the one colour
+# filter FFmpeg cannot spread over threads) held the filter thread for 1.7 s of 4.7 s.
+OPT_IN: frozenset[str] = frozenset({"rotation", "hue"})
 
 # Sampling ranges (DESIGN §5). The neutral value of every family lies inside or at the edge
 # of its range so that excluded families still map into 0..1 for distances.
@@ -26,7 +33,11 @@ CONTRAST_RANGE = (0.95, 1.06)
 SATURATION_RANGE = (0.90, 1.12)
 GAMMA_RANGE = (0.95, 1.05)
 HUE_RANGE = (-4.0, 4.0)  # degrees
-NOISE_RANGE = (2, 7)  # FFmpeg `noise` strength, integer
+# FFmpeg `noise` strength, integer. An ultrafast CRF 23 encode cannot keep stronger grain: SSIM of
+# the output against the frames it was given (1080p, five outputs) was 0.9976 without grain,
+# 0.9958 at strength 1, 0.986 at 2, 0.966 at 3 and 0.87 at 6, against 0.983-0.989 for the
+# original service's encodes. The seed still gives every variation its own grain pattern.
+NOISE_RANGE = (1, 1)
 SPEED_RANGE = (0.95, 1.06)
 GAIN_RANGE = (-1.0, 1.0)  # dB
 MIRROR_SHARE = 0.5
@@ -34,9 +45,9 @@ MIRROR_SHARE = 0.5
 # Rotation costs more than every other effect together (docs/filter-costs.md): at 720p,
 # five outputs, 2 cores, each rotated output adds about 1.2 s to a 7.8 s render with
 # nearest-neighbour sampling and 2.8 s with bilinear. Zoom with a random pan already moves
-# every pixel, so a small tilt adds little uniqueness for its price: rotating about a third of
-# the variations keeps it in the mix for +23 % render time on average; rotating all would add
-# +78 % and break the speed goal (>= 3.5x the one-process-per-variation loop).
+# every pixel, so a small tilt adds little uniqueness for its price: it is opt-in (`OPT_IN`),
+# and a job that asks for it gets it on about a third of its variations (+23 % render time on
+# average; rotating all would add +78 %).
 ROTATION_SHARE = 0.3
 # `rotate` with bilinear=0 costs less than half as much. Its price is a one-pixel step every
 # ~100 px along straight edges, softened by the scale that follows; `-rotation` turns the
@@ -96,9 +107,9 @@ _NORMALISE = {
 
 @dataclass(frozen=True)
 class EffectOptions:
-    """Which effect families a job leaves out."""
+    """Which effect families a job leaves out. By default: the opt-in ones (`OPT_IN`)."""
 
-    exclude: frozenset[str] = frozenset()
+    exclude: frozenset[str] = OPT_IN
 
     def __post_init__(self) -> None:
         unknown = set(self.exclude) - set(FAMILIES)
@@ -107,16 +118,17 @@ class EffectOptions:
 
     @classmethod
     def parse(cls, text: str | None) -> EffectOptions:
-        """Parse the job's ``effects`` field: a comma list such as ``-mirror,-noise``.
+        """Parse the job's ``effects`` field: a comma list such as ``-mirror,+rotation``.
 
         Each item names a family with a leading ``-`` to turn it off; ``+name`` (or a bare
-        name) keeps it on, which is the default. Spaces and case are ignored; an empty or
-        missing text means every family on.
+        name) turns it on. Families not named keep their default: on, except the opt-in ones
+        (`OPT_IN`: rotation, hue). Spaces and case are ignored; an empty or missing text means
+        the defaults.
 
         Error handling: an unknown family raises ``ValueError`` with a sentence that can be
         shown to the user as is.
         """
-        excluded: set[str] = set()
+        excluded: set[str] = set(OPT_IN)
         for raw in (text or "").split(","):
             item = raw.strip().lower()
             if not item:
@@ -131,8 +143,13 @@ class EffectOptions:
         return cls(exclude=frozenset(excluded))
 
     def to_text(self) -> str:
-        """The canonical text form, e.g. ``-rotation,-mirror`` (family order); ``""`` if none."""
-        return ",".join(f"-{f}" for f in FAMILIES if f in self.exclude)
+        """The canonical text form, e.g. ``+rotation,-mirror`` (family order): what differs
+        from the defaults; ``""`` for the defaults."""
+        return ",".join(
+            ("-" if f in self.exclude else "+") + f
+            for f in FAMILIES
+            if (f in self.exclude) != (f in OPT_IN)
+        )
 
     def allows(self, family: str) -> bool:
         return family not in self.exclude
@@ -141,8 +158,10 @@ class EffectOptions:
 def _unknown_message(name: str) -> str:
     return (
         f"unknown effect {name!r}: use a comma list of "
-        + ", ".join(f"-{f}" for f in FAMILIES)
-        + " to turn effects off"
+        + ", ".join(f"-{f}" for f in FAMILIES if f not in OPT_IN)
+        + " to turn effects off, or "
+        + ", ".join(f"+{f}" for f in FAMILIES if f in OPT_IN)
+        + " to turn them on"
     )
 
 
@@ -159,7 +178,7 @@ class VariationParams:
     saturation: float = 1.0
     gamma: float = 1.0
     hue_deg: float = 0.0
-    noise: int = 0  # temporal grain strength; 0 = off
+    noise: int = 0  # temporal luma grain strength; 0 = off
     noise_seed: int = 0
     speed: float = 1.0  # playback speed factor; >1 is faster and shorter
     mirror: bool = False
@@ -317,8 +336,9 @@ def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
             contrast=_round("contrast", contrast),
             saturation=_round("saturation", saturation),
             gamma=_round("gamma", gamma),
-            hue_deg=_round("hue_deg", hue),
         )
+    if options.allows("hue"):
+        p = replace(p, hue_deg=_round("hue_deg", hue))
     if options.allows("noise"):
         p = replace(p, noise=noise, noise_seed=noise_seed)
     if options.allows("speed"):

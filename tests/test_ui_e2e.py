@@ -319,6 +319,7 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     expect(page.locator("#variations")).to_have_value("5")
     page.fill("#variations", "2")
     page.check("#no-mirror")
+    page.get_by_label("Small tilt").check()  # the opt-in rotation; hue stays off
     screenshot(page, "upload")
 
     with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as req:
@@ -344,7 +345,8 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
     assert page.evaluate("window.__noReload") is True
 
-    # The form's fields arrived: both files in `videos`, `variations`, `effects=-mirror`.
+    # The form's fields arrived: both files in `videos`, `variations`,
+    # `effects=-mirror,+rotation`.
     job = api.get(f"/api/jobs/{job_id}").json()
     assert job["status"] == "completed"
 
@@ -363,7 +365,9 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     cards.first.locator("summary", has_text="Files in the ZIP").click()
     screenshot(page, "job-completed")
     assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
-    assert job["variationsPerVideo"] == 2 and job["excludedEffects"] == ["mirror"]
+    assert job["variationsPerVideo"] == 2
+    assert job["excludedEffects"] == ["hue", "mirror"]
+    expect(page.locator(".job-meta")).to_contain_text("no mirror · with tilt")
 
     # Coming back later (a new tab) shows the current state.
     other = context.new_page()

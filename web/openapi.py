@@ -137,7 +137,9 @@ class UploadForm(BaseModel):
     videos: list[bytes] = Field(description="1 to VR_MAX_FILES MP4/MOV files (repeat the field).")
     variations: int = Field(5, ge=1, le=20, description="Variations per video.")
     seed: str | None = Field(None, max_length=64, description="Seed for reproducible variations.")
-    effects: str | None = Field(None, description="Effect families to leave out, e.g. -mirror.")
+    effects: str | None = Field(None, description=(
+        "Comma list of effect families to turn off (-zoom, -color, -noise, -speed, -mirror, "
+        "-audio) or on (+rotation, +hue: off by default), e.g. -mirror,+rotation."))
 
 
 class DownloadQuery(BaseModel):

@@ -277,7 +277,11 @@ export function renderJob(outlet, { id }) {
       `Created ${formatDateTime(job.createdAt)}`,
       `${plural(job.variationsPerVideo, "variation")} per video`,
     ];
-    if ((job.excludedEffects || []).includes("mirror")) metaParts.push("no mirror");
+    const excluded = job.excludedEffects || [];
+    if (excluded.includes("mirror")) metaParts.push("no mirror");
+    // Opt-in effects: named when a job asked for them.
+    if (!excluded.includes("rotation")) metaParts.push("with tilt");
+    if (!excluded.includes("hue")) metaParts.push("with hue shift");
     const expiry = expiryText(job);
     if (expiry) metaParts.push(expiry);
     setText(meta, metaParts.join(" · "));

@@ -85,6 +85,19 @@ export function renderUpload(outlet) {
     type: "checkbox",
     "aria-describedby": "no-mirror-hint",
   });
+  // Opt-in effects: off by default because they cost more render time than they add.
+  const withTilt = h("input", {
+    id: "with-tilt",
+    name: "withTilt",
+    type: "checkbox",
+    "aria-describedby": "with-tilt-hint",
+  });
+  const withHue = h("input", {
+    id: "with-hue",
+    name: "withHue",
+    type: "checkbox",
+    "aria-describedby": "with-hue-hint",
+  });
 
   const bar = progressBar("Upload progress");
   const progressText = h("p", { class: "progress-text", "aria-live": "polite" });
@@ -112,7 +125,17 @@ export function renderUpload(outlet) {
         noMirror,
         h("label", { for: "no-mirror" }, "No mirror"),
         h("p", { class: "hint", id: "no-mirror-hint" },
-          "Never flip videos horizontally (keeps on-screen text readable)."))),
+          "Never flip videos horizontally (keeps on-screen text readable).")),
+      h("div", { class: "field field-check" },
+        withTilt,
+        h("label", { for: "with-tilt" }, "Small tilt"),
+        h("p", { class: "hint", id: "with-tilt-hint" },
+          "Rotate about a third of the variations by under a degree. Slower: a tilted variation takes about twice as long.")),
+      h("div", { class: "field field-check" },
+        withHue,
+        h("label", { for: "with-hue" }, "Hue shift"),
+        h("p", { class: "hint", id: "with-hue-hint" },
+          "Shift colours by up to 4°. Adds about 20 % to the render time."))),
     progressBox,
     error,
     h("div", { class: "actions" }, submit));
@@ -248,7 +271,12 @@ export function renderUpload(outlet) {
     setText(progressText, `Uploading ${plural(files.length, "video")}… 0 %`);
     setFormBusy(true);
 
-    const started = uploadJob(files, { variations: count, effects: noMirror.checked ? "-mirror" : "" },
+    const effects = [
+      noMirror.checked ? "-mirror" : "",
+      withTilt.checked ? "+rotation" : "",
+      withHue.checked ? "+hue" : "",
+    ].filter(Boolean).join(",");
+    const started = uploadJob(files, { variations: count, effects },
       (loaded, sent) => {
         const pct = sent ? (loaded / sent) * 100 : 0;
         bar.set(pct, "active");
@@ -280,6 +308,8 @@ export function renderUpload(outlet) {
     input.disabled = busy;
     variations.disabled = busy;
     noMirror.disabled = busy;
+    withTilt.disabled = busy;
+    withHue.disabled = busy;
     dropzone.classList.toggle("dropzone-disabled", busy);
     setText(submit, busy ? "Uploading…" : "Upload and start");
   }
