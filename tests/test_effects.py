@@ -172,6 +172,35 @@ def test_min_distance_holds(text):
         assert min(nearest_distances(vs)) >= MIN_DISTANCE
 
 
+@pytest.mark.parametrize("text", ["", "-mirror", "+rotation,+hue"])
+def test_crop_windows_keep_apart_from_each_other_and_the_source(text):
+    # pHash, the distinctness measure, sees mostly the crop window: near-equal windows are what
+    # got variations re-rolled after rendering.
+    opts = EffectOptions.parse(text)
+    whole = (0.0, 0.0, 1.0)
+    for seed in range(30):
+        # Up to about 10 fit (fewer with rotation, which needs more zoom); see the sampler.
+        vs = sample_variations(seed, 0, 8, opts)
+        windows = [effects.crop_window(v) for v in vs]
+        for i, w in enumerate(windows):
+            assert effects.window_shift(w, whole) >= effects.MIN_WINDOW_SHIFT
+            for other in windows[:i]:
+                assert effects.window_shift(w, other) >= effects.MIN_WINDOW_SHIFT
+        # A re-roll among five (the default count) keeps clear of all of them.
+        fresh = effects.reroll_variation(seed, 0, 3, 1, opts, avoid=vs[:5])
+        assert min(effects.window_shift(effects.crop_window(fresh), w)
+                   for w in [*windows[:5], whole]) >= effects.MIN_WINDOW_SHIFT
+
+
+def test_window_geometry():
+    assert effects.crop_window(VariationParams()) == (0.0, 0.0, 1.0)
+    left, top, size = effects.crop_window(VariationParams(zoom=1.25, pan_x=0.0, pan_y=1.0))
+    assert (left, top, size) == pytest.approx((0.0, 0.2, 0.8))
+    # A window in the top-left corner: its right and bottom edges moved by 20 %.
+    assert effects.window_shift((0.0, 0.0, 0.8), (0.0, 0.0, 1.0)) == pytest.approx(0.2)
+    assert effects.window_shift((0.1, 0.0, 0.8), (0.0, 0.1, 0.8)) == pytest.approx(0.1)
+
+
 def test_impossible_distance_keeps_best_found():
     # Only gain is left: 20 points on one axis cannot be MIN_DISTANCE apart; sampling still ends.
     opts = EffectOptions(exclude=frozenset(FAMILIES) - {"audio"})
