@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pipeline.command import DEFAULT_CRF, build_render_command
 from pipeline.config import ConfigError, load_settings
+from pipeline.distinct import sample_times
 from pipeline.effects import EffectOptions, VariationParams, sample_variations, video_filter
 from pipeline.ffmpeg import FFmpegNotFound, find_ffmpeg
 from pipeline.probe import MediaInfo, probe
@@ -250,8 +251,11 @@ def floor(b: Bench, name: str = "floor", preset: str | None = None, threads: int
     def once():
         d = b.sub(name)
         outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
+        # As the runner: the source's thumbnails are tapped off the same decode.
+        thumbs = (sample_times(b.info.duration), d / "source-thumbs.raw")
         cmd = build_render_command(b.project, b.clip, b.info, variations, outs,
-                                   preset=preset or b.preset, threads=threads, crf=crf)
+                                   preset=preset or b.preset, threads=threads, crf=crf,
+                                   thumbnails=thumbs)
         t0, c0 = time.monotonic(), children_cpu()
         media.run(cmd)
         return time.monotonic() - t0, children_cpu() - c0, outs, ""

@@ -76,25 +76,32 @@ def output_times(times: Sequence[float], speed: float) -> list[float]:
     return [max(0.0, t / speed - TIME_SLACK) for t in times]
 
 
-def tap_args(times: Sequence[float]) -> list[str]:
-    """FFmpeg output arguments that write, to stdout, a grey ``THUMB``×``THUMB`` thumbnail of
-    the first frame at or after each of ``times`` (seconds from the file's start).
-
-    Meant as the video output of a decode (see ``verify.decode_command``): ``select`` sees every
-    frame, keeps only those, and the thumbnails come out in time order.
-    """
+def tap_filter(times: Sequence[float]) -> str:
+    """The video filter that keeps the first frame at or after each of ``times`` (seconds from
+    the start) and turns it into a grey ``THUMB``×``THUMB`` thumbnail; ``select`` sees every
+    frame, and the thumbnails come out in time order."""
     if not times:
         raise ValueError("at least one time is needed")
     terms = "+".join(
         f"gte(t\\,{t:.6f})*(isnan(prev_t)+lt(prev_t\\,{t:.6f}))" for t in times
     )
-    return [
-        "-map", "0:v:0",
-        "-vf", f"select='{terms}',scale={THUMB}:{THUMB}:flags=area,format=gray",
-        # The input's own clock, as in ``verify.decode_command`` (no frame re-timing).
-        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-f", "rawvideo", "pipe:1",
-    ]
+    return f"select='{terms}',scale={THUMB}:{THUMB}:flags=area,format=gray"
+
+
+def tap_output(target: str) -> list[str]:
+    """FFmpeg output arguments (after the ``-map``) that write a `tap_filter` 's thumbnails as
+    raw bytes to ``target`` (``pipe:1`` or a ``file:`` URL), on the input's own clock (as in
+    ``verify.decode_command``: no frame re-timing)."""
+    return ["-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-f", "rawvideo", target]
+
+
+def tap_args(times: Sequence[float]) -> list[str]:
+    """FFmpeg output arguments that write, to stdout, the `tap_filter` thumbnails of the first
+    video stream at ``times``.
+
+    Meant as the video output of a decode (see ``verify.decode_command``).
+    """
+    return ["-map", "0:v:0", "-vf", tap_filter(times), *tap_output("pipe:1")]
 
 
 def thumbnails(raw: bytes) -> list[Image.Image]:

@@ -4,7 +4,9 @@ one is, and re-roll those that look too much like their source or a sibling.
 Order of work for one video, after its FFmpeg render succeeded:
 
 1. Facts about the source (tags, audio tail) and its thumbnails at ``SAMPLE_COUNT`` content
-   times (``distinct.sample_source``, one partial decode).
+   times: the runner's render taps them off its own decode of the source
+   (``command.build_render_command(thumbnails=…)``); without them, ``distinct.sample_source``
+   decodes the source once more.
 2. For each output: the cheap file checks (``verify.check_file``), then one full decode that both
    proves it decodes cleanly and taps its thumbnails at the same content times. The source's
    thumbnails and the outputs' decodes run side by side, one single-threaded FFmpeg per core
@@ -75,9 +77,13 @@ async def check_outputs(
     rerender: Rerender,
     created: list[Path],
     max_rerolls: int = MAX_REROLLS,
+    source_thumbnails: Path | None = None,
 ) -> list[Variation]:
     """Verify and measure the rendered ``parts`` (one per variation, same order as ``names`` —
     the names the user sees — and ``seeds``); re-roll as described in the module docstring.
+
+    ``source_thumbnails``: a file the render wrote with the source's thumbnails at
+    ``distinct.sample_times(info.duration)``; when it is missing or short they are sampled here.
 
     ``rerender(params, paths)`` must render ``params`` into ``paths`` (one FFmpeg run) or raise.
     Part files of re-rolls are appended to ``created`` before they are rendered.
@@ -89,11 +95,13 @@ async def check_outputs(
 
     async def sample_source() -> None:
         nonlocal source_hashes
-        async with limiter:
-            try:
-                thumbs = await distinct.sample_source(ffmpeg, source, times)
-            except distinct.SamplingFailed:
-                return
+        thumbs = await trio.to_thread.run_sync(_read_thumbnails, source_thumbnails)
+        if len(thumbs) < len(times):
+            async with limiter:
+                try:
+                    thumbs = await distinct.sample_source(ffmpeg, source, times)
+                except distinct.SamplingFailed:
+                    return
         source_hashes = await trio.to_thread.run_sync(distinct.frame_hashes, thumbs)
 
     async with trio.open_nursery() as nursery:
@@ -201,6 +209,15 @@ async def _verify(ffmpeg: str, part: Path, name: str, reference: verify.Referenc
             lambda: distinct.frame_hashes(distinct.thumbnails(raw))
         ))
     return checked.info.duration, hashes
+
+
+def _read_thumbnails(path: Path | None) -> list:
+    if path is None:
+        return []
+    try:
+        return distinct.thumbnails(path.read_bytes())
+    except FileNotFoundError:
+        return []
 
 
 def _reroll_path(part: Path, attempt: int) -> Path:

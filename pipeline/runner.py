@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from . import quality
+from . import distinct, quality
 from .command import ProgressParser, build_render_command, output_graphs
 from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from .naming import safe_stem, variation_file
@@ -140,11 +140,15 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     variations = sample_variations(job["seed"], video["index"], job["variationsPerVideo"], options)
     stem = safe_stem(video["name"])
     finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
-    parts.extend(part_path(f) for f in finals)
+    outputs = [part_path(f) for f in finals]
+    # The source's thumbnails for the distinctness measure, taken off the render's decode.
+    thumbs = out_dir / "source-thumbs.part"
+    parts.extend([*outputs, thumbs])
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     _remove(parts)
-    cmd = build_render_command(service.ffmpeg, upload, info, variations, parts,
-                               preset=settings.preset)
+    cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
+                               preset=settings.preset,
+                               thumbnails=(distinct.sample_times(info.duration), thumbs))
     expected = [expected_duration(info.duration, p) for p in variations]
     await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
@@ -157,13 +161,15 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     names = [variation_file(stem, i) for i in range(len(variations))]
     try:
         checked = await quality.check_outputs(
-            ffmpeg=service.ffmpeg, source=upload, info=info, variations=variations, parts=parts,
+            ffmpeg=service.ffmpeg, source=upload, info=info, variations=variations, parts=outputs,
             names=names, seeds=[f"{job['seed']}:{video['index']}:{i + 1}" for i in range(len(variations))],
             job_seed=job["seed"], video_index=video["index"], options=options,
             min_distance=settings.min_distance, rerender=rerender, created=parts,
+            source_thumbnails=thumbs,
         )
     except VerificationFailed as exc:
         raise RenderFailed(f"output failed verification: {exc.message}") from None
+    _remove([thumbs])
 
     outputs = []
     for i, (v, final) in enumerate(zip(checked, finals, strict=True)):

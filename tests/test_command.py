@@ -227,6 +227,34 @@ def test_render_three_outputs(tmp_path, audio):
     assert outs[0].read_bytes() != outs[1].read_bytes()
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_render_taps_the_same_source_thumbnails_as_a_separate_decode(tmp_path, n):
+    from pipeline import distinct
+
+    source = make_clip(tmp_path, seconds=1.0)
+    src_info = probe(source)
+    times = distinct.sample_times(src_info.duration)
+    thumbs = tmp_path / "thumbs.part"
+    vs = sample_variations("tap", 0, n, EffectOptions())
+    outs = [tmp_path / f"v{i}.mp4.part" for i in range(n)]
+    args = build_render_command(find_ffmpeg(), source, src_info, vs, outs,
+                                thumbnails=(times, thumbs))
+    graph = args[args.index("-filter_complex") + 1]
+    assert f"split={n + 1}" in graph and "format=gray[thumbs]" in graph
+    assert args[-9:-7] == ["-map", "[thumbs]"] and args[-1] == f"file:{thumbs}"
+    done = subprocess.run(args, stdin=subprocess.PIPE, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    separate = subprocess.run(distinct.source_command(find_ffmpeg(), source, times),
+                              capture_output=True, check=True).stdout
+    assert len(separate) == len(times) * distinct.THUMB ** 2
+    assert thumbs.read_bytes() == separate
+    # The outputs are the same as without the tap.
+    plain = [tmp_path / f"p{i}.mp4.part" for i in range(n)]
+    subprocess.run(build_render_command(find_ffmpeg(), source, src_info, vs, plain),
+                   stdin=subprocess.PIPE, capture_output=True, check=True, timeout=60)
+    assert [o.read_bytes() for o in outs] == [p.read_bytes() for p in plain]
+
+
 def test_rotated_source_gives_upright_output_without_metadata(tmp_path):
     source = make_clip(tmp_path, "phone.mov", size="160x120", rotation=90)
     src = probe(source)

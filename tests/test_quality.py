@@ -84,6 +84,32 @@ async def test_a_copy_of_the_source_is_rerolled_and_replaced(source, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.part.name, "v02.mp4.part"])
 
 
+async def test_source_thumbnails_from_the_render_are_used(source, tmp_path):
+    from pipeline import distinct
+
+    clip, info = source
+    times = distinct.sample_times(info.duration)
+    tapped = tmp_path / "tapped.raw"
+    tapped.write_bytes(subprocess.run(distinct.source_command(FFMPEG, clip, times),
+                                      capture_output=True, check=True).stdout)
+    black = tmp_path / "black.raw"
+    black.write_bytes(bytes(len(times) * distinct.THUMB ** 2))
+    figures = {}
+    for name, path in [("tapped", tapped), ("missing", tmp_path / "nope.raw"), ("black", black),
+                       ("short", None)]:
+        if name == "short":
+            path = tmp_path / "short.raw"
+            path.write_bytes(tapped.read_bytes()[:distinct.THUMB ** 2])  # one of five
+        d = tmp_path / name
+        d.mkdir()
+        checked, _, _ = await _check(source, d, [ZOOMED], 0, source_thumbnails=path)
+        figures[name] = checked[0].distance["source"]
+    # A missing or short file is sampled from the source again: the same figure as the tap.
+    assert figures["missing"] == figures["short"] == figures["tapped"]
+    # A file that holds other pictures is what the figure is measured against.
+    assert figures["black"] != figures["tapped"]
+
+
 async def test_rerolls_are_bounded_and_recorded(source, tmp_path):
     # No variation can be 64 apart: every round re-rolls all of them, and then it stops.
     checked, calls, created = await _check(source, tmp_path, [ZOOMED, VariationParams(mirror=True)],
