@@ -13,6 +13,7 @@ written with each output's ``distance`` figures.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -126,6 +127,7 @@ async def render_video(service, handle: RenderHandle) -> None:
         await _set_state(service, handle, VideoStatus.CANCELLED, progress=0.0)
         return
     await store.replace_outputs(handle.video_id, outputs)
+    await trio.to_thread.run_sync(_release_free_memory)
     await _set_state(service, handle, VideoStatus.COMPLETED, progress=100.0)
     # The source is no longer needed once all of its variations exist.
     await trio.to_thread.run_sync(_remove_upload, upload)
@@ -326,6 +328,20 @@ async def _set_state(service, handle: RenderHandle, status: VideoStatus, *,
 def _remove(paths: list[Path]) -> None:
     for p in paths:
         _unlink_quiet(p)
+
+
+def _release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Verifying outputs side by side opens them with PyAV on two worker threads, and glibc keeps
+    what each thread's arena freed: after a 20-variation 1080p job the server stayed at 165 MB
+    instead of 143 MB, above the 150 MB budget for the download that usually follows. Trimmed
+    after each video, it sat at 121 MB.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _remove_upload(path: Path) -> None:
