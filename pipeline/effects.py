@@ -42,16 +42,15 @@ SPEED_RANGE = (0.95, 1.06)
 GAIN_RANGE = (-1.0, 1.0)  # dB
 MIRROR_SHARE = 0.5
 
-# Rotation costs more than every other effect together (docs/filter-costs.md): at 720p,
-# five outputs, 2 cores, each rotated output adds about 1.2 s to a 7.8 s render with
-# nearest-neighbour sampling and 2.8 s with bilinear. Zoom with a random pan already moves
+# Rotation costs more than every other effect together: at 1080p, five outputs, 2 cores, a
+# tilted output took 2.4 times as long as a plain one (docs/benchmarks.md), even with
+# nearest-neighbour sampling of the cropped window only. Zoom with a random pan already moves
 # every pixel, so a small tilt adds little uniqueness for its price: it is opt-in (`OPT_IN`),
-# and a job that asks for it gets it on about a third of its variations (+23 % render time on
-# average; rotating all would add +78 %).
-ROTATION_SHARE = 0.3
+# and a job that asks for it gets it on every variation (a share would leave some jobs that
+# asked for it without a single tilted variation).
+#
 # `rotate` with bilinear=0 costs less than half as much. Its price is a one-pixel step every
-# ~100 px along straight edges, softened by the scale that follows; `-rotation` turns the
-# family off for creatives where that matters.
+# ~100 px along straight edges, softened by the scale that follows.
 ROTATE_BILINEAR = 0
 # Upscaling by at most 1.1: bilinear looks the same as bicubic here and costs ~3 % less CPU.
 SCALE_FLAGS = "bilinear"
@@ -333,7 +332,7 @@ def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
     u_zoom = rng.random()
     pan_x = rng.random()
     pan_y = rng.random()
-    rotate = rng.random() < ROTATION_SHARE
+    rng.random()  # once the rotation share; kept so that every later draw stays the same
     rot_deg = rng.uniform(*ROTATION_RANGE) * rng.choice((-1.0, 1.0))
     brightness = rng.uniform(*BRIGHTNESS_RANGE)
     contrast = rng.uniform(*CONTRAST_RANGE)
@@ -351,7 +350,7 @@ def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
         # Rotation is only possible inside a zoom that hides its corners, so excluding zoom
         # turns rotation off too.
         lo = ZOOM_RANGE[0]
-        if rotate and options.allows("rotation"):
+        if options.allows("rotation"):
             rot_deg = round(rot_deg, _DECIMALS["rotation_deg"])
             need = rotation_zoom(rot_deg, ROTATION_COVER_ASPECT) + ROTATION_ZOOM_MARGIN
             lo = max(lo, need)

@@ -130,7 +130,7 @@ export function renderUpload(outlet) {
         withTilt,
         h("label", { for: "with-tilt" }, "Small tilt"),
         h("p", { class: "hint", id: "with-tilt-hint" },
-          "Rotate about a third of the variations by under a degree. Slower: a tilted variation takes more than twice as long to render.")),
+          "Tilt every variation by under a degree. Slower: renders take about twice as long.")),
       h("div", { class: "field field-check" },
         withHue,
         h("label", { for: "with-hue" }, "Hue shift"),
