@@ -8,10 +8,12 @@ Order of work for one video, after its FFmpeg render succeeded:
    (``command.build_render_command(thumbnails=…)``); without them, ``distinct.sample_source``
    decodes the source once more.
 2. For each output: the cheap file checks (``verify.check_file``), then one full decode that both
-   proves it decodes cleanly and taps its thumbnails at the same content times. The source's
-   thumbnails and the outputs' decodes run side by side, one single-threaded FFmpeg per core
-   (``verify.decode_command``): on 2 cores that took the verification of five 1080p outputs
-   from 1.7 s (one after the other, each FFmpeg threaded) to about 1.2 s.
+   proves it decodes cleanly and taps its thumbnails at the same content times. The outputs'
+   decodes (and the source's, when its thumbnails are sampled here) run side by side, one
+   single-threaded FFmpeg per core
+   (``verify.decode_command``): on 2 cores, decoding five 5 s 1080p outputs took 1.43-1.49 s
+   (2.5-2.6 CPU s) against 1.70-2.02 s (2.7-3.2 CPU s) one after the other with FFmpeg's
+   frame threads.
 3. Distances (``distinct.DistanceTable``). Each variation closer than ``min_distance`` to the
    source, and the later of each too-close sibling pair, gets fresh parameters
    (``effects.reroll_variation``) and is rendered again, all of them in one more FFmpeg run
