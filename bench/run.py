@@ -64,8 +64,8 @@ DOWNLOAD_VARIATIONS = 20
 # Deadlocked runs (see `machine.StallWatch`) discarded and retried before giving up.
 MAX_STALLS = 3
 STALLS: list[str] = []  # what each deadlocked run looked like, for the notes
-# The floor's variants timed by --sweep: (label, preset, per-encoder threads, CRF, excluded
-# effects). The first row is the floor itself.
+# The floor's variants timed by --sweep: (label, preset, per-encoder threads, CRF, `effects`
+# field). The first row is the floor itself.
 SWEEP = (
     ("ultrafast, threads: FFmpeg default, CRF 23 (the defaults)", "ultrafast", None, 23, ""),
     ("ultrafast, `-threads 1` per encoder", "ultrafast", 1, 23, ""),
@@ -74,8 +74,8 @@ SWEEP = (
     ("veryfast", "veryfast", None, 23, ""),
     ("ultrafast, CRF 20", "ultrafast", None, 20, ""),
     ("ultrafast, effects `-noise` (no grain)", "ultrafast", None, 23, "-noise"),
-    ("ultrafast, effects `-rotation`", "ultrafast", None, 23, "-rotation"),
-    ("ultrafast, effects `-noise,-rotation`", "ultrafast", None, 23, "-noise,-rotation"),
+    ("ultrafast, effects `+rotation` (opt-in tilt)", "ultrafast", None, 23, "+rotation"),
+    ("ultrafast, effects `+hue` (opt-in hue shift)", "ultrafast", None, 23, "+hue"),
 )
 
 
