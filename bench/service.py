@@ -37,6 +37,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def spawn_server(data_dir: Path, port: int, env: dict[str, str], log_path: Path
+                 ) -> subprocess.Popen:
+    """Start ``video-refresher serve`` on 127.0.0.1:``port`` with ``env`` as its whole
+    environment, stdout and stderr appended to ``log_path``. See `wait_healthy`.
+
+    The test suite's server (``tests/server.py``) starts the same way.
+    """
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "web.cli", "serve", "--port", str(port),
+             "--data-dir", str(data_dir)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: float,
+                 healthy: tuple[int, ...] = (200,)) -> None:
+    """Wait until ``GET {url}/api/health`` answers one of ``healthy``. Raises ``RuntimeError``
+    with the server's log when it exits first or does not answer within ``timeout`` seconds
+    (it is left running then: the caller stops it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited early ({log_path}):\n{_read(log_path)}")
+        try:
+            if httpx.get(url + "/api/health", timeout=1).status_code in healthy:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not start in {timeout:.0f} s ({log_path}):\n"
+                       f"{_read(log_path)}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 @dataclass
 class Server:
     data_dir: Path
@@ -62,24 +103,10 @@ class Server:
         env.update({"VR_PASSWORD": self.password, "VR_STORAGE_CAP": "1000TB",
                     "VR_JANITOR_INTERVAL": "24h"})
         env.update(self.env)
-        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited early (see {log.name})")
-            try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not start in {timeout:.0f} s (see {log.name})")
+        log_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.proc = spawn_server(self.data_dir, self.port, env, log_path)
+        wait_healthy(self.proc, self.url, log_path, timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

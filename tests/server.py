@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+# The benchmark starts its server the same way; free_port is re-exported for the tests.
+from bench.service import free_port, spawn_server, wait_healthy
+
+__all__ = ["PASSWORD", "ROOT", "ServerProcess", "free_port", "wait_for", "wait_job"]
+
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -41,23 +38,10 @@ class ServerProcess:
         env.update({"VR_PASSWORD": PASSWORD, "VR_STOP_GRACE": "3s"})
         env.update(self.env)
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code in (200, 503):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        self.proc = spawn_server(self.data_dir, self.port, env, self.log_path)
+        # 503: up, but reporting a problem (FFmpeg or the data folder): some tests want that.
+        wait_healthy(self.proc, self.url, self.log_path, timeout, healthy=(200, 503))
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
