@@ -203,7 +203,7 @@ async def _verify(ffmpeg: str, part: Path, name: str, reference: verify.Referenc
         lambda: verify.check_file(part, reference, expected, params.speed, name=name)
     )
     tap = distinct.tap_args(distinct.output_times(times, params.speed)) if times else ()
-    raw = await verify.decode(ffmpeg, part, tap, name=name)
+    raw = await verify.decode(ffmpeg, part, tap, has_audio=checked.info.has_audio, name=name)
     hashes: tuple[FrameHashes, ...] = ()
     if tap:
         # Off the event loop: the first hash of a process also imports scipy (~0.25 s).

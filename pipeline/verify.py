@@ -200,16 +200,21 @@ def top_level_boxes(path: Path | str, *, name: str | None = None) -> list[tuple[
     return boxes
 
 
-def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> list[str]:
+def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
+                   has_audio: bool) -> list[str]:
     """The FFmpeg argument list that decodes every packet of ``path`` and discards the result.
 
-    Audio (if any) goes to the ``null`` muxer. Video goes to ``tap`` (extra output arguments
-    that write to stdout, e.g. ``distinct.tap_args``) when given, else to ``null`` as well; a
-    tap's filters see every decoded frame, so the video is still decoded in full.
-    Speed-scaled outputs have timestamps off the 1/fps grid: re-timed to the null encoder's
-    default 1/fps clock, two frames can round to the same tick and FFmpeg logs a false
-    "non monotonically increasing dts" error. Passing frames through on the input's own clock
-    (``-fps_mode passthrough -enc_time_base:v demux``) avoids that.
+    Audio, when ``has_audio``, goes to the ``null`` muxer. Video goes to ``tap`` (extra output
+    arguments that write to stdout, e.g. ``distinct.tap_args``) when given, else to ``null`` as
+    well; a tap's filters see every decoded frame, so the video is still decoded in full.
+
+    The audio output exists only when the file has audio: an output whose one ``-map 0:a?``
+    matches nothing is not left empty by FFmpeg but auto-mapped to the video, re-timed to the
+    null encoder's default 1/fps clock, where two speed-scaled frames can round to the same
+    tick and FFmpeg logs a false "non monotonically increasing dts" error (silent sources
+    failed their verification about half of the time). The video output itself passes frames
+    through on the input's own clock (``-fps_mode passthrough -enc_time_base:v demux``) for
+    the same reason.
     The decoder runs on one thread: the verification runs one decode per core side by side,
     which wastes less than FFmpeg's frame threads (0.46 against 0.58 CPU seconds for a 5 s
     1080p output).
@@ -218,8 +223,9 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> li
         ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
         "-threads", "1",
         "-i", "file:" + os.fspath(path),
-        "-map", "0:a?", "-f", "null", "-",
     ]
+    if has_audio:
+        args += ["-map", "0:a:0", "-f", "null", "-"]
     if tap:
         args += list(tap)
     else:
@@ -229,15 +235,17 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = ()) -> li
 
 
 async def decode(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
-                 name: str | None = None) -> bytes:
+                 has_audio: bool, name: str | None = None) -> bytes:
     """Decode all of ``path``; returns what the tap wrote to stdout (``b""`` without a tap).
 
+    ``has_audio``: whether ``path`` has an audio stream (its probe says), decoded too.
     Raises ``VerificationFailed`` when FFmpeg fails or logs any error (a damaged frame is
     concealed by the decoder and only shows up in the log).
     """
     name = name or Path(path).name
     done = await trio.run_process(
-        decode_command(ffmpeg, path, tap), capture_stdout=True, capture_stderr=True, check=False,
+        decode_command(ffmpeg, path, tap, has_audio=has_audio), capture_stdout=True,
+        capture_stderr=True, check=False,
     )
     errors = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0 or errors:

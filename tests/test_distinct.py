@@ -120,10 +120,12 @@ async def _measure(d):
     source_hashes = distinct.frame_hashes(await distinct.sample_source(FFMPEG, source, times))
     hashes = {}
     for name, p, out in zip(VARIANTS, params, outs, strict=True):
-        raw = await verify.decode(FFMPEG, out, distinct.tap_args(distinct.output_times(times, p.speed)))
+        raw = await verify.decode(FFMPEG, out, distinct.tap_args(distinct.output_times(times, p.speed)),
+                                  has_audio=False)
         hashes[name] = distinct.frame_hashes(distinct.thumbnails(raw))
     # The same frames without accounting for the speed factor, to show that it matters.
-    raw = await verify.decode(FFMPEG, outs[list(VARIANTS).index("right")], distinct.tap_args(times))
+    raw = await verify.decode(FFMPEG, outs[list(VARIANTS).index("right")], distinct.tap_args(times),
+                              has_audio=False)
     unaligned = distinct.frame_hashes(distinct.thumbnails(raw))
     return source_hashes, hashes, unaligned
 
