@@ -342,3 +342,60 @@ def test_api_responses_are_not_cached_or_sniffed(srv, token):
     assert r.headers["cache-control"] == "no-store"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["content-type"].startswith("application/json")
+
+
+# -- odd tokens -------------------------------------------------------------------------------
+
+# Whatever a client sends as a token: non-ASCII letters, emoji, combining marks, NUL and other
+# control characters, several dots, a long one, a lone surrogate (invalid UTF-8 in a query).
+ODD_TOKENS = ["é", "токен.подпись", "🎬.🎬", "ab.c\u0301", "a\x00b", "a.b.c", "\x01\x1f\x7f.\t",
+              "x" * 8000, "é" * 2000 + "." + "x" * 43, ".", "..", "\ufeff.\u202e"]
+# Raw query forms: bytes that are not UTF-8 at all.
+ODD_QUERIES = ["%ff%fe.%c0%af", "%ed%a0%80.x", "%00", "a%2eb%2ec"]
+
+
+def _query_forms() -> list[str]:
+    from urllib.parse import quote
+
+    return [quote(t, safe="") for t in ODD_TOKENS] + ODD_QUERIES
+
+
+def _is_401_json(r: httpx.Response) -> bool:
+    return r.status_code == 401 and r.json()["error"]["code"] in ("auth_required", "invalid_token")
+
+
+def _short(value: str) -> str:
+    return ascii(value)[1:21]
+
+
+@pytest.mark.parametrize("token", ODD_TOKENS, ids=_short)
+def test_any_bearer_token_is_401_never_a_server_error(srv, token):
+    # A raw request: HTTP clients refuse to send some of these bytes in a header at all.
+    status, _, body = raw(srv, b"GET /api/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                          + token.encode("utf-8") + b"\r\n\r\n")
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in token):
+        # Control bytes are not legal in an HTTP header: refused before the app sees them.
+        assert status in (400, 401), (status, body)
+    else:
+        assert status == 401, (status, body)
+        assert json.loads(body)["error"]["code"] in ("auth_required", "invalid_token")
+
+
+@pytest.mark.parametrize("query", _query_forms())
+def test_any_query_token_on_the_download_is_401_never_a_server_error(srv, query):
+    r = httpx.get(f"{srv.url}/api/jobs/jnope/download?token={query}")
+    assert _is_401_json(r), (r.status_code, r.text)
+
+
+async def test_any_websocket_token_closes_4401_never_a_server_error(srv):
+    for query in _query_forms():
+        assert await _ws_close_code(srv, query) == 4401, query
+    assert "unhandled error" not in srv.log()
+
+
+@pytest.mark.parametrize("password", ["\ud800", "é" * 100, "\x00", "🎬"], ids=_short)
+def test_any_password_is_401_never_a_server_error(make_server, password):
+    srv = make_server()
+    body = json.dumps({"password": password})  # ASCII JSON: "\ud800" stays a lone surrogate
+    r = httpx.post(srv.url + "/api/auth", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "wrong_password", r.text

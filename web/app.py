@@ -10,7 +10,15 @@ import shutil
 from pathlib import Path
 
 import trio
-from quart import Response, jsonify, request, send_from_directory
+from quart import (
+    Response,
+    has_request_context,
+    has_websocket_context,
+    jsonify,
+    request,
+    send_from_directory,
+    websocket,
+)
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -61,7 +69,10 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def _crash(exc: Exception):
-        service.log.exception("unhandled error", extra={"path": request.path})
+        # Also handles errors raised in a WebSocket handler, where ``request`` does not exist.
+        path = request.path if has_request_context() \
+            else websocket.path if has_websocket_context() else None
+        service.log.exception("unhandled error", extra={"path": path})
         return error_response(500, *HTTP_CODES[500])
 
     # Before the token check: CORS preflights carry no token (web/cors.py).

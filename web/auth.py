@@ -1,7 +1,9 @@
 """Shared-password login: signed expiring tokens and a per-client failure limit.
 
 Tokens are ``<payload>.<signature>`` with an HMAC-SHA256 signature over a base64url JSON payload
-holding the expiry time. Passwords and signatures are compared in constant time.
+holding the expiry time. Passwords and signatures are compared in constant time, as bytes:
+``hmac.compare_digest`` raises ``TypeError`` on a non-ASCII ``str``, and whatever a client sends
+(any Unicode, lone surrogates from JSON escapes included) must answer 401, never 500.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Auth:
     # -- passwords ------------------------------------------------------------------------
 
     def check_password(self, candidate: str) -> bool:
-        return hmac.compare_digest(candidate.encode("utf-8"), self._password)
+        return hmac.compare_digest(_bytes(candidate), self._password)
 
     def blocked(self, client: str) -> float:
         """Seconds until ``client`` may try again (0 when not blocked)."""
@@ -72,25 +74,30 @@ class Auth:
     def issue(self) -> tuple[str, float]:
         expires = self._clock() + self.ttl
         payload = _b64(json.dumps({"exp": round(expires, 3), "n": secrets.token_hex(4)}).encode())
-        return f"{payload}.{self._sign(payload)}", expires
+        return f"{payload}.{self._sign(payload.encode('ascii')).decode('ascii')}", expires
 
     def verify(self, token: str | None) -> float:
         """Return the token's expiry time; raise ``TokenError`` if missing, bad or expired."""
         if not token:
             raise TokenError("auth_required", "Log in first: this needs a valid token.")
-        payload, _, sig = token.partition(".")
+        payload, _, sig = _bytes(token).partition(b".")
         if not payload or not sig or not hmac.compare_digest(sig, self._sign(payload)):
             raise TokenError("invalid_token", "The token is not valid. Log in again.")
         try:
-            exp = float(json.loads(_unb64(payload))["exp"])
+            exp = float(json.loads(_unb64(payload.decode("ascii")))["exp"])
         except (ValueError, KeyError, TypeError):
             raise TokenError("invalid_token", "The token is not valid. Log in again.") from None
         if exp <= self._clock():
             raise TokenError("token_expired", "Your session has expired. Log in again.")
         return exp
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
+    def _sign(self, payload: bytes) -> bytes:
+        return _b64(hmac.new(self._secret, payload, hashlib.sha256).digest()).encode("ascii")
+
+
+def _bytes(text: str) -> bytes:
+    """``text`` as UTF-8 whatever it holds; lone surrogates pass through instead of raising."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
