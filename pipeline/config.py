@@ -44,6 +44,18 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
+def parse_trusted_proxy(text: str) -> str | int | None:
+    """``fly``, a number of proxy hops (``0`` = none), or empty for none."""
+    value = str(text).strip().lower()
+    if value in ("", "0"):
+        return None
+    if value == "fly":
+        return "fly"
+    if re.fullmatch(r"[0-9]+", value):
+        return int(value)
+    raise ValueError(f"{text!r} is not 'fly' or a number of proxy hops (e.g. 1)")
+
+
 def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
@@ -79,6 +91,10 @@ class Settings:
     # measures 0–2 (measured on six kinds of generated footage), so 4 is the first value that
     # asks for more than a re-encode; real variations measure 2–22, median 8.
     min_distance: float = 4.0
+    # Where the client address for the login limit comes from: None = the socket peer; "fly" =
+    # the Fly-Client-IP header; N = the Nth address from the right of X-Forwarded-For. Only set
+    # it behind such proxies: anyone can send those headers.
+    trusted_proxy: str | int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -119,6 +135,7 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_MIN_DISTANCE", "min_distance", float),
     ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
     ("VR_UPLOAD_IDLE_TIMEOUT", "upload_idle_timeout", parse_duration),
+    ("VR_TRUSTED_PROXY", "trusted_proxy", parse_trusted_proxy),
 ]
 
 ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)

@@ -288,3 +288,65 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "VR_STORAGE_CAP" in done.stderr
+
+
+# -- client address behind a proxy --------------------------------------------------------------
+
+# (VR_TRUSTED_PROXY, client A's headers, client B's headers) as the trusted proxies pass them on.
+_PROXIES = {
+    "fly": ({"Fly-Client-IP": "203.0.113.7"}, {"Fly-Client-IP": "203.0.113.8"}),
+    "1": ({"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "2001:db8::8"}),
+    "2": ({"X-Forwarded-For": "203.0.113.7, 10.0.0.1"}, {"X-Forwarded-For": "203.0.113.8, 10.0.0.1"}),
+}
+# What client A adds to get out of its lock-out: entries the proxies would pass on untouched.
+_FORGED = {
+    "fly": {"X-Forwarded-For": "198.51.100.1"},
+    "1": {"X-Forwarded-For": "198.51.100.1, 203.0.113.7", "Fly-Client-IP": "198.51.100.1"},
+    "2": {"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 10.0.0.1", "Fly-Client-IP": "198.51.100.1"},
+}
+
+
+def _login(srv: ServerProcess, password: str, headers: dict) -> httpx.Response:
+    return httpx.post(srv.url + "/api/auth", json={"password": password}, headers=headers)
+
+
+def _lock_out(srv: ServerProcess, headers: dict) -> None:
+    for _ in range(10):
+        assert _login(srv, "nope", headers).status_code == 401
+    assert _login(srv, PASSWORD, headers).status_code == 429
+
+
+@pytest.mark.parametrize("trusted", sorted(_PROXIES))
+def test_behind_a_trusted_proxy_one_clients_lock_out_does_not_block_another(make_server, trusted):
+    srv = make_server({"VR_TRUSTED_PROXY": trusted})
+    a, b = _PROXIES[trusted]
+    _lock_out(srv, a)
+    assert _login(srv, PASSWORD, b).status_code == 200
+    # Headers the trusted proxies would pass on as the client sent them do not help A out.
+    forged = {**a, **_FORGED[trusted]}
+    assert _login(srv, PASSWORD, forged).status_code == 429
+    assert _login(srv, PASSWORD, {**b, "X-Forwarded-For": "junk"}).status_code < 500
+
+
+def test_without_a_trusted_proxy_forged_headers_do_not_escape_a_lock_out(server):
+    _lock_out(server, {})
+    for headers in [{"X-Forwarded-For": "198.51.100.1"}, {"Fly-Client-IP": "198.51.100.2"},
+                    {"X-Forwarded-For": "198.51.100.3, 198.51.100.4", "Forwarded": "for=1.2.3.4"}]:
+        r = _login(server, PASSWORD, headers)
+        assert r.status_code == 429, headers
+
+
+@pytest.mark.parametrize("raw,value", [("", None), ("0", None), ("fly", "fly"), (" FLY ", "fly"),
+                                       ("1", 1), ("3", 3)])
+def test_trusted_proxy_setting(raw, value):
+    from pipeline.config import load_settings
+
+    assert load_settings({"VR_TRUSTED_PROXY": raw}).trusted_proxy == value
+
+
+@pytest.mark.parametrize("raw", ["cloudflare", "-1", "1.5", "１", "2 hops"])
+def test_bad_trusted_proxy_setting_is_one_line(raw):
+    from pipeline.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="^VR_TRUSTED_PROXY: "):
+        load_settings({"VR_TRUSTED_PROXY": raw})

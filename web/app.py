@@ -28,7 +28,7 @@ from pipeline.ffmpeg import ffmpeg_version
 from pipeline.intake import IntakeRejected, UploadedFile
 from pipeline.service import Service
 
-from .auth import Auth, TokenError
+from .auth import Auth, TokenError, client_address
 from .cors import install_cors
 from .delivery import bp as delivery_bp
 from .errors import HTTP_CODES, APIError, error_response
@@ -143,7 +143,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
     @app.post("/api/auth")
     async def login():
-        client = request.remote_addr or "unknown"
+        client = client_address(request.remote_addr, request.headers, settings.trusted_proxy)
         wait = auth.blocked(client)
         if wait:
             raise APIError(429, "too_many_attempts",

@@ -11,15 +11,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 FAILURES_PER_MINUTE = 10
 WINDOW = 60.0
+# Clients with recent failures remembered at most: a flood from many addresses (an IPv6 /64
+# holds 2**64) forgets the clients whose last failure is oldest instead of growing without end.
+MAX_CLIENTS = 10_000
 
 
 def _b64(data: bytes) -> str:
@@ -37,6 +42,11 @@ class TokenError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class AuthStatistics:
+    tracked_clients: int  # clients with failures inside the window, at most MAX_CLIENTS
+
+
 class Auth:
     def __init__(self, password: str, secret: bytes, ttl: float, clock: Callable[[], float]):
         self._password = password.encode("utf-8")
@@ -51,23 +61,36 @@ class Auth:
         return hmac.compare_digest(_bytes(candidate), self._password)
 
     def blocked(self, client: str) -> float:
-        """Seconds until ``client`` may try again (0 when not blocked)."""
-        q = self._prune(client)
+        """Seconds until ``client`` may try again (0 when not blocked). Records nothing."""
+        q = self._failures.get(client)
+        if q is None:
+            return 0.0
+        self._prune(q)
         if len(q) < FAILURES_PER_MINUTE:
             return 0.0
         return max(1.0, WINDOW - (self._clock() - q[0]))
 
     def record_failure(self, client: str) -> None:
-        self._prune(client).append(self._clock())
-        if len(self._failures) > 10_000:  # bound memory against spoofed-address floods
-            self._failures = {k: v for k, v in self._failures.items() if v}
+        # Re-inserted at the end: the dict stays ordered by last failure, oldest first, so both
+        # expired clients and, past MAX_CLIENTS, the least recent ones are dropped from the front.
+        q = self._failures.pop(client, None) or deque(maxlen=FAILURES_PER_MINUTE)
+        self._prune(q)
+        q.append(self._clock())
+        self._failures[client] = q
+        cutoff = self._clock() - WINDOW
+        while self._failures:
+            oldest = next(iter(self._failures))
+            if len(self._failures) <= MAX_CLIENTS and self._failures[oldest][-1] > cutoff:
+                break
+            del self._failures[oldest]
 
-    def _prune(self, client: str) -> deque[float]:
-        q = self._failures.setdefault(client, deque())
+    def statistics(self) -> AuthStatistics:
+        return AuthStatistics(tracked_clients=len(self._failures))
+
+    def _prune(self, q: deque[float]) -> None:
         cutoff = self._clock() - WINDOW
         while q and q[0] <= cutoff:
             q.popleft()
-        return q
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -98,6 +121,40 @@ class Auth:
 def _bytes(text: str) -> bytes:
     """``text`` as UTF-8 whatever it holds; lone surrogates pass through instead of raising."""
     return text.encode("utf-8", "surrogatepass")
+
+
+def client_address(peer: str | None, headers, trusted: str | int | None) -> str:
+    """The address the login limit counts failures against.
+
+    ``trusted`` is ``VR_TRUSTED_PROXY``: ``None``, the socket ``peer``; ``"fly"``, the
+    ``Fly-Client-IP`` header (Fly's proxy sets it, replacing any the client sent); ``N``, the
+    Nth address from the right of all ``X-Forwarded-For`` values (each of the N proxies appends
+    the address it saw, so entries further left are the client's own and may be forged).
+    ``headers`` is Werkzeug's ``Headers`` (``get``/``getlist``). When the header is missing, too
+    short or not an address, the peer counts: the request did not come through the proxies.
+    """
+    fallback = peer or "unknown"
+    if trusted is None:
+        return fallback
+    if trusted == "fly":
+        value = headers.get("Fly-Client-IP")
+    else:
+        entries = [e for v in headers.getlist("X-Forwarded-For") for e in v.split(",")]
+        value = entries[-int(trusted)] if len(entries) >= int(trusted) else None
+    return _ip(value) or fallback
+
+
+def _ip(value: str | None) -> str | None:
+    """``value`` as a canonical IP address (a port or IPv6 brackets removed), else None."""
+    text = (value or "").strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":")[0]  # IPv4 with a port
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
