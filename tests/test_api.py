@@ -350,3 +350,24 @@ def test_bad_trusted_proxy_setting_is_one_line(raw):
 
     with pytest.raises(ConfigError, match="^VR_TRUSTED_PROXY: "):
         load_settings({"VR_TRUSTED_PROXY": raw})
+
+
+# Python's int() takes all of these; a count is ASCII digits only.
+_NOT_A_COUNT = ["1_0", "+3", "-3", " 3", "3 ", "\t3", "３", "٣", "۳", "३", "3.0", "3e0", "0x3", "",
+                "\u00a03", "3\u200b", "²", "Ⅲ"]
+
+
+def test_variations_are_ascii_digits_only(server, clips):
+    with server.client() as c:
+        for value in _NOT_A_COUNT:
+            r = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": value})
+            if value == "":
+                assert r.status_code == 202, r.text  # an empty field means the default
+                c.post(f"/api/jobs/{r.json()['jobId']}/cancel")
+                continue
+            assert r.status_code == 400, (ascii(value), r.text)
+            assert r.json()["error"]["code"] == "bad_variations"
+        for value, n in [("3", 3), ("03", 3), ("20", 20)]:
+            r = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": value})
+            assert r.status_code == 202 and r.json()["variationsPerVideo"] == n, r.text
+            c.post(f"/api/jobs/{r.json()['jobId']}/cancel")

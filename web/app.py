@@ -5,6 +5,7 @@ Views translate HTTP into service calls and store reads; no business rules live 
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -248,13 +249,13 @@ def _bearer(header: str | None) -> str | None:
 def _job_fields(fields: dict[str, str]) -> tuple[int, str | None, EffectOptions]:
     raw = fields.get("variations", "5")
     bad = APIError(400, "bad_variations", f"variations must be a whole number from 1 to {MAX_VARIATIONS}.")
-    try:
-        variations = int(raw)
-    except ValueError:
-        raise bad from None
+    # ASCII digits only: int() would also take "1_0", "+3", " 3", "３" and "٣".
+    if not re.fullmatch(r"[0-9]+", raw):
+        raise bad
+    variations = int(raw)
     if not 1 <= variations <= MAX_VARIATIONS:
         raise bad
-    seed = fields.get("seed") or None
+    seed = fields.get("seed", "").strip() or None
     if seed is not None and (len(seed) > 64 or not seed.isprintable()):
         raise APIError(400, "bad_seed", "seed must be printable text of at most 64 characters.")
     try:

@@ -184,7 +184,8 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
     result.files = videos.files
     for name, target in values.items():
         if target.value:
-            result.fields[name] = target.value.decode("utf-8", "replace").strip()
+            # As sent: each field's own check decides what else it accepts.
+            result.fields[name] = target.value.decode("utf-8", "replace")
     return result
 
 
