@@ -97,3 +97,28 @@ def make_text_file_as_mp4(directory: Path | str, name: str = "notes.mp4") -> Pat
     out = directory / name
     out.write_text("These are meeting notes, not a video.\n" * 20, encoding="utf-8")
     return out
+
+
+def make_encoded_clip(
+    directory: Path | str,
+    name: str,
+    video: list[str],
+    audio: list[str] | None = None,
+    *,
+    seconds: float = 1.0,
+    size: str = "160x120",
+    fps: int = 15,
+) -> Path:
+    """A test-pattern clip with the given encoder arguments, e.g. ``["-c:v", "libvpx-vp9"]``.
+
+    For the formats beyond :func:`make_clip`'s H.264: ``audio`` (e.g. ``["-c:a", "ac3"]``) adds
+    a tone; the container follows the name's suffix (``.webm``, ``.mkv``, ``.avi``, ``.mpg``…).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / name
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
+    if audio is not None:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    _run([*args, *video, *(audio or []), "-g", str(fps), "file:" + str(out)])
+    return out

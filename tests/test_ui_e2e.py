@@ -8,6 +8,7 @@ view are written to docs/screenshots/ on every run.
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 import zipfile
@@ -15,7 +16,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.clips import make_clip, make_corrupt_clip, make_text_file_as_mp4
+from tests.clips import make_clip, make_corrupt_clip, make_encoded_clip, make_text_file_as_mp4
 from tests.server import PASSWORD, ServerProcess, wait_for, wait_job
 from tests.ui_helpers import (
     DESKTOP,
@@ -34,6 +35,7 @@ UNAUTHORIZED_LOG = r"status of 401"
 DISTINCT_PILL = re.compile(
     r"^(Distinct|Fairly distinct|Barely distinct): src \d+(–\d+)?( · sib \d+(–\d+)?)?"
     r"( · \d+ re-rolls?)?$")
+NOT_A_VIDEO = "Not a video file (MP4, MOV, WebM, MKV, AVI…)"
 DISTINCT_HELP = (
     "How different these variations look from the original and from each other (perceptual-hash "
     "distance: 0 = same picture, 22–30 ≈ unrelated clips; mirroring doesn't count). Variations "
@@ -69,7 +71,8 @@ def media(tmp_path_factory):
         "long": make_clip(d, "long.mp4", seconds=8.0, size="640x360", fps=25),
         # Probes as a video, then runs out of data while rendering: fails, retryable.
         "cut": make_corrupt_clip(d, "cut.mp4", keep_header=True),
-        "text_mp4": make_text_file_as_mp4(d, "notes.mp4"),
+        # Binary noise named .mp4: nothing in the browser can tell, the server's probe refuses it.
+        "noise_mp4": _write(d / "noise.mp4", random.Random(12).randbytes(20_000)),
         "text": _write(d / "notes.txt", b"not a video\n"),
     }
 
@@ -307,7 +310,7 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     items = page.locator(".file-item")
     expect(items).to_have_count(3)
     bad = page.locator(".file-item", has_text="notes.txt")
-    expect(bad).to_contain_text("Not an MP4 or MOV video")
+    expect(bad).to_contain_text(NOT_A_VIDEO)
     submit = page.get_by_role("button", name="Upload and start")
     expect(submit).to_be_disabled()
     page.get_by_role("button", name="Remove notes.txt").click()
@@ -417,7 +420,7 @@ def test_drop_zone_takes_dropped_files_and_flags_problems(page):
     zone.dispatch_event("drop", {"dataTransfer": drop})
     expect(zone).not_to_have_class(re.compile("dropzone-over"))
     expect(page.locator(".file-item")).to_have_count(12)
-    expect(page.locator(".file-item", has_text="photo.gif")).to_contain_text("Not an MP4 or MOV")
+    expect(page.locator(".file-item", has_text="photo.gif")).to_contain_text(NOT_A_VIDEO)
     summary = page.locator(".file-summary")
     # photo.gif, and clip10.mp4 as the 11th file.
     expect(page.locator(".file-item", has_text="clip10.mp4")).to_contain_text(
@@ -480,14 +483,24 @@ def test_upload_limits_come_from_the_server(browser, small_server, console):
 def test_server_error_is_shown_in_words(page, console, media):
     console.allow(r"status of 415")
     login(page)
-    page.set_input_files("#files", [media["text_mp4"]])  # a text file named .mp4
-    page.get_by_role("button", name="Upload and start").click()
+    page.set_input_files("#files", [media["a"], media["noise_mp4"]])
+    submit = page.get_by_role("button", name="Upload and start")
+    expect(page.locator(".file-item-bad")).to_have_count(0)  # only the server can tell
+    submit.click()
     alert = page.locator("form [role=alert]")
     expect(alert).to_be_visible(timeout=15_000)
-    expect(alert).to_contain_text("notes.mp4")  # the server's sentence, not its JSON
+    expect(alert).to_contain_text("noise.mp4")  # the server's sentence, not its JSON
     assert "{" not in alert.inner_text()
     expect(page).to_have_url(re.compile(r"#/upload$"))
-    expect(page.locator(".file-item")).to_have_count(1)  # the list is kept to fix and resend
+    expect(page.locator(".file-item")).to_have_count(2)  # the list is kept to fix and resend
+    # The sentence sits next to the file it is about, which must go before a resend.
+    issue = page.locator(".file-item", has_text="noise.mp4").locator(".file-issue")
+    expect(issue).to_have_text(alert.inner_text())
+    expect(issue).to_contain_text("is not a video we can process")
+    expect(page.locator(".file-item", has_text="a.mp4").locator(".file-issue")).to_have_count(0)
+    expect(submit).to_be_disabled()
+    page.get_by_role("button", name="Remove noise.mp4").click()
+    expect(submit).to_be_enabled()
 
 
 def test_cancel_a_running_job(page, context, media, api):
@@ -676,3 +689,64 @@ def test_views_have_visible_focus_styles(page):
     }""")
     assert focused["tag"] != "BODY"
     assert focused["shadow"] != "none" or focused["outline"] != "none", focused
+
+
+# -- formats ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    """One tiny clip per container the server renders, a video misnamed .txt, two non-videos."""
+    d = tmp_path_factory.mktemp("ui-formats")
+    png = make_encoded_clip(d, "x.png", ["-frames:v", "1", "-update", "1"])
+    return {
+        "videos": [
+            make_encoded_clip(d, "vp9.webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime",
+                                              "-cpu-used", "8", "-b:v", "200k"], ["-c:a", "libopus"]),
+            make_encoded_clip(d, "h264-10bit.mkv", ["-c:v", "libx264", "-preset", "ultrafast",
+                                                    "-pix_fmt", "yuv420p10le"], ["-c:a", "aac"]),
+            make_encoded_clip(d, "mpeg4.avi", ["-c:v", "mpeg4", "-q:v", "5"], ["-c:a", "ac3"]),
+            make_encoded_clip(d, "mpeg2.mpg", ["-c:v", "mpeg2video", "-q:v", "5"], ["-c:a", "mp2"]),
+            make_encoded_clip(d, "prores.mov", ["-c:v", "prores_ks", "-profile:v", "0"]),
+            make_clip(d, "clip.mp4").rename(d / "clip.txt"),  # sent as text/plain
+        ],
+        "not_videos": [make_text_file_as_mp4(d, "fake.mp4"), png.rename(d / "x.webm")],
+    }
+
+
+def test_upload_page_judges_files_by_content_not_name(page, formats, api, tmp_path):
+    """WebM, MKV, AVI, MPEG-2, ProRes MOV and an MP4 named .txt pass; text and a PNG do not."""
+    login(page)
+    expect(page.locator(".dropzone-title")).to_have_text("Drag MP4, MOV, WebM, MKV, AVI… files here")
+    accept = page.locator("#files").get_attribute("accept").split(",")
+    assert accept[0] == "video/*" and {".webm", ".mkv", ".avi", ".mpg", ".ts", ".ogv"} <= set(accept)
+    page.locator("form").evaluate("f => f.requestSubmit()")  # Enter with nothing picked
+    expect(page.locator("form [role=alert]")).to_have_text(
+        "Add at least one video (MP4, MOV, WebM, MKV, AVI…).")
+
+    videos, not_videos = formats["videos"], formats["not_videos"]
+    page.set_input_files("#files", [*videos, *not_videos])
+    expect(page.locator(".file-item")).to_have_count(len(videos) + len(not_videos))
+    summary = page.locator(".file-summary")
+    expect(summary).to_contain_text("Remove 2 flagged files to continue.")
+    for path in not_videos:
+        expect(page.locator(".file-item", has_text=path.name)).to_contain_text(NOT_A_VIDEO)
+    expect(page.locator(".file-item-bad")).to_have_count(2)
+    # For a look at the mixed list; docs/screenshots/upload.png stays the two-video form's.
+    page.screenshot(path=str(tmp_path / "upload-formats.png"), full_page=True, animations="disabled")
+    submit = page.get_by_role("button", name="Upload and start")
+    expect(submit).to_be_disabled()
+
+    for path in not_videos:
+        page.get_by_role("button", name=f"Remove {path.name}").click()
+    expect(page.locator(".file-item-bad")).to_have_count(0)
+    expect(summary).to_have_text(re.compile(r"^6 videos, [\d.]+ KB in total\.$"))
+    page.fill("#variations", "1")
+    submit.click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
+    expect(page.locator("li.video")).to_have_count(len(videos))
+    job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    assert [v["name"] for v in job["videos"]] == [p.name for p in videos]
+    # And the server renders every one of them (a second or two for clips this small).
+    expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
+    expect(page.locator("li.video .badge", has_text="Completed")).to_have_count(len(videos))

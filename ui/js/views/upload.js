@@ -2,6 +2,7 @@
 
 import { getHealth, uploadJob } from "../api.js";
 import { formatBytes, formatPercent, h, plural, progressBar, replace, setText } from "../dom.js";
+import { ACCEPT, mayBeVideo } from "../sniff.js";
 
 // Soft checks only: the server has the real limits (VR_MAX_UPLOAD, VR_MAX_FILES) and reports
 // them in GET /api/health; these defaults apply until it answers, or when it cannot.
@@ -19,15 +20,12 @@ export function parseLimits(body) {
     maxVariations: pick(l.maxVariations, DEFAULT_LIMITS.maxVariations),
   };
 }
-const ACCEPT = "video/mp4,video/quicktime,.mp4,.mov";
-const TYPES = new Set(["video/mp4", "video/quicktime"]);
-const EXTENSIONS = /\.(mp4|mov)$/i;
+const FORMATS = "MP4, MOV, WebM, MKV, AVI…";
 
-/** What is wrong with the `index`-th selected file, or null. */
-function fileIssue(file, index, limits) {
-  if (!TYPES.has(file.type) && !EXTENSIONS.test(file.name)) {
-    return "Not an MP4 or MOV video";
-  }
+/** What is wrong with the `index`-th selected item ({ file, video, serverIssue }), or null. */
+function fileIssue({ file, video, serverIssue }, index, limits) {
+  if (serverIssue) return serverIssue;
+  if (video === false) return `Not a video file (${FORMATS})`;
   if (file.size === 0) return "This file is empty";
   if (file.size > limits.maxUpload) return `Larger than the ${formatBytes(limits.maxUpload)} limit`;
   if (index >= limits.maxFiles) return `Over the limit of ${plural(limits.maxFiles, "file")} per upload`;
@@ -38,8 +36,34 @@ function fileKey(file) {
   return `${file.name}\u0000${file.size}\u0000${file.lastModified}`;
 }
 
+/** Items ({ key, file }) for the files in `fileList` that are not in `items` yet. */
+function newItems(items, fileList) {
+  const known = new Set(items.map((i) => i.key));
+  const added = [];
+  for (const file of Array.from(fileList || [])) {
+    const key = fileKey(file);
+    if (known.has(key)) continue;
+    known.add(key);
+    added.push({ key, file });
+  }
+  return added;
+}
+
+/** Sniff each new item's first bytes (item.video: undefined until known), then call `done`. */
+function checkContent(added, done) {
+  Promise.all(added.map(async (item) => { item.video = await mayBeVideo(item.file); })).then(done);
+}
+
+/** Flag the item a 415/422 answer names ("'clip.avi' is not a video we can process: …") with it. */
+function flagRejected(items, message) {
+  for (const item of items) {
+    const { name } = item.file;
+    if (message.includes(`'${name}'`) || message.includes(`"${name}"`)) item.serverIssue = message;
+  }
+}
+
 export function renderUpload(outlet) {
-  let items = []; // { key, file }
+  let items = []; // { key, file, video, serverIssue }
   let limits = knownLimits;
   let upload = null; // { abort } while sending
   let leaving = false;
@@ -57,7 +81,7 @@ export function renderUpload(outlet) {
   const dropHint = h("p", { class: "muted small", id: "drop-hint" });
   const dropzone = h("div", { class: "dropzone", "data-testid": "dropzone" },
     h("div", { class: "dropzone-icon", "aria-hidden": "true" }),
-    h("p", { class: "dropzone-title" }, "Drag MP4 or MOV files here"),
+    h("p", { class: "dropzone-title" }, `Drag ${FORMATS} files here`),
     h("p", { class: "dropzone-or" }, "or"),
     input,
     h("label", { for: "files", class: "btn btn-secondary" }, "Choose files"),
@@ -148,15 +172,11 @@ export function renderUpload(outlet) {
 
   // -- behaviour ----------------------------------------------------------------------------
   function addFiles(fileList) {
-    const known = new Set(items.map((i) => i.key));
-    for (const file of Array.from(fileList || [])) {
-      const key = fileKey(file);
-      if (known.has(key)) continue;
-      known.add(key);
-      items.push({ key, file });
-    }
+    const added = newItems(items, fileList);
+    items.push(...added);
     hideError();
     renderList();
+    checkContent(added, () => leaving || renderList());
   }
 
   function removeItem(key) {
@@ -170,13 +190,14 @@ export function renderUpload(outlet) {
   }
 
   function issues() {
-    return items.map((item, index) => fileIssue(item.file, index, limits));
+    return items.map((item, index) => fileIssue(item, index, limits));
   }
 
   function problems() {
     const out = [];
     const bad = issues().filter(Boolean).length;
     if (bad) out.push(`Remove ${plural(bad, "flagged file")} to continue.`);
+    if (items.some((i) => i.video === undefined)) out.push("Checking the files…");
     if (items.length > limits.maxFiles) out.push(`At most ${plural(limits.maxFiles, "file")} per upload.`);
     const total = items.reduce((n, i) => n + i.file.size, 0);
     if (total > limits.maxUpload) {
@@ -247,7 +268,7 @@ export function renderUpload(outlet) {
     if (upload) return;
     hideError();
     if (items.length === 0) {
-      showError("Add at least one MP4 or MOV video.");
+      showError(`Add at least one video (${FORMATS}).`);
       return;
     }
     const issues = problems();
@@ -298,6 +319,7 @@ export function renderUpload(outlet) {
       if (leaving) return;
       progressBox.hidden = true;
       setFormBusy(false);
+      if (err.status === 415 || err.status === 422) flagRejected(items, err.message);
       renderList();
       if (err.status === 401) return; // on the way to the login page
       showError(err.message || "The upload failed. Please try again.");
