@@ -5,6 +5,7 @@ Views translate HTTP into service calls and store reads; no business rules live 
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import secrets
 import shutil
@@ -39,7 +40,22 @@ from .openapi import install_openapi
 from .uploads import receive_upload
 from .views import iso, job_json
 
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+
+def _find_ui() -> Path:
+    """The browser app's folder: ``web/ui`` in an installed wheel (pyproject.toml puts ``ui/``
+    there), else ``ui/`` beside ``web/`` in a source checkout or an editable install.
+    ``send_from_directory`` needs a real directory, which a wheel installed on disk is."""
+    candidates = [Path(str(importlib.resources.files(__package__) / "ui")),
+                  Path(__file__).resolve().parent.parent / "ui"]
+    for folder in candidates:
+        if (folder / "index.html").is_file():
+            return folder.resolve()
+    raise RuntimeError("the browser app is missing from this installation (looked in "
+                       + ", ".join(map(str, candidates)) + ")")
+
+
+UI_DIR = _find_ui()
+
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
 MAX_VARIATIONS = 20
 

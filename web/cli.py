@@ -33,8 +33,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _foreign_install() -> str | None:
+    """Why the ``web``/``pipeline`` packages imported here may be another's (web/__init__.py)."""
+    import web
+
+    others = web.shared_with() if getattr(web, "DISTRIBUTION", None) == "video-refresher" \
+        else ["another package (PyPI's web.py?)"]
+    return None if not others else ("the top-level 'web'/'pipeline' packages are shared with "
+                                    + ", ".join(others) + "; install video-refresher into a "
+                                    "virtual environment of its own")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if clash := _foreign_install():
+        print(f"error: {clash}", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
         if args.command == "serve":
