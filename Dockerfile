@@ -1,6 +1,21 @@
 # Video Refresher: one process (web server + FFmpeg pipeline), data on a volume at /data.
 #   docker build -t video-refresher .
 #   docker run -p 8080:8080 -v vr-data:/data -e VR_PASSWORD='choose-one' video-refresher
+
+# Stage 1: build the wheel (pipeline/, web/ and the browser app as web/ui; see pyproject.toml).
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY web ./web
+COPY ui ./ui
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Stage 2: the image. No source tree in it: the installed wheel is the only copy of the code.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,18 +27,18 @@ WORKDIR /app
 
 # Dependencies first (their layer is reused while only the code changes). FFmpeg comes from the
 # imageio-ffmpeg wheel: a pinned static build with libx264, no apt packages needed.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && rm /tmp/requirements.txt /tmp/pyproject.toml
 
-COPY pipeline ./pipeline
-COPY web ./web
-COPY bench ./bench
-COPY ui ./ui
-# Editable, so the app finds ui/ next to web/; fail the build now if FFmpeg cannot run.
-RUN pip install --no-deps -e . \
- && python -c "from pipeline.ffmpeg import find_ffmpeg, ffmpeg_version; print('ffmpeg', ffmpeg_version(find_ffmpeg()))"
+# A normal (non-editable) install of the wheel; fail the build now if FFmpeg cannot run or the
+# browser app is missing.
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels \
+ && python -c "from pipeline.ffmpeg import find_ffmpeg, ffmpeg_version; print('ffmpeg', ffmpeg_version(find_ffmpeg()))" \
+ && python -c "import web.app; print('ui', web.app.UI_DIR)"
 
 RUN useradd --create-home --uid 10001 --user-group app \
  && mkdir -p /data \
