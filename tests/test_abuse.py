@@ -399,3 +399,65 @@ def test_any_password_is_401_never_a_server_error(make_server, password):
     body = json.dumps({"password": password})  # ASCII JSON: "\ud800" stays a lone surrogate
     r = httpx.post(srv.url + "/api/auth", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "wrong_password", r.text
+
+
+# -- truncated multipart ----------------------------------------------------------------------
+
+
+def _file_then_field(video: bytes) -> bytes:
+    """A file part followed by a field part: a cut body loses the field without a trace."""
+    return (b"--XyZzY\r\nContent-Disposition: form-data; name=\"videos\"; filename=\"cut.mp4\"\r\n"
+            b"Content-Type: video/mp4\r\n\r\n" + video + b"\r\n"
+            b"--XyZzY\r\nContent-Disposition: form-data; name=\"variations\"\r\n\r\n1\r\n"
+            b"--XyZzY--\r\n")
+
+
+def _cut_points(body: bytes, video: bytes) -> dict[str, int]:
+    field = body.index(b"--XyZzY\r\nContent-Disposition: form-data; name=\"variations\"")
+    end = body.rindex(b"\r\n--XyZzY--")
+    return {
+        "inside the first part's headers": 40,
+        "inside the file": body.index(video) + len(video) // 2,
+        "after the file's data": body.index(video) + len(video),
+        "inside a delimiter": field + 4,
+        "between parts": field + len(b"--XyZzY\r\n"),
+        "inside the last part's headers": field + 30,
+        "inside the last value": end - 1 - 0,
+        "before the closing boundary": end,
+        "inside the closing boundary": end + len(b"\r\n--XyZ"),
+        "before the final --": end + len(b"\r\n--XyZzY"),
+        "one dash short": end + len(b"\r\n--XyZzY-"),
+    }
+
+
+def test_a_body_cut_short_is_400_incomplete_upload_and_leaves_nothing(srv, token, clips):
+    video = clips["a"].read_bytes()
+    body = _file_then_field(video)
+    headers = {"Authorization": f"Bearer {token}",
+               "Content-Type": "multipart/form-data; boundary=XyZzY"}
+    before = leftovers(srv)
+    for where, cut in _cut_points(body, video).items():
+        r = httpx.post(srv.url + "/api/jobs", content=body[:cut], headers=headers, timeout=30)
+        assert r.status_code == 400, (where, r.text)
+        assert r.json()["error"]["code"] == "incomplete_upload", (where, r.text)
+        assert leftovers(srv) == before, where
+
+
+@pytest.mark.parametrize("ending", [b"", b"\r\n", b"\r\n\r\n", b"\r\nan epilogue\r\n"],
+                         ids=["bare", "crlf", "two", "epilogue"])
+def test_a_complete_body_is_accepted_with_every_field(srv, token, clips, ending):
+    body = _file_then_field(clips["a"].read_bytes()).removesuffix(b"\r\n") + ending
+    r = httpx.post(srv.url + "/api/jobs", content=body, timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=XyZzY"})
+    assert r.status_code == 202, r.text
+    assert r.json()["variationsPerVideo"] == 1
+    httpx.post(f"{srv.url}/api/jobs/{r.json()['jobId']}/cancel",
+               headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("ctype", ["multipart/form-data; boundary=", 'multipart/form-data; boundary=""',
+                                   "multipart/form-data; boundary=a; boundary=b;;"])
+def test_a_bad_boundary_parameter_is_400(srv, token, ctype):
+    r = httpx.post(srv.url + "/api/jobs", content=b"--a--\r\n", timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": ctype})
+    assert 400 <= r.status_code < 500, r.text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import trio
 from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget, ValueTarget
 
 from pipeline.naming import display_name
@@ -95,6 +96,41 @@ class _VideoTarget(BaseTarget):
             self._fh = None
 
 
+class _CloseDelimiter:
+    """Finds the multipart close delimiter (``--<boundary>--``) in the body as it streams by.
+
+    The parser does not say whether it reached the end: a body cut short anywhere (inside a
+    part's headers, a field's value, between parts) just leaves the parts after the cut out.
+    The close delimiter cannot occur inside a part (there it would end the part), so seeing it
+    means every part arrived. What follows it (an epilogue, RFC 2046) is not for the parser:
+    streaming-form-data 2.1 drops the last part's data when more than two bytes follow.
+    """
+
+    def __init__(self, boundary: bytes):
+        self._marker = b"\r\n--" + boundary + b"--"
+        # A body with no part at all starts with the close delimiter, without the CRLF.
+        self._tail = b"\r\n"
+        self.seen = False
+
+    def feed(self, data: bytes) -> int:
+        """How many leading bytes of ``data`` belong to the multipart body (up to the end of
+        the close delimiter); 0 once it has been seen."""
+        if self.seen:
+            return 0
+        keep = len(self._marker) - 1
+        # The marker may straddle two chunks: look across the joint first, then inside.
+        joint = (self._tail + data[:keep]).find(self._marker)
+        if joint >= 0:
+            self.seen = True
+            return joint + len(self._marker) - len(self._tail)
+        inside = data.find(self._marker)
+        if inside >= 0:
+            self.seen = True
+            return inside + len(self._marker)
+        self._tail = (self._tail + data)[-keep:] if len(data) < keep else data[-keep:]
+        return len(data)
+
+
 def _small_field(chunk: bytes) -> None:
     if len(chunk) > MAX_FIELD:
         raise APIError(400, "field_too_large", "A form field is too large.")
@@ -109,7 +145,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
 
     Error handling: a client sending less than ``MIN_PROGRESS`` bytes in ``idle_timeout``
     seconds gets 408; a full disk (``ENOSPC``/``EDQUOT``) gets 507 ``storage_full``; malformed
-    multipart gets 400.
+    multipart gets 400, and so does a body without its close delimiter (``incomplete_upload``).
     """
     ctype = request.headers.get("Content-Type", "")
     if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype:
@@ -120,12 +156,17 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
         raise APIError(413, "upload_too_large", _too_large(max_upload))
 
     try:
+        parser = StreamingFormDataParser(headers={"Content-Type": ctype})
+        end = _CloseDelimiter(parse_content_boundary({"Content-Type": ctype}))
+    except ParseFailedException:
+        raise APIError(400, "expected_multipart",
+                       "The multipart/form-data Content-Type needs a boundary.") from None
+    try:
         await trio.to_thread.run_sync(lambda: job_dir.mkdir(parents=True, exist_ok=False))
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             raise _disk_full() from None
         raise
-    parser = StreamingFormDataParser(headers={"Content-Type": ctype})
     videos = _VideoTarget(job_dir, max_files)
     values = {name: ValueTarget(validator=_small_field) for name in ("variations", "seed", "effects")}
     parser.register("videos", videos)
@@ -169,16 +210,18 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
                 on_bytes(len(chunk))
             if result.total > max_upload:
                 raise APIError(413, "upload_too_large", _too_large(max_upload))
-            pending += chunk
+            used = end.feed(chunk)
+            pending += chunk if used == len(chunk) else chunk[:used]
             if len(pending) >= BATCH:
                 data, pending = bytes(pending), bytearray()
                 await trio.to_thread.run_sync(feed, data)
                 window_end, window_bytes = trio.current_time() + idle_timeout, 0
         if pending:
             await trio.to_thread.run_sync(feed, bytes(pending))
-        if videos.in_part:
+        if not end.seen:
             raise APIError(400, "incomplete_upload",
-                           "The upload ended before the last file was complete.")
+                           "The upload ended before it was complete (its closing multipart "
+                           "boundary is missing). Send it again.")
     finally:
         videos.close()
     result.files = videos.files
