@@ -39,6 +39,8 @@ HUE_RANGE = (-4.0, 4.0)  # degrees
 # original service's encodes. The seed still gives every variation its own grain pattern.
 NOISE_RANGE = (1, 1)
 SPEED_RANGE = (0.95, 1.06)
+# The clock of a speed-changed picture (the encoders' too, see command.build_render_command).
+SPEED_TIME_BASE = "1/90000"
 GAIN_RANGE = (-1.0, 1.0)  # dB
 MIRROR_SHARE = 0.5
 
@@ -458,6 +460,9 @@ def video_filter(params: VariationParams, width: int, height: int) -> str:
     if params.speed != 1.0:
         # FFmpeg already starts input timestamps at 0 (no -copyts), so scaling keeps audio and
         # video offsets in proportion.
+        # On a fine clock first: on an AVI's 1/fps clock the divided timestamps were rounded
+        # back onto the same frame ticks, and a slowed-down output kept the source's length.
+        chain.append(f"settb={SPEED_TIME_BASE}")
         chain.append(f"setpts=PTS/{_fmt(params.speed, 4)}")
     chain.append("format=yuv420p")
     return ",".join(chain)

@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from .effects import EffectOptions
-from .probe import MediaInfo, NotAVideo, probe
+from .probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 from .scheduler import VideoQueued, is_disk_full
 from .states import JobStatus
 
@@ -85,7 +85,9 @@ async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejecte
     infos: list[MediaInfo] = []
     for f in req.files:
         try:
-            info = await trio.to_thread.run_sync(probe, f.path)
+            info = await trio.to_thread.run_sync(probe_source, f.path)
+        except Unrenderable as exc:
+            return IntakeRejected(exc.code, f"{f.name!r} cannot be used: {exc}", 422)
         except NotAVideo as exc:
             return IntakeRejected("not_a_video", f"{f.name!r} is not a video we can process: {exc}", 415)
         infos.append(info)

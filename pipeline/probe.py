@@ -1,7 +1,13 @@
 """Probe media files with PyAV (the bundled FFmpeg has no ffprobe).
 
+The video stream is demuxed to its end (packets only, nothing decoded past the first frame):
+that gives its true span, first frame to the end of the last, which the container's duration
+does not for variable-frame-rate footage (a phone clip whose rate drops in low light said
+2.90 s where its frames lasted 3.00 s), and it finds files cut off before their index ends.
+
 Error handling: anything PyAV cannot open as a media file with a video stream raises
-``NotAVideo`` with a short human reason; callers turn that into a 415.
+``NotAVideo`` with a short human reason (callers answer 415); a video that is one but cannot
+be rendered (cut off, too short) raises ``Unrenderable`` (callers answer 422).
 """
 
 from __future__ import annotations
@@ -13,9 +19,23 @@ from pathlib import Path
 
 import av
 
+# Fewer frames than this, or a shorter picture, cannot make a variation: speed, pan and the
+# distinctness frames need some motion to work on (a single frame made FFmpeg write nothing).
+MIN_FRAMES = 3
+MIN_DURATION = 0.1
+
 
 class NotAVideo(Exception):
     """The file is not a video we can process."""
+
+
+class Unrenderable(NotAVideo):
+    """The file is a video, but not one that can be rendered; ``code`` says why
+    (``incomplete_video``, ``video_too_short``)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,12 @@ class MediaInfo:
     audio_codec: str | None
     format_name: str
     size: int
+    frames: int = 0  # video frames in the file (packets demuxed); 0 where not counted
+    # Seconds on the file's clock where the picture starts, and where the first audio stream
+    # starts and ends (None where the packets carry no time, or there is no audio).
+    video_start: float | None = None
+    audio_start: float | None = None
+    audio_end: float | None = None
 
     @property
     def display_width(self) -> int:
@@ -42,11 +68,17 @@ class MediaInfo:
         return self.width if self.rotation in (90, 270) else self.height
 
 
-def probe(path: Path | str) -> MediaInfo:
+def probe_source(path: Path | str) -> MediaInfo:
+    """`probe` a video to render. Also raises ``Unrenderable`` when it is cut off or too short."""
+    return probe(path, renderable=True)
+
+
+def probe(path: Path | str, *, renderable: bool = False) -> MediaInfo:
     """Open ``path`` and describe it.
 
     Raises ``NotAVideo`` if it is not a readable container with at least one video stream
-    whose first frame decodes.
+    whose first frame decodes; with ``renderable``, ``Unrenderable`` if it is cut off or too
+    short to render.
     """
     path = Path(path)
     try:
@@ -58,30 +90,127 @@ def probe(path: Path | str) -> MediaInfo:
         if not vstreams:
             raise NotAVideo("the file has no video stream")
         v = vstreams[0]
+        if _is_still_image(container.format.name):
+            raise NotAVideo(f"it is a still image ({v.codec_context.name}), not a video")
         if v.codec_context is None or not v.codec_context.width:
             raise NotAVideo("the video stream has no picture size")
         astreams = [s for s in container.streams if s.type == "audio"]
-        duration = _duration(container, v)
+        indexed = int(v.frames or 0)
+        # What the stream's own header says it lasts (None where it does not say).
+        declared = float(v.duration * v.time_base) if v.duration and v.time_base else None
+        # Decoding the first frame proves the stream is really a video and gives its rotation.
+        rotation = _first_frame_rotation(container, v)
+        spans = _demux_spans(container, v, astreams[0] if astreams else None)
+        video, audio = spans[0], spans[1] if astreams else _Span()
+        frames, span = video.frames, video.seconds
+        duration = span or _duration(container, v)
         if not duration or duration <= 0 or not math.isfinite(duration):
             raise NotAVideo("the video has no duration")
         fps = float(v.average_rate or v.guessed_rate or Fraction(30))
-        info = MediaInfo(
+        if renderable:
+            _check_renderable(frames, indexed, duration, declared, fps)
+        return MediaInfo(
             duration=duration,
             width=int(v.codec_context.width),
             height=int(v.codec_context.height),
-            rotation=0,
+            rotation=rotation,
             fps=fps,
             has_audio=bool(astreams),
             video_codec=v.codec_context.name,
             audio_codec=astreams[0].codec_context.name if astreams else None,
             format_name=container.format.name,
             size=path.stat().st_size,
+            frames=frames,
+            video_start=video.start,
+            audio_start=audio.start,
+            audio_end=audio.end,
         )
-        # Decoding the first frame proves the stream is really a video and gives its rotation.
-        rotation = _first_frame_rotation(container, v)
-        return MediaInfo(**{**info.__dict__, "rotation": rotation})
     finally:
         container.close()
+
+
+@dataclass
+class _Span:
+    """What the packets of one stream cover."""
+
+    frames: int = 0
+    start: float | None = None  # seconds: the first packet's time
+    end: float | None = None  # seconds: the end of the last packet in presentation order
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start if self.start is not None and self.end is not None else 0.0
+
+
+def _demux_spans(container: av.container.InputContainer, *streams) -> list[_Span]:
+    """A `_Span` for each stream (``None`` entries get an empty one), read off its packets:
+    the container's durations are estimates for MPEG program streams and wrong for
+    variable-frame-rate MP4s."""
+    wanted = [s for s in streams if s is not None]
+    try:
+        container.seek(0)
+    except av.error.FFmpegError:
+        pass  # not seekable: the first frame decoded above is the only one missed
+    frames = {s.index: 0 for s in wanted}
+    ends: dict[int, dict[int, int]] = {s.index: {} for s in wanted}  # pts -> end, per stream
+    try:
+        for packet in container.demux(*wanted):
+            index = packet.stream.index
+            pts = packet.pts if packet.pts is not None else packet.dts
+            if packet.size == 0:
+                # The demuxer's flush packet at the end (no time), or a dropped frame of a
+                # variable-rate AVI (it shows the frame before): indexed, so counted.
+                frames[index] += pts is not None
+                continue
+            frames[index] += 1
+            if pts is not None:
+                ends[index][pts] = pts + (packet.duration or 0)
+    except av.error.FFmpegError:
+        pass  # damaged data: what was read counts, the render's decode judges the rest
+    return [_span(s, frames[s.index], ends[s.index]) if s is not None else _Span()
+            for s in streams]
+
+
+def _span(stream, frames: int, ends: dict[int, int]) -> _Span:
+    """The stream starts where its header says (that accounts for edit lists, e.g. the AAC
+    encoder's priming samples before 0) and ends with its last packet."""
+    if not ends or stream.time_base is None:
+        return _Span(frames)
+    order = sorted(ends)
+    end = ends[order[-1]]
+    if end == order[-1] and len(order) > 1:  # no packet duration: the last step between frames
+        end += order[-1] - order[-2]
+    start = stream.start_time if stream.start_time is not None else order[0]
+    return _Span(frames, float(start * stream.time_base), float(end * stream.time_base))
+
+
+def _check_renderable(frames: int, indexed: int, duration: float, declared: float | None,
+                      fps: float) -> None:
+    """Refuse a file cut off before its index ends (fewer frames and less time in it than the
+    index lists: AVI indexes dropped frames too, so frames alone do not tell) and a video too
+    short to vary."""
+    if indexed and declared and frames < indexed and declared - duration > 0.5 / fps:
+        raise Unrenderable(
+            "incomplete_video",
+            f"the file is incomplete: it holds {frames} of its {indexed} video frames "
+            f"({duration:.1f} s of {declared:.1f} s). Was the upload or the export cut off? "
+            "Export or copy the video again."
+        )
+    if frames and frames < MIN_FRAMES or duration < MIN_DURATION:
+        raise Unrenderable(
+            "video_too_short",
+            f"the video is too short ({_frames_text(frames)}, {duration:.2f} s): a variation "
+            f"needs at least {MIN_FRAMES} frames and {MIN_DURATION:.1f} s of picture"
+        )
+
+
+def _is_still_image(format_name: str) -> bool:
+    # FFmpeg reads single pictures through its image demuxers: "image2", "png_pipe", …
+    return any(name == "image2" or name.endswith("_pipe") for name in format_name.split(","))
+
+
+def _frames_text(n: int) -> str:
+    return "1 frame" if n == 1 else f"{n} frames"
 
 
 def _duration(container: av.container.InputContainer, v: av.video.stream.VideoStream) -> float:

@@ -122,3 +122,25 @@ def make_encoded_clip(
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     _run([*args, *video, *(audio or []), "-g", str(fps), "file:" + str(out)])
     return out
+
+
+def make_damaged_clip(directory: Path | str, name: str = "damaged.mp4") -> Path:
+    """A real MP4 of full length whose media data is zeroed from 40 % on.
+
+    Its index is intact and lists every frame, so it probes as a complete video and is
+    accepted; its pictures stop decoding part-way, so its render fails verification.
+    """
+    directory = Path(directory)
+    whole = make_clip(directory, f".whole-{name}", seconds=2.0, audio=True)
+    front = directory / f".front-{name}"
+    _run(["-i", "file:" + str(whole), "-c", "copy", "-movflags", "+faststart", "file:" + str(front)])
+    whole.unlink()
+    data = bytearray(front.read_bytes())
+    front.unlink()
+    offset = data.index(b"mdat") - 4
+    size = int.from_bytes(data[offset:offset + 4], "big")
+    start = offset + 8 + size * 2 // 5
+    data[start:offset + size] = bytes(offset + size - start)
+    out = directory / name
+    out.write_bytes(bytes(data))
+    return out

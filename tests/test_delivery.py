@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.clips import make_clip, make_corrupt_clip
+from tests.clips import make_clip, make_damaged_clip
 from tests.server import ServerProcess, wait_for, wait_job
 from web.delivery import content_disposition
 
@@ -218,7 +218,7 @@ def test_download_is_409_until_a_video_finished_and_delete_stops_a_running_job(s
 
 
 def test_retry_after_the_cause_is_fixed(srv, client, clips, tmp_path):
-    bad = make_corrupt_clip(tmp_path, "cut.mp4", keep_header=True)
+    bad = make_damaged_clip(tmp_path, "cut.mp4")
     job_id = _upload(client, bad, clips["a"])
     job = wait_job(client, job_id)
     failed, done = job["videos"]
@@ -229,7 +229,7 @@ def test_retry_after_the_cause_is_fixed(srv, client, clips, tmp_path):
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_retryable"
     assert client.post(f"/api/jobs/{job_id}/videos/vnope/retry").status_code == 404
 
-    # The cause: a truncated upload. Put the intact file in its place, then retry.
+    # The cause: a damaged upload. Put the intact file in its place, then retry.
     upload = next((srv.data_dir / "uploads" / job_id).glob(f"{failed['id']}*"))
     shutil.copyfile(clips["a"], upload)
     r = client.post(f"/api/jobs/{job_id}/videos/{failed['id']}/retry")
@@ -243,7 +243,7 @@ def test_retry_after_the_cause_is_fixed(srv, client, clips, tmp_path):
 
 
 def test_retry_refused_when_the_upload_is_gone(srv, client, tmp_path):
-    bad = make_corrupt_clip(tmp_path, "cut.mp4", keep_header=True)
+    bad = make_damaged_clip(tmp_path, "cut.mp4")
     job_id = _upload(client, bad)
     video = wait_job(client, job_id)["videos"][0]
     assert video["status"] == "failed"

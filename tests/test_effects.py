@@ -296,7 +296,7 @@ def test_video_filter_shape():
     assert video_filter(v, 1280, 720) == (
         "crop=1218:684:14:36,hflip,scale=1280:720:flags=bilinear,"
         "eq=brightness=-0.0100:contrast=1.0200:saturation=0.9500:gamma=1.0100,"
-        "hue=h=-2.50,noise=c0s=4:c0f=t:c0_seed=1234,setpts=PTS/1.0300,format=yuv420p"
+        "hue=h=-2.50,noise=c0s=4:c0f=t:c0_seed=1234,settb=1/90000,setpts=PTS/1.0300,format=yuv420p"
     )
     assert audio_filter(v) == "atempo=1.0300,volume=-0.50dB"
 

@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 from pipeline.probe import probe
-from tests.clips import make_corrupt_clip
+from tests.clips import make_damaged_clip
 from tests.server import ROOT
 
 
@@ -68,7 +68,7 @@ def test_make_is_reproducible_and_can_exclude_mirror(tmp_path, clips):
 
 
 def test_make_reports_failures_and_bad_arguments(tmp_path, clips):
-    broken = make_corrupt_clip(tmp_path, "broken.mp4", keep_header=True)
+    broken = make_damaged_clip(tmp_path, "broken.mp4")
     out = tmp_path / "out.zip"
     done = _make(str(clips["a"]), str(broken), "-n", "1", "-o", str(out))
     assert done.returncode == 1

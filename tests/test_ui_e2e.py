@@ -16,7 +16,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.clips import make_clip, make_corrupt_clip, make_encoded_clip, make_text_file_as_mp4
+from tests.clips import make_clip, make_damaged_clip, make_encoded_clip, make_text_file_as_mp4
 from tests.server import PASSWORD, ServerProcess, wait_for, wait_job
 from tests.ui_helpers import (
     DESKTOP,
@@ -70,7 +70,7 @@ def media(tmp_path_factory):
         # Long enough to still be rendering when Cancel is clicked.
         "long": make_clip(d, "long.mp4", seconds=8.0, size="640x360", fps=25),
         # Probes as a video, then runs out of data while rendering: fails, retryable.
-        "cut": make_corrupt_clip(d, "cut.mp4", keep_header=True),
+        "damaged": make_damaged_clip(d, "damaged.mp4"),
         # Binary noise named .mp4: nothing in the browser can tell, the server's probe refuses it.
         "noise_mp4": _write(d / "noise.mp4", random.Random(12).randbytes(20_000)),
         "text": _write(d / "notes.txt", b"not a video\n"),
@@ -542,7 +542,7 @@ def test_cancel_a_running_job(page, context, media, api):
 
 def test_retry_a_failed_video(page, media, api):
     login(page)
-    page.set_input_files("#files", [media["cut"]])
+    page.set_input_files("#files", [media["damaged"]])
     page.fill("#variations", "1")
     page.get_by_role("button", name="Upload and start").click()
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
@@ -559,7 +559,7 @@ def test_retry_a_failed_video(page, media, api):
     video.get_by_role("button", name="Retry").click()
     wait_for(lambda: api.get(f"/api/jobs/{job_id}").json()["videos"][0]["attempts"] > first["attempts"],
              timeout=30)
-    # The cut file fails again; the page follows it there by itself.
+    # The damaged file fails again; the page follows it there by itself.
     wait_job(api, job_id, statuses=("failed",), timeout=30)
     expect(video.locator(".badge")).to_have_text("Failed", timeout=RENDER_TIMEOUT)
     expect(video.get_by_role("button", name="Retry")).to_be_visible()
