@@ -5,25 +5,63 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_UNSAFE = re.compile(r"[^\w.\- ()\[\]+,]+", re.UNICODE)
 _MAX_STEM = 80
+_MAX_NAME = 200
+# Punctuation a stem keeps besides letters, digits and combining marks (spaces too).
+_SAFE_PUNCTUATION = frozenset("._-()[]+, ")
+# Names Windows refuses for a file or folder, whatever the extension.
+_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                       *(f"{p}{n}" for p in ("COM", "LPT") for n in "123456789¹²³")})
 
 
 def display_name(raw: str | None) -> str:
-    """The client's file name, reduced to a single printable path component for display."""
-    name = (raw or "").replace("\\", "/").split("/")[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = name.strip().strip(".")
-    return name[:200] or "video"
+    """The client's file name as one line of display text: never cut short by what it holds.
+
+    A path keeps its last component (after the last ``/``); control characters and line or
+    paragraph separators become spaces (runs of white space collapse to one); bidi controls
+    and other invisible format characters are dropped, so the name keeps the logical order it
+    was typed in (U+202E would show "fdp.exe" as "exe.pdf"), never reordered. A name longer
+    than 200 characters loses the end of its stem, keeping the extension. Nothing left →
+    ``video`` (with the extension, if there was one).
+    """
+    name = (raw or "").split("/")[-1]
+    out = []
+    for ch in name:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Zl", "Zp") or ch.isspace():
+            out.append(" ")
+        elif cat[0] != "C":
+            out.append(ch)
+    name = " ".join("".join(out).split())
+    if name.startswith(".") and name.count(".") == 1 and len(name) > 1:
+        name = "video" + name  # nothing but an extension was left: ".mp4" → "video.mp4"
+    name = name.strip(" .")
+    if len(name) > _MAX_NAME:
+        stem, dot, ext = name.rpartition(".")
+        ext = dot + ext if stem and len(ext) <= 10 else ""
+        name = name[:_MAX_NAME - len(ext)].rstrip(" .") + ext
+    return name or "video"
 
 
 def safe_stem(raw: str | None) -> str:
-    """A file-system and ZIP safe stem (no extension, no separators, no dot-dot)."""
+    """A file-system and ZIP safe stem (no extension, no separators, no dot-dot), in the
+    name's logical order: letters of every script with their combining marks (Arabic
+    harakat, Hebrew niqqud, Indic vowel signs), digits and ``._-()[]+,`` and spaces; anything
+    else becomes ``_``. Never empty, never a name Windows refuses (``con`` → ``con_``), never
+    ending in a space or a dot (Windows drops those).
+    """
     name = unicodedata.normalize("NFC", display_name(raw))
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    stem = _UNSAFE.sub("_", stem).strip(" ._")
-    stem = re.sub(r"_+", "_", stem)
-    return stem[:_MAX_STEM] or "video"
+    stem = "".join(ch if ch.isalnum() or ch in _SAFE_PUNCTUATION
+                   or unicodedata.category(ch)[0] == "M" else "_" for ch in stem)
+    stem = re.sub(r"_+", "_", stem).strip(" ._")
+    while stem and unicodedata.category(stem[0])[0] == "M":  # a mark with nothing to sit on
+        stem = stem[1:].strip(" ._")
+    stem = stem[:_MAX_STEM].rstrip(" ._") or "video"
+    first, dot, rest = stem.partition(".")
+    if first.upper() in _RESERVED:
+        stem = f"{first}_{dot}{rest}"
+    return stem
 
 
 def unique_stems(raws: list[str]) -> list[str]:

@@ -461,3 +461,47 @@ def test_a_bad_boundary_parameter_is_400(srv, token, ctype):
     r = httpx.post(srv.url + "/api/jobs", content=b"--a--\r\n", timeout=30, headers={
         "Authorization": f"Bearer {token}", "Content-Type": ctype})
     assert 400 <= r.status_code < 500, r.text
+
+
+# -- full file names --------------------------------------------------------------------------
+
+# (file name as the client puts it in the part header, the name the job shows)
+SENT_NAMES = [
+    (b"line%0Abreak.mp4", "line break.mp4"),  # browsers percent-encode LF, CR and quotes
+    (b"say %22hi%22 %0D%0Anow.mp4", 'say "hi" now.mp4'),
+    (b'say \\"hi\\".mp4', 'say "hi".mp4'),  # curl escapes quotes and backslashes
+    (b"back\\\\slash.mp4", "back\\slash.mp4"),
+    (b"line\nbreak.mp4", "line break.mp4"),  # raw: a bare LF ...
+    (b'say "hi" twice.mp4', 'say "hi" twice.mp4'),  # ... and unescaped quotes
+    (b'x"; name="seed.mp4', "x"),  # a quote then a parameter ends the value, as for the parser
+    ("סרטון חדש 2.mp4".encode(), "סרטון חדש 2.mp4"),
+    ("إعلان (نسخة 3).mp4".encode(), "إعلان (نسخة 3).mp4"),
+    ("כָּתַב كَتَبَ.mp4".encode(), "כָּתַב كَتَبَ.mp4"),
+    ("Sale עברית 2024 final.mp4".encode(), "Sale עברית 2024 final.mp4"),
+    ("🎬 launch 🚀.mp4".encode(), "🎬 launch 🚀.mp4"),
+    (b"x" * 250 + b".mp4", "x" * 196 + ".mp4"),
+]
+
+
+def test_file_names_arrive_whole_however_the_client_escapes_them(srv, token, clips):
+    headers = {"Authorization": f"Bearer {token}",
+               "Content-Type": "multipart/form-data; boundary=XyZzY"}
+    for batch in (SENT_NAMES[:7], SENT_NAMES[7:]):
+        body = multipart([(n, clips["a"].read_bytes()) for n, _ in batch], {"variations": "1"})
+        r = httpx.post(srv.url + "/api/jobs", content=body, timeout=60, headers=headers)
+        assert r.status_code == 202, r.text
+        assert [v["name"] for v in r.json()["videos"]] == [name for _, name in batch]
+        httpx.post(f"{srv.url}/api/jobs/{r.json()['jobId']}/cancel", headers=headers)
+
+
+def test_file_names_sent_by_an_http_client_arrive_whole(srv, token, clips):
+    names = ['say "hi".mp4', "line\nbreak.mp4", "tab\there.mp4", "back\\slash.mp4",
+             "שלום.mp4", "\u202eevil.mp4"]
+    files = [("videos", (n, clips["a"].read_bytes(), "video/mp4")) for n in names]
+    r = httpx.post(srv.url + "/api/jobs", files=files, data={"variations": "1"}, timeout=60,
+                   headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 202, r.text
+    assert [v["name"] for v in r.json()["videos"]] == [
+        'say "hi".mp4', "line break.mp4", "tab here.mp4", "back\\slash.mp4", "שלום.mp4", "evil.mp4"]
+    httpx.post(f"{srv.url}/api/jobs/{r.json()['jobId']}/cancel",
+               headers={"Authorization": f"Bearer {token}"})

@@ -65,6 +65,48 @@ def test_members_get_one_safe_unique_folder_per_source(tmp_path):
     assert archive_filename({**job, "videos": job["videos"][:1]}) == "Promo-variations.zip"
 
 
+# (source display name, its folder): every script's letters in the order they were typed, with
+# their combining marks; what is left out or refused still leaves a folder that extracts.
+FOLDERS = [
+    ("line break.mp4", "line break"),
+    ('say "hi".mp4', "say _hi"),
+    ("back\\slash.mp4", "back_slash"),
+    ("סרטון חדש 2.mp4", "סרטון חדש 2"),
+    ("إعلان (نسخة 3).mp4", "إعلان (نسخة 3)"),
+    ("كَتَبَ.mp4", "كَتَبَ"),  # Arabic harakat
+    ("עִבְרִית.mp4", "עִבְרִית"),  # Hebrew niqqud
+    ("हिन्दी फ़िल्म.mp4", "हिन्दी फ़िल्म"),  # Devanagari vowel signs and virama
+    ("Sale עברית 2024 final.mp4", "Sale עברית 2024 final"),
+    ("🎬 launch 🚀.mp4", "launch"),
+    ("🎬🚀.mp4", "video"),
+    ("\u202e\u202c.mp4", "video"),
+    ("\x00\t.mp4", "video"),
+    ("...", "video"),
+    ("CON.mp4", "CON_"),
+    ("lpt1.final.mov", "lpt1_.final"),
+    ("x" * 196 + ".mp4", "x" * 80),
+    ("a" * 79 + " b.mp4", "a" * 79),
+]
+
+
+@pytest.mark.parametrize("name,folder", FOLDERS, ids=[f for _, f in FOLDERS])
+def test_folders_keep_names_in_logical_order_and_stay_usable(tmp_path, name, folder):
+    job = make_job(tmp_path, [(name, "completed", [10])])
+    assert [m.arcname for m in archive_members(job)] == [f"{folder}/{folder}_v01.mp4"]
+    assert not folder.endswith((" ", ".")) and "/" not in folder and "\\" not in folder
+
+
+def test_rtl_folders_in_the_zip_hold_the_letters_as_sent(tmp_path):
+    names = [n for n, _ in FOLDERS[3:9]]
+    job = make_job(tmp_path / "out", [(n, "completed", [10]) for n in names])
+    write_zip(job, tmp_path / "rtl.zip")
+    with zipfile.ZipFile(tmp_path / "rtl.zip") as zf:
+        folders = [i.filename.split("/")[0] for i in zf.infolist()[1:]]
+        assert all(i.flag_bits & 0x800 for i in zf.infolist()[1:])  # marked UTF-8
+    # Byte for byte the sources' stems: nothing reordered, mirrored or stripped.
+    assert folders == [n.rsplit(".", 1)[0] for n in names]
+
+
 def test_write_zip_is_exact_stored_and_byte_identical(tmp_path):
     job = make_job(tmp_path / "out", [
         ("a.mp4", "completed", [300_000, 5]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,20 +58,27 @@ class _TooManyFiles(Exception):
 
 
 class _VideoTarget(BaseTarget):
-    """Writes each ``videos`` part to ``<job_dir>/<video id>.upload``."""
+    """Writes each ``videos`` part to ``<job_dir>/<video id>.upload``.
 
-    def __init__(self, job_dir: Path, max_files: int):
+    File names: the parser's, or the full one from ``framing``'s raw headers (see ``_Framing``),
+    which has scanned every part's headers before the parser reaches them.
+    """
+
+    def __init__(self, job_dir: Path, max_files: int, framing: _Framing):
         super().__init__()
         self.job_dir = job_dir
         self.max_files = max_files
         self.files: list[ReceivedFile] = []
         self._fh = None
+        self._framing = framing
+        self._next_part = 0
 
     def on_start(self) -> None:
         if len(self.files) >= self.max_files:
             raise _TooManyFiles()
         vid = "v" + secrets.token_hex(6)
-        f = ReceivedFile(vid, display_name(self.multipart_filename), self.job_dir / f"{vid}.upload")
+        name = _full_name(self.multipart_filename, self._raw_filename())
+        f = ReceivedFile(vid, display_name(name), self.job_dir / f"{vid}.upload")
         self.files.append(f)
         self._fh = open(f.path, "xb")
 
@@ -85,10 +93,15 @@ class _VideoTarget(BaseTarget):
             self._fh.close()
             self._fh = None
 
-    @property
-    def in_part(self) -> bool:
-        """Whether a file part started and has not ended (a truncated body)."""
-        return self._fh is not None
+    def _raw_filename(self) -> str | None:
+        """The lenient file name of the next ``videos`` part in the raw headers."""
+        headers = self._framing.headers
+        while self._next_part < len(headers):
+            self._next_part += 1
+            raw = raw_filename(headers[self._next_part - 1], "videos")
+            if raw is not None:
+                return raw
+        return None
 
     def close(self) -> None:
         if self._fh is not None:
@@ -96,39 +109,139 @@ class _VideoTarget(BaseTarget):
             self._fh = None
 
 
-class _CloseDelimiter:
-    """Finds the multipart close delimiter (``--<boundary>--``) in the body as it streams by.
+class _Framing:
+    """Follows the multipart framing as the body streams by, ahead of the parser: where the
+    body ends, and each part's raw header block.
 
-    The parser does not say whether it reached the end: a body cut short anywhere (inside a
-    part's headers, a field's value, between parts) just leaves the parts after the cut out.
-    The close delimiter cannot occur inside a part (there it would end the part), so seeing it
-    means every part arrived. What follows it (an epilogue, RFC 2046) is not for the parser:
-    streaming-form-data 2.1 drops the last part's data when more than two bytes follow.
+    The end: the parser does not say whether it reached the end, so a body cut short anywhere
+    (inside a part's headers, a field's value, between parts) would just leave the parts after
+    the cut out. The close delimiter (``--<boundary>--``) cannot occur inside a part (there it
+    would end the part), so seeing it means every part arrived. What follows it (an epilogue,
+    RFC 2046) is not for the parser: streaming-form-data 2.1 drops the last part's data when
+    more than two bytes follow.
+
+    The headers: the parser reads them with ``email.parser``, which ends a header at a bare LF
+    and a quoted file name at an unescaped quote, so ``filename="a"b.mp4"`` arrives as ``a``.
+    ``filenames`` keeps the raw blocks so the full name can be recovered (``raw_filename``).
     """
 
+    MAX_HEADERS = 16 * 1024
+
     def __init__(self, boundary: bytes):
-        self._marker = b"\r\n--" + boundary + b"--"
-        # A body with no part at all starts with the close delimiter, without the CRLF.
-        self._tail = b"\r\n"
+        self._delim = b"\r\n--" + boundary
+        # A first boundary has no CRLF before it: start as if one had just been seen.
+        self._carry = b"\r\n"
+        self._in_headers = False
         self.seen = False
+        self.headers: list[bytes | None] = []  # raw header block of each part, None if huge
 
     def feed(self, data: bytes) -> int:
-        """How many leading bytes of ``data`` belong to the multipart body (up to the end of
-        the close delimiter); 0 once it has been seen."""
+        """Scan ``data``; return how many of its leading bytes belong to the multipart body (up
+        to the end of the close delimiter), 0 once that has been seen."""
         if self.seen:
             return 0
-        keep = len(self._marker) - 1
-        # The marker may straddle two chunks: look across the joint first, then inside.
-        joint = (self._tail + data[:keep]).find(self._marker)
-        if joint >= 0:
-            self.seen = True
-            return joint + len(self._marker) - len(self._tail)
-        inside = data.find(self._marker)
-        if inside >= 0:
-            self.seen = True
-            return inside + len(self._marker)
-        self._tail = (self._tail + data)[-keep:] if len(data) < keep else data[-keep:]
-        return len(data)
+        carried = len(self._carry)
+        buf = self._carry + data
+        # Inside a header block the carry starts with the CRLF that ended the delimiter line:
+        # a block without headers is that CRLF and one more.
+        pos = 2 if self._in_headers else 0
+        while True:
+            if self._in_headers:
+                end = buf.find(b"\r\n\r\n", pos - 2)
+                if end < 0:
+                    if len(buf) - pos <= self.MAX_HEADERS:
+                        self._carry = buf[pos - 2:]
+                        return len(data)
+                    self.headers.append(None)  # the parser refuses these anyway
+                    self._in_headers, pos = False, len(buf) - len(self._delim) - 1
+                    continue
+                block = buf[pos:end] if end >= pos else b""
+                self.headers.append(block if len(block) <= self.MAX_HEADERS else None)
+                self._in_headers, pos = False, end + 4
+                continue
+            at = buf.find(self._delim, pos)
+            after = buf[at + len(self._delim):at + len(self._delim) + 2] if at >= 0 else b""
+            if at < 0 or len(after) < 2:
+                keep = at if at >= 0 else max(pos, len(buf) - len(self._delim) - 1)
+                self._carry = buf[keep:]
+                return len(data)
+            if after == b"--":
+                self.seen = True
+                return at + len(self._delim) + 2 - carried
+            if after == b"\r\n":
+                self._in_headers, pos = True, at + len(self._delim) + 2
+            else:
+                pos = at + 1  # "--<boundary>" followed by something else: not a delimiter
+
+
+# In a header parameter: `; name=` (RFC 7230 token characters in the name).
+_PARAM = re.compile(r";\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*")
+
+
+def raw_filename(header_block: bytes | None, name: str) -> str | None:
+    """The ``filename`` of a part whose raw headers are ``header_block``, read leniently, if
+    the part is a field called ``name``; else None.
+
+    Lenient: a bare LF is part of the value, and a quoted value ends only at a quote followed
+    by the next ``; param=`` or the end of the header. ``\\x`` stands for ``x`` (curl escapes
+    quotes and backslashes so). ``filename*`` (RFC 5987) is left to the parser.
+    """
+    if header_block is None:
+        return None
+    try:
+        text = header_block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    for line in text.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "content-disposition":
+            params = _params(value)
+            if params.get("name") == name and "filename*" not in params:
+                return params.get("filename")
+    return None
+
+
+def _params(value: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    pos = value.find(";")
+    while pos >= 0 and (m := _PARAM.match(value, pos)):
+        key, pos = m.group(1).lower(), m.end()
+        if value.startswith('"', pos):
+            out, i = [], pos + 1
+            while i < len(value):
+                ch = value[i]
+                if ch == "\\" and i + 1 < len(value):
+                    out.append(value[i + 1])
+                    i += 2
+                    continue
+                if ch == '"' and (_PARAM.match(value, i + 1) or not value[i + 1:].strip()):
+                    break
+                out.append(ch)
+                i += 1
+            params.setdefault(key, "".join(out))
+            pos = i + 1
+        else:
+            end = value.find(";", pos)
+            params.setdefault(key, value[pos:end if end >= 0 else None].strip())
+            pos = end if end >= 0 else len(value)
+        pos = value.find(";", pos)
+    return params
+
+
+# What clients percent-encode in a multipart file name: browsers LF, CR and the double quote
+# (HTML's multipart/form-data encoding algorithm); httpx and urllib3 every C0 control too.
+_HTML_ESCAPES = re.compile(r"%([01][0-9a-fA-F]|22)")
+
+
+def _unescape(filename: str) -> str:
+    return _HTML_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), filename)
+
+
+def _full_name(parsed: str | None, raw: str | None) -> str:
+    """The file name to show: the lenient reading where it extends what the parser read (the
+    parser stops early, it never reads more), else the parser's; HTML escapes decoded."""
+    name = raw if raw is not None and raw.startswith(parsed or "") else parsed
+    return _unescape(name or "")
 
 
 def _small_field(chunk: bytes) -> None:
@@ -157,7 +270,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
 
     try:
         parser = StreamingFormDataParser(headers={"Content-Type": ctype})
-        end = _CloseDelimiter(parse_content_boundary({"Content-Type": ctype}))
+        framing = _Framing(parse_content_boundary({"Content-Type": ctype}))
     except ParseFailedException:
         raise APIError(400, "expected_multipart",
                        "The multipart/form-data Content-Type needs a boundary.") from None
@@ -167,7 +280,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
         if exc.errno in _DISK_FULL:
             raise _disk_full() from None
         raise
-    videos = _VideoTarget(job_dir, max_files)
+    videos = _VideoTarget(job_dir, max_files, framing)
     values = {name: ValueTarget(validator=_small_field) for name in ("variations", "seed", "effects")}
     parser.register("videos", videos)
     for name, target in values.items():
@@ -210,7 +323,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
                 on_bytes(len(chunk))
             if result.total > max_upload:
                 raise APIError(413, "upload_too_large", _too_large(max_upload))
-            used = end.feed(chunk)
+            used = framing.feed(chunk)
             pending += chunk if used == len(chunk) else chunk[:used]
             if len(pending) >= BATCH:
                 data, pending = bytes(pending), bytearray()
@@ -218,7 +331,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
                 window_end, window_bytes = trio.current_time() + idle_timeout, 0
         if pending:
             await trio.to_thread.run_sync(feed, bytes(pending))
-        if not end.seen:
+        if not framing.seen:
             raise APIError(400, "incomplete_upload",
                            "The upload ended before it was complete (its closing multipart "
                            "boundary is missing). Send it again.")
