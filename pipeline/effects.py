@@ -23,6 +23,11 @@ FAMILIES: tuple[str, ...] = (
 # 2 cores, two rotated outputs took a render from 9.7 s to 15.2 s, and `hue` (the one colour
 # filter FFmpeg cannot spread over threads) held the filter thread for 1.7 s of 4.7 s.
 OPT_IN: frozenset[str] = frozenset({"rotation", "hue"})
+# A job must keep one of these. The distinctness check (pipeline/distinct.py) measures pHash,
+# which sees geometry only: colour, grain, tempo and sound hardly move it, and it is taken over
+# the mirror images too, so a mirror does not count either. Without zoom or rotation every
+# variation measures as the source (0–2, a plain re-encode) and re-rolls cannot help.
+GEOMETRIC: frozenset[str] = frozenset({"zoom", "rotation"})
 
 # Sampling ranges (DESIGN §5). The neutral value of every family lies inside or at the edge
 # of its range so that excluded families still map into 0..1 for distances.
@@ -132,8 +137,9 @@ class EffectOptions:
         (`OPT_IN`: rotation, hue). Spaces and case are ignored; an empty or missing text means
         the defaults.
 
-        Error handling: an unknown family raises ``ValueError`` with a sentence that can be
-        shown to the user as is.
+        Error handling: an unknown family, or options that leave no family of `GEOMETRIC`
+        (zoom, rotation), raise ``ValueError`` with a sentence that can be shown to the user
+        as is. Options built directly (stored jobs) are not checked for geometry.
         """
         excluded: set[str] = set(OPT_IN)
         for raw in (text or "").split(","):
@@ -147,6 +153,11 @@ class EffectOptions:
                 excluded.add(name)
             else:
                 excluded.discard(name)
+        if GEOMETRIC <= excluded:
+            raise ValueError(
+                "these effects would give variations that look like the source: keep zoom on, "
+                "or add +rotation (colour, grain, speed, sound and mirroring alone do not change "
+                "what the distinctness check sees)")
         return cls(exclude=frozenset(excluded))
 
     def to_text(self) -> str:

@@ -371,3 +371,14 @@ def test_variations_are_ascii_digits_only(server, clips):
             r = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": value})
             assert r.status_code == 202 and r.json()["variationsPerVideo"] == n, r.text
             c.post(f"/api/jobs/{r.json()['jobId']}/cancel")
+
+
+@pytest.mark.parametrize("effects", ["-zoom", "-zoom,-color,-noise,-mirror",
+                                     "-zoom,-rotation,-color,-hue,-noise,-speed,-mirror,-audio"])
+def test_effects_that_leave_the_picture_alone_are_refused(server, clips, effects):
+    with server.client() as c:
+        r = c.post("/api/jobs", files=_files(clips["a"]), data={"effects": effects})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "bad_effects" and "zoom" in err["message"] and "+rotation" in err["message"]
+    assert _leftovers(server) == ([], 0)

@@ -8,6 +8,7 @@ from pipeline import effects
 from pipeline.effects import (
     FAMILIES,
     MIN_DISTANCE,
+    OPT_IN,
     EffectOptions,
     VariationParams,
     audio_filter,
@@ -78,6 +79,35 @@ def test_parse_options_rejects_unknown_family(text):
         EffectOptions.parse(text)
     # The message lists what is allowed.
     assert "-mirror" in str(info.value) and "+rotation" in str(info.value)
+
+
+# Every way of asking for variations that only differ from the source in colour, grain, tempo,
+# sound or a mirror image: what the distinctness check (pHash, mirror-blind) cannot tell apart.
+_NO_GEOMETRY = [
+    "-zoom",
+    "-zoom,-mirror",
+    "-zoom,-color,-noise,-mirror",
+    "-zoom,-color,-noise,-speed,-mirror,-audio",
+    "-zoom,+hue",
+    "+rotation,-zoom,-rotation",
+    " -ZOOM ",
+    ",".join(f"-{f}" for f in FAMILIES),
+]
+
+
+@pytest.mark.parametrize("text", _NO_GEOMETRY)
+def test_parse_options_refuses_variations_without_geometry(text):
+    with pytest.raises(ValueError) as info:
+        EffectOptions.parse(text)
+    message = str(info.value)
+    assert "zoom" in message and "+rotation" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["-mirror,-color,-noise,-speed,-audio", "-zoom,+rotation",
+                                  "+rotation,-zoom,-mirror,-color,-noise,-speed,-audio"])
+def test_parse_options_accepts_any_geometry_left(text):
+    opts = EffectOptions.parse(text)
+    assert opts.allows("zoom") or opts.allows("rotation")
 
 
 def test_options_text_round_trip():
@@ -163,9 +193,11 @@ def test_normalised_in_unit_cube():
         assert all(0 <= x <= 1 for x in n)
 
 
-@pytest.mark.parametrize("text", ["", "+rotation,+hue", "-mirror", "-zoom,-noise,-audio"])
-def test_min_distance_holds(text):
-    opts = EffectOptions.parse(text)
+@pytest.mark.parametrize("exclude", [set(OPT_IN), set(), {"mirror", *OPT_IN},
+                                     {"zoom", "noise", "audio", *OPT_IN}])
+def test_min_distance_holds(exclude):
+    # Also with zoom off, which parse() refuses for jobs: stored jobs and the sampler allow it.
+    opts = EffectOptions(exclude=frozenset(exclude))
     for seed in range(20):
         vs = sample_variations(seed, 0, 20, opts)
         assert len(vs) == 20
@@ -224,7 +256,7 @@ def test_exclusions_neutralise_families():
     assert not any(v.mirror for v in vs)
     assert not any("hflip" in video_filter(v, 1280, 720) for v in vs)
 
-    opts = EffectOptions.parse("-zoom,-color,-noise,-speed,-audio")
+    opts = EffectOptions(exclude=frozenset({"zoom", "color", "noise", "speed", "audio", *OPT_IN}))
     for v in sample_variations("e", 0, 10, opts):
         g = video_filter(v, 1280, 720)
         assert v.zoom == 1.0 and v.rotation_deg == 0.0  # rotation needs zoom

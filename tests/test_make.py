@@ -81,3 +81,14 @@ def test_make_reports_failures_and_bad_arguments(tmp_path, clips):
     done = _make(str(text), "-o", str(tmp_path / "t.zip"))
     assert done.returncode == 2 and "not a video" in done.stderr
     assert not (tmp_path / "t.zip").exists()
+
+
+def test_make_refuses_effects_that_leave_the_picture_alone(tmp_path, clips):
+    out = tmp_path / "plain.zip"
+    for args in (["--exclude", "zoom"],
+                 ["--exclude", "zoom", "--exclude", "mirror", "--exclude", "color", "--exclude", "noise"]):
+        done = _make(str(clips["a"]), *args, "-o", str(out))
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "+rotation" in lines[0]
+        assert not out.exists() and not list(tmp_path.glob(".*.work"))
