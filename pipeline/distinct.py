@@ -16,7 +16,7 @@ Cost: the frames come off decodes that happen anyway (``tap_args`` rides on the 
 decode of each output) plus one partial decode of the source (``sample_source``); hashing five
 64×64 thumbnails eight ways takes milliseconds.
 
-Pure except ``sample_source`` (runs FFmpeg through ``trio.run_process``, which reaps it on
+Pure except ``sample_source`` (runs FFmpeg through ``child.run_child``, which reaps it on
 cancellation).
 """
 
@@ -30,8 +30,9 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-import trio
 from PIL import Image
+
+from .child import run_child
 
 SAMPLE_COUNT = 5
 # Frames are scaled (box filter) to this square grey thumbnail before hashing; pHash then
@@ -130,9 +131,7 @@ def source_command(ffmpeg: str, path: Path | str, times: Sequence[float]) -> lis
 
 async def sample_source(ffmpeg: str, path: Path | str, times: Sequence[float]) -> list[Image.Image]:
     """The source's thumbnails at content ``times``. Raises ``SamplingFailed``."""
-    done = await trio.run_process(
-        source_command(ffmpeg, path, times), capture_stdout=True, capture_stderr=True, check=False,
-    )
+    done = await run_child(source_command(ffmpeg, path, times))
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip()[-300:]
         raise SamplingFailed(f"could not take thumbnails from the source: {tail}")

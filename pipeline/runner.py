@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import trio
 
 from . import distinct, quality
+from .child import Child, open_child, stop_child
 from .command import ProgressParser, build_render_command, output_graphs
 from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from .naming import safe_stem, variation_file
@@ -58,7 +58,7 @@ def part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
 
 
-async def stop_process(proc: trio.Process, grace: float) -> None:
+async def stop_process(proc: Child, grace: float) -> None:
     """Stop FFmpeg: ``q`` on stdin, then SIGTERM, then SIGKILL; always waits for it.
 
     Shielded, so it completes even while the caller is being cancelled.
@@ -75,14 +75,7 @@ async def stop_process(proc: trio.Process, grace: float) -> None:
         with trio.move_on_after(grace):
             await proc.wait()
             return
-        if proc.returncode is None:
-            proc.terminate()
-            with trio.move_on_after(2.0):
-                await proc.wait()
-                return
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_child(proc, 2.0)
 
 
 async def render_video(service, handle: RenderHandle) -> None:
@@ -201,9 +194,7 @@ async def _run_ffmpeg(service, handle: RenderHandle, cmd: list[str],
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     started = trio.current_time()
     watch = _Watch(parser or ProgressParser(1.0), publish=parser is not None)
-    proc = await trio.lowlevel.open_process(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = await open_child(cmd, stdin=True, stdout=True, stderr=True)
     try:
         await service.store.set_video_pid(handle.video_id, proc.pid)
         async with trio.open_nursery() as nursery:
@@ -217,6 +208,7 @@ async def _run_ffmpeg(service, handle: RenderHandle, cmd: list[str],
         await stop_process(proc, settings.stop_grace)
         service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
         with trio.CancelScope(shield=True):
+            await proc.aclose()
             await service.store.set_video_pid(handle.video_id, None)
     tail = "\n".join(stderr_tail)
     if watch.stalled:
@@ -280,7 +272,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-async def _read_progress(service, handle: RenderHandle, proc: trio.Process, watch: _Watch) -> None:
+async def _read_progress(service, handle: RenderHandle, proc: Child, watch: _Watch) -> None:
     assert proc.stdout is not None
     last_db = -1e9
     async for chunk in proc.stdout:
@@ -300,7 +292,7 @@ async def _read_progress(service, handle: RenderHandle, proc: trio.Process, watc
             await service.store.set_video_progress(handle.video_id, pct, service.clock())
 
 
-async def _read_stderr(proc: trio.Process, tail: deque[str]) -> None:
+async def _read_stderr(proc: Child, tail: deque[str]) -> None:
     assert proc.stderr is not None
     buf = b""
     async for chunk in proc.stderr:

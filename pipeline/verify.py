@@ -19,8 +19,9 @@ decode, and can tap a few thumbnails off the same decode for the distinctness me
 Error handling: every failed check raises ``VerificationFailed`` with a sentence naming what is
 wrong; the runner turns it into a failed video.
 
-Resource handling: ``decode`` owns its FFmpeg process through ``trio.run_process``, which
-terminates, kills and always waits for it when the caller is cancelled.
+Resource handling: ``decode`` owns its FFmpeg process through ``child.run_child``, which
+terminates, kills and always waits for it when the caller is cancelled, and ties it to the
+service's life.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import trio
 
+from .child import run_child
 from .probe import MediaInfo, NotAVideo, probe
 
 DURATION_TOLERANCE = 0.02
@@ -248,10 +249,7 @@ async def decode(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
     concealed by the decoder and only shows up in the log).
     """
     name = name or Path(path).name
-    done = await trio.run_process(
-        decode_command(ffmpeg, path, tap, has_audio=has_audio), capture_stdout=True,
-        capture_stderr=True, check=False,
-    )
+    done = await run_child(decode_command(ffmpeg, path, tap, has_audio=has_audio))
     errors = done.stderr.decode("utf-8", "replace").strip()
     if done.returncode != 0 or errors:
         first = errors.splitlines()[0][:STDERR_KEEP] if errors else f"status {done.returncode}"
