@@ -291,6 +291,17 @@ class Store:
         rows = self._read("SELECT * FROM videos WHERE id=?", (video_id,))
         return _video_dict(rows[0]) if rows else None
 
+    def pending_renders(self) -> list[tuple[str, str, int]]:
+        """``(job id, video id, source size × variations)`` of each video still to render
+        (queued, processing, interrupted): what the storage cap reserves for its outputs
+        (``Janitor.reserved``)."""
+        marks = ",".join("?" * len(VIDEO_PENDING))
+        rows = self._read(
+            "SELECT v.job_id, v.id, v.size * j.variations FROM videos v JOIN jobs j"
+            f" ON j.id = v.job_id WHERE v.status IN ({marks})", tuple(VIDEO_PENDING),
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
     def pending_videos(self) -> list[dict]:
         """Videos that are queued, processing or interrupted, oldest first (for recovery)."""
         marks = ",".join("?" * len(VIDEO_PENDING))

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.janitor import expected_output_bytes
 from tests.clips import make_clip, make_damaged_clip
 from tests.server import ServerProcess, wait_for, wait_job
 from web.delivery import content_disposition
@@ -272,8 +273,10 @@ def test_expired_job_is_410_and_its_files_are_gone(make_server, clips):
 
 def test_storage_cap_evicts_finished_jobs_for_an_upload_else_507(make_server, clips):
     size = clips["a"].stat().st_size
-    # Room for one upload, not for an upload plus a finished job's outputs.
-    srv = make_server({"VR_STORAGE_CAP": str(size * 3 // 2), "VR_WORKERS": "1"})
+    # Room for one upload with the room its two variations reserve, not for that plus a
+    # finished job's outputs.
+    one = size + expected_output_bytes(size, 2)
+    srv = make_server({"VR_STORAGE_CAP": str(one * 6 // 5), "VR_WORKERS": "1"})
     with srv.client() as client:
         first = _upload(client, clips["a"])
         assert wait_job(client, first)["status"] == "completed"

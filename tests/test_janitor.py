@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from pipeline.janitor import expected_output_bytes
 from pipeline.service import Service
 from pipeline.states import VideoStatus
 
@@ -117,12 +118,14 @@ async def test_eviction_takes_the_oldest_completion_first_and_never_running_jobs
     s = service.settings  # cap 10 000, evict above 8 500
     await add_job(service, "jnew", VideoStatus.COMPLETED, at=1_010, out_bytes=3_000)
     await add_job(service, "jold", VideoStatus.COMPLETED, at=1_005, out_bytes=3_000)
-    await add_job(service, "jrun", VideoStatus.PROCESSING, at=1_000, upload_bytes=4_000)
-    assert service.janitor.disk_usage().total == 10_000
+    await add_job(service, "jrun", VideoStatus.PROCESSING, at=1_000, upload_bytes=1_000, outputs=1)
+    # 7 000 on disk and 2 000 reserved for the running video's output: over 8 500.
+    assert service.janitor.disk_usage().total == 7_000
+    assert await service.janitor.reserved() == expected_output_bytes(1_000) == 2_000
 
     report = await service.janitor.sweep()
     assert report.evicted == ("jold",)
-    assert report.usage == 7_000
+    assert report.usage == 4_000
     assert await _status(service, "jold") == "expired"
     assert not (s.outputs_dir / "jold").exists()
     assert await _status(service, "jnew") == "completed"
@@ -138,18 +141,49 @@ async def test_eviction_takes_the_oldest_completion_first_and_never_running_jobs
 
 async def test_make_room_evicts_only_when_that_makes_the_upload_fit(service):
     await add_job(service, "jdone", VideoStatus.COMPLETED, at=1_000, out_bytes=3_000)
-    await add_job(service, "jrun", VideoStatus.PROCESSING, at=1_000, upload_bytes=4_000)
+    await add_job(service, "jrun", VideoStatus.PROCESSING, at=1_000, upload_bytes=1_000)
     janitor = service.janitor
+    # The running video's two variations are expected to take this much, not yet written.
+    reserved = expected_output_bytes(1_000, 2)
+    assert await janitor.reserved() == reserved
+    room = 10_000 - 3_000 - 1_000 - reserved
 
-    assert await janitor.make_room(3_000)  # 10 000 exactly: fits as is
+    assert await janitor.make_room(room)  # exactly the cap: fits as is
     assert await _status(service, "jdone") == "completed"
-    # 4 000 running + 7 000 > cap even with the finished job gone: refused, nothing evicted.
-    assert not await janitor.make_room(7_000)
+    # More than the cap even with the finished job gone: refused, nothing evicted.
+    assert not await janitor.make_room(room + 3_000 + 1)
     assert await _status(service, "jdone") == "completed"
     # Fits once the finished job is evicted.
-    assert await janitor.make_room(5_000)
+    assert await janitor.make_room(room + 3_000)
     assert await _status(service, "jdone") == "expired"
-    assert janitor.disk_usage().total == 4_000
+    assert janitor.disk_usage().total == 1_000
+
+
+async def test_reservations_shrink_as_outputs_are_written_and_end_with_the_render(service):
+    s = service.settings
+    await add_job(service, "jrun", VideoStatus.PROCESSING, at=1_000, upload_bytes=500, outputs=3)
+    full = expected_output_bytes(500, 3)
+    assert await service.janitor.reserved() == full
+    part = s.outputs_dir / "jrun" / "vjrun" / "v01.mp4.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"p" * 400)  # counted on disk now, so no longer reserved twice
+    assert await service.janitor.reserved() == full - 400
+    for status in (VideoStatus.FAILED, VideoStatus.COMPLETED):
+        await service.store.set_video_state("vjrun", status, now=1_001, job_ttl=s.job_ttl)
+        assert await service.janitor.reserved() == 0, status
+    # Queued again (a retry): reserved again.
+    await service.store.set_video_state("vjrun", VideoStatus.QUEUED, now=1_002, job_ttl=s.job_ttl)
+    assert await service.janitor.reserved() == full - 400
+
+
+async def test_a_sweep_evicts_for_the_outputs_still_to_come(service, clock):
+    await add_job(service, "jold", VideoStatus.COMPLETED, at=1_000, out_bytes=4_000)
+    # 4 000 stored is under 85 % of the cap; with what the queued video will write it is not.
+    await add_job(service, "jnew", VideoStatus.QUEUED, at=1_001, upload_bytes=300, outputs=10)
+    assert 4_300 < 8_500 < 4_300 + expected_output_bytes(300, 10)
+    report = await service.janitor.sweep()
+    assert report.evicted == ("jold",)
+    assert await _status(service, "jnew") == "queued"
 
 
 async def test_orphans_and_rows_without_files(service, clock):

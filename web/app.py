@@ -28,6 +28,7 @@ import pipeline
 from pipeline.effects import EffectOptions
 from pipeline.ffmpeg import ffmpeg_version
 from pipeline.intake import IntakeRejected, UploadedFile
+from pipeline.janitor import expected_output_bytes
 from pipeline.service import Service
 
 from .auth import Auth, TokenError, client_address
@@ -210,6 +211,14 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             empty = [f.name for f in files if f.size == 0]
             if empty:
                 raise APIError(400, "empty_file", f"{empty[0]!r} is empty.")
+            # Room for the variations too, not only for the upload (reserved until they land).
+            outputs = expected_output_bytes(sum(f.size for f in files), variations)
+            if not await service.janitor.make_room(outputs):
+                raise APIError(507, "storage_full",
+                               f"Not enough storage for the {variations} variations of this "
+                               f"upload (about {outputs / 1e6:.1f} MB), even after removing "
+                               "finished jobs. Ask for fewer variations, wait for running jobs "
+                               "to finish, or delete some jobs.")
             result = await service.submit({
                 "job_id": job_id,
                 "files": tuple(UploadedFile(f.video_id, f.name, f.path, f.size) for f in files),
