@@ -3,10 +3,19 @@
 Layout: ``manifest.json``, then one folder per source video named after the source (safe and
 unique, see ``naming.unique_stems``) holding ``<stem>_v01.mp4 …``. Members are stored, never
 recompressed (H.264 does not shrink), so the archive's exact length is known before the first
-byte is sent: ``zipstream-ng``'s sized mode computes it, ZIP64 records included when needed.
+byte is sent, ZIP64 records included when needed.
 
-The pure part (``archive_members``, ``build_manifest``, ``archive_filename``) only reads the job
-dict; ``open_archive`` does the I/O.
+The bytes are a pure function of the members (names, sizes, modification times, contents) and
+the manifest, and the layout (``layout``) gives every record's offset without reading a
+member: any byte range is produced by seeking inside the member files (``Archive.batches``),
+for resumed downloads (HTTP ``Range``), and ``Archive.etag`` names exactly these bytes. Local
+headers carry no CRC (a data descriptor after each member does), so the only reads beyond the
+range asked for are what CRC-32s still need: a member's data descriptor and the central
+directory need its CRC, computed once per file (``_crc_cache``) while streaming it, or by
+reading what of it the range skipped. (``zipstream-ng``, used before, cannot seek.)
+
+The pure part (``archive_members``, ``build_manifest``, ``archive_filename``, ``layout``) only
+reads the job dict and sizes; ``open_archive`` does the I/O.
 
 Resource handling: ``open_archive`` opens every member file up front and holds the descriptors
 until ``Archive.close()``, so a janitor deleting the job's files mid-download cannot break a
@@ -21,16 +30,21 @@ left. A file that shrinks while being streamed raises ``OSError`` (the stream ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import struct
+import threading
+import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO
 
 import trio
-from zipstream import ZipStream
 
 from .naming import unique_stems, variation_file
 from .states import VideoStatus
@@ -139,41 +153,271 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# -- layout (pure) ---------------------------------------------------------------------------------
+
+# Bumped whenever the bytes for the same members change, so old ETags stop matching.
+LAYOUT_VERSION = 1
+# ZIP64 records past this (zipfile's limit: some readers treat 32-bit fields as signed).
+ZIP64_LIMIT = (1 << 31) - 1
+_VERSION = 20  # 2.0: stored files, folders in names
+_VERSION_ZIP64 = 45
+_FLAG_DESCRIPTOR = 1 << 3
+_FLAG_UTF8 = 1 << 11
+_UNIX = 3  # "version made by" host: external attributes are Unix modes
+_EXTERNAL = 0o100644 << 16  # a regular file, rw-r--r--
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored member of the archive and where its records lie."""
+
+    name: str
+    size: int
+    mtime: int  # Unix seconds; DOS date/time in UTC, plus an extended timestamp field
+    offset: int  # of its local header
+
+    @property
+    def zip64(self) -> bool:
+        return self.size > ZIP64_LIMIT
+
+    @property
+    def encoded_name(self) -> bytes:
+        return self.name.encode("utf-8")
+
+    @property
+    def flags(self) -> int:
+        return _FLAG_DESCRIPTOR | (0 if self.name.isascii() else _FLAG_UTF8)
+
+    @property
+    def header_length(self) -> int:
+        return 30 + len(self.encoded_name) + 9 + (20 if self.zip64 else 0)
+
+    @property
+    def data_offset(self) -> int:
+        return self.offset + self.header_length
+
+    @property
+    def descriptor_offset(self) -> int:
+        return self.data_offset + self.size
+
+    @property
+    def descriptor_length(self) -> int:
+        return 24 if self.zip64 else 16
+
+    @property
+    def end(self) -> int:
+        return self.descriptor_offset + self.descriptor_length
+
+
+@dataclass(frozen=True)
+class Layout:
+    entries: tuple[Entry, ...]
+    central_offset: int
+    central_length: int
+    length: int
+
+
+def layout(members: list[tuple[str, int, int]]) -> Layout:
+    """Offsets of every record for ``(name, size, mtime)`` members, in order. Pure."""
+    entries, offset = [], 0
+    for name, size, mtime in members:
+        e = Entry(name, size, mtime, offset)
+        entries.append(e)
+        offset = e.end
+    central = sum(len(_central_record(e, 0)) for e in entries)
+    tail = len(_end_records(len(entries), offset, central))
+    return Layout(tuple(entries), offset, central, offset + central + tail)
+
+
+def _dos_time(ts: int) -> tuple[int, int]:
+    t = time.gmtime(min(max(ts, 315532800), 4354819199))  # 1980-01-01 .. 2107-12-31
+    return ((t.tm_year - 1980) << 9 | t.tm_mon << 5 | t.tm_mday,
+            t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2)
+
+
+def _timestamp_field(e: Entry) -> bytes:
+    # "UT" extended timestamp: the modification time in Unix seconds, restored by unzip and 7-Zip.
+    return struct.pack("<HHBI", 0x5455, 5, 1, min(max(e.mtime, 0), 0xFFFFFFFF))
+
+
+def local_header(e: Entry) -> bytes:
+    """Sizes and CRC are 0 here (they follow in the data descriptor), as for streamed ZIPs."""
+    date, tm = _dos_time(e.mtime)
+    extra = _timestamp_field(e)
+    sizes = 0
+    if e.zip64:
+        extra += struct.pack("<HHQQ", 1, 16, 0, 0)
+        sizes = 0xFFFFFFFF
+    name = e.encoded_name
+    return struct.pack("<IHHHHHIIIHH", 0x04034B50, _VERSION_ZIP64 if e.zip64 else _VERSION,
+                       e.flags, 0, tm, date, 0, sizes, sizes, len(name), len(extra)) + name + extra
+
+
+def data_descriptor(e: Entry, crc: int) -> bytes:
+    if e.zip64:
+        return struct.pack("<IIQQ", 0x08074B50, crc, e.size, e.size)
+    return struct.pack("<IIII", 0x08074B50, crc, e.size, e.size)
+
+
+def _central_record(e: Entry, crc: int) -> bytes:
+    date, tm = _dos_time(e.mtime)
+    zip64 = []
+    size = e.size
+    if e.size > ZIP64_LIMIT:
+        zip64 += [e.size, e.size]
+        size = 0xFFFFFFFF
+    offset = e.offset
+    if e.offset > ZIP64_LIMIT:
+        zip64.append(e.offset)
+        offset = 0xFFFFFFFF
+    extra = _timestamp_field(e)
+    if zip64:
+        extra += struct.pack(f"<HH{len(zip64)}Q", 1, 8 * len(zip64), *zip64)
+    version = _VERSION_ZIP64 if zip64 or e.zip64 else _VERSION
+    name = e.encoded_name
+    return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, _UNIX << 8 | version, version, e.flags,
+                       0, tm, date, crc, size, size, len(name), len(extra), 0, 0, 0, _EXTERNAL,
+                       offset) + name + extra
+
+
+def _end_records(count: int, central_offset: int, central_length: int) -> bytes:
+    out = b""
+    if count >= 0xFFFF or central_offset > ZIP64_LIMIT or central_length > ZIP64_LIMIT:
+        zip64_end = central_offset + central_length
+        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, _VERSION_ZIP64, _VERSION_ZIP64, 0, 0,
+                           count, count, central_length, central_offset)
+        out += struct.pack("<IIQI", 0x07064B50, 0, zip64_end, 1)
+        count, central_offset = min(count, 0xFFFF), min(central_offset, 0xFFFFFFFF)
+        central_length = min(central_length, 0xFFFFFFFF)
+    return out + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, central_length,
+                             central_offset, 0)
+
+
+def central_directory(lay: Layout, crcs: list[int]) -> bytes:
+    """The central directory and end records: everything after the last member."""
+    body = b"".join(_central_record(e, c) for e, c in zip(lay.entries, crcs, strict=True))
+    return body + _end_records(len(lay.entries), lay.central_offset, lay.central_length)
+
+
 # -- I/O ------------------------------------------------------------------------------------------
+
+# CRC-32 of member files already read, by file identity: a resumed download then needs no
+# reads beyond its range. Outputs never change in place (a re-render writes a new file).
+_CRC_CACHE_SIZE = 4096
+_crc_cache: dict[tuple[int, int, int, int], int] = {}
+_crc_lock = threading.Lock()
+
+
+def _file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _cached_crc(key) -> int | None:
+    with _crc_lock:
+        return _crc_cache.get(key)
+
+
+def _remember_crc(key, crc: int) -> None:
+    with _crc_lock:
+        _crc_cache[key] = crc
+        while len(_crc_cache) > _CRC_CACHE_SIZE:
+            del _crc_cache[next(iter(_crc_cache))]
 
 
 class Archive:
-    """An opened archive: exact ``length`` known, bytes produced by ``batches()``.
+    """An opened archive: exact ``length``, a strong ``etag`` and ``last_modified`` (an HTTP
+    date) for these bytes, and the bytes of any range from ``batches(start, stop)``.
 
     Resource handling: holds one open file per member until ``close()`` (also a context manager).
-    ``batches()`` may be iterated once, from any single thread at a time.
+    ``batches()`` may be called more than once, each iterated from one thread at a time.
     """
 
-    def __init__(self, stream: ZipStream, files: list[BinaryIO], manifest: dict):
-        self._stream = stream
-        self._files = files
+    def __init__(self, lay: Layout, sources: list[bytes | BinaryIO], keys: list, manifest: dict,
+                 etag: str, last_modified: float):
+        self.layout = lay
+        self._sources = sources
+        self._keys = keys
         self.manifest = manifest
-        self.length = len(stream)
-        self._iter: Iterator[bytes] | None = None
+        self.length = lay.length
+        self.etag = etag
+        self.last_modified = formatdate(last_modified, usegmt=True)
+        # Per member: CRC-32 of its first ``upto`` bytes; complete when upto == size.
+        self._crc = [(zlib.crc32(s), len(s)) if isinstance(s, bytes)
+                     else (c, e.size) if (c := _cached_crc(k)) is not None else (0, 0)
+                     for s, k, e in zip(sources, keys, lay.entries, strict=True)]
 
-    def batches(self, size: int = BATCH) -> Iterator[bytes]:
-        """The archive's bytes in pieces of about ``size`` bytes."""
+    def batches(self, start: int = 0, stop: int | None = None, size: int = BATCH) -> Iterator[bytes]:
+        """The bytes ``[start, stop)`` of the archive in pieces of about ``size`` bytes."""
+        stop = self.length if stop is None else min(stop, self.length)
         buf = bytearray()
-        for chunk in self._stream:
-            if not buf and len(chunk) >= size:
-                yield chunk  # a whole file chunk: no copy
+        for piece in self._pieces(max(0, start), stop):
+            if not buf and len(piece) >= size:
+                yield piece  # a whole file chunk: no copy
                 continue
-            buf += chunk
+            buf += piece
             if len(buf) >= size:
                 yield bytes(buf)
                 buf.clear()
         if buf:
             yield bytes(buf)
 
+    def _pieces(self, start: int, stop: int) -> Iterator[bytes]:
+        lay = self.layout
+        for i, e in enumerate(lay.entries):
+            if e.end <= start:
+                continue
+            if e.offset >= stop:
+                return
+            yield from _slice(local_header(e), e.offset, start, stop)
+            lo, hi = max(start, e.data_offset), min(stop, e.descriptor_offset)
+            if lo < hi:
+                yield from self._data(i, lo - e.data_offset, hi - e.data_offset)
+            if stop > e.descriptor_offset:
+                yield from _slice(data_descriptor(e, self._full_crc(i)), e.descriptor_offset,
+                                  start, stop)
+        if stop > lay.central_offset:
+            crcs = [self._full_crc(i) for i in range(len(lay.entries))]
+            yield from _slice(central_directory(lay, crcs), lay.central_offset, start, stop)
+
+    def _data(self, i: int, lo: int, hi: int) -> Iterator[bytes]:
+        """Member ``i``'s bytes ``[lo, hi)``, extending its CRC while they pass by."""
+        source, e = self._sources[i], self.layout.entries[i]
+        if isinstance(source, bytes):
+            yield source[lo:hi]
+            return
+        crc, upto = self._crc[i]
+        if upto < lo:
+            crc, upto = self._extend_crc(i, lo)
+        for chunk in _pread(source, lo, hi):
+            if upto < e.size and upto == lo:
+                crc, upto = zlib.crc32(chunk, crc), upto + len(chunk)
+                self._set_crc(i, crc, upto)
+            lo += len(chunk)
+            yield chunk
+
+    def _full_crc(self, i: int) -> int:
+        crc, upto = self._crc[i]
+        if upto < self.layout.entries[i].size:
+            crc, upto = self._extend_crc(i, self.layout.entries[i].size)
+        return crc
+
+    def _extend_crc(self, i: int, to: int) -> tuple[int, int]:
+        crc, upto = self._crc[i]
+        for chunk in _pread(self._sources[i], upto, to):
+            crc = zlib.crc32(chunk, crc)
+        self._set_crc(i, crc, to)
+        return crc, to
+
+    def _set_crc(self, i: int, crc: int, upto: int) -> None:
+        self._crc[i] = (crc, upto)
+        if upto == self.layout.entries[i].size:
+            _remember_crc(self._keys[i], crc)
+
     def close(self) -> None:
-        for fh in self._files:
-            fh.close()
-        self._files = []
+        for s in self._sources:
+            if not isinstance(s, bytes):
+                s.close()
+        self._sources = [s if isinstance(s, bytes) else b"" for s in self._sources]
 
     def __enter__(self) -> Archive:
         return self
@@ -182,26 +426,34 @@ class Archive:
         self.close()
 
 
-def _read_exactly(fh: BinaryIO, size: int) -> Iterator[bytes]:
-    """``size`` bytes of ``fh`` from its start, in ``READ_CHUNK`` pieces."""
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fh.fileno(), min(READ_CHUNK, size - offset), offset)
+def _slice(record: bytes, offset: int, start: int, stop: int) -> Iterator[bytes]:
+    """The part of ``record`` (at ``offset`` in the archive) inside ``[start, stop)``."""
+    lo, hi = max(start - offset, 0), min(stop - offset, len(record))
+    if lo < hi:
+        yield record[lo:hi]
+
+
+def _pread(fh: BinaryIO, lo: int, hi: int) -> Iterator[bytes]:
+    """Bytes ``[lo, hi)`` of ``fh``, in ``READ_CHUNK`` pieces."""
+    offset = lo
+    while offset < hi:
+        chunk = os.pread(fh.fileno(), min(READ_CHUNK, hi - offset), offset)
         if not chunk:
-            raise OSError(f"{fh.name} shrank while being zipped ({offset} of {size} bytes)")
+            raise OSError(f"{fh.name} shrank while being zipped ({offset} of {hi} bytes)")
         offset += len(chunk)
         yield chunk
 
 
 def open_archive(job: dict) -> Archive:
-    """Open the job's finished outputs as a sized STORE ZIP stream. Blocking (run in a thread).
+    """Open the job's finished outputs as a STORE ZIP of known length. Blocking (run in a
+    thread). Reads no member data.
 
     Raises ``NothingToZip`` when no finished output file is on disk.
     """
     members = archive_members(job)
     files: list[BinaryIO] = []
     present: list[Member] = []
-    sizes: dict[str, int] = {}
+    stats: list[os.stat_result] = []
     missing: list[str] = []
     try:
         for m in members:
@@ -212,27 +464,33 @@ def open_archive(job: dict) -> Archive:
                 continue
             files.append(fh)
             present.append(m)
-            sizes[m.arcname] = os.fstat(fh.fileno()).st_size
+            stats.append(os.fstat(fh.fileno()))
         if not present:
             raise NothingToZip("no finished output of this job is on disk")
+        sizes = {m.arcname: st.st_size for m, st in zip(present, stats, strict=True)}
         manifest = build_manifest(job, present, sizes, missing)
-        stream = ZipStream(sized=True)
-        stream.add(manifest_bytes(manifest), MANIFEST)
-        for m, fh in zip(present, files, strict=True):
-            stream.add(_read_exactly(fh, sizes[m.arcname]), m.arcname, size=sizes[m.arcname])
-        return Archive(stream, files, manifest)
+        doc = manifest_bytes(manifest)
+        newest = max(int(st.st_mtime) for st in stats)
+        lay = layout([(MANIFEST, len(doc), newest)] + [
+            (m.arcname, st.st_size, int(st.st_mtime)) for m, st in zip(present, stats, strict=True)])
+        keys = [None] + [_file_key(st) for st in stats]
+        tag = hashlib.sha256(repr((LAYOUT_VERSION, doc, keys[1:],
+                                   [m.arcname for m in present])).encode()).hexdigest()[:32]
+        return Archive(lay, [doc, *files], keys, manifest, f'"{tag}"', newest)
     except BaseException:
         for fh in files:
             fh.close()
         raise
 
 
-async def stream_archive(archive: Archive) -> AsyncIterator[bytes]:
-    """Yield the archive's bytes; each batch is produced in a worker thread. Closes the archive.
+async def stream_archive(archive: Archive, start: int = 0,
+                         stop: int | None = None) -> AsyncIterator[bytes]:
+    """Yield the archive's bytes ``[start, stop)``; each batch is produced in a worker thread.
+    Closes the archive.
 
     Memory stays at about one batch whatever the archive's size.
     """
-    batches = archive.batches()
+    batches = archive.batches(start, stop)
     try:
         while True:
             chunk = await trio.to_thread.run_sync(next, batches, None)
@@ -247,7 +505,7 @@ async def stream_archive(archive: Archive) -> AsyncIterator[bytes]:
 def write_zip(job: dict, path: Path) -> int:
     """Write the job's ZIP to ``path`` (atomically: ``*.part``, fsync, rename). Returns its size.
 
-    Same bytes layout as the download. Blocking. Raises ``NothingToZip`` like ``open_archive``.
+    Same bytes as the download. Blocking. Raises ``NothingToZip`` like ``open_archive``.
     """
     path = Path(path)
     part = path.with_name(path.name + ".part")

@@ -151,6 +151,76 @@ def test_download_link_with_token_query_and_single_source_name(srv, client, clip
     assert httpx.get(f"{srv.url}/api/jobs/{job_id}", params={"token": token}).status_code == 401
 
 
+def _resume_points(whole: bytes) -> list[int]:
+    """Where a broken download may resume: start, second byte, inside a local header, at and
+    inside a file's data, inside the central directory, the last byte."""
+    zf = zipfile.ZipFile(io.BytesIO(whole))
+    second = zf.infolist()[1]
+    data = second.header_offset + 30 + len(second.filename.encode()) + 9
+    central = whole.rindex(b"PK\x01\x02")
+    return sorted({0, 1, second.header_offset + 7, data, data + second.file_size // 2,
+                   central + 3, len(whole) - 1})
+
+
+def test_download_resumes_at_any_offset_with_range(srv, client, clips):
+    job_id = _upload(client, clips["a"], clips["b"])
+    wait_job(client, job_id)
+    url = f"/api/jobs/{job_id}/download"
+    full = client.get(url)
+    whole, etag = full.content, full.headers["etag"]
+    assert full.status_code == 200 and full.headers["accept-ranges"] == "bytes"
+    assert etag.startswith('"') and full.headers["last-modified"].endswith("GMT")
+    assert client.get(url).content == whole  # the same bytes every time
+
+    points = _resume_points(whole)
+    pieces = []
+    for start, stop in zip(points, [*points[1:], len(whole)]):
+        r = client.get(url, headers={"Range": f"bytes={start}-{stop - 1}", "If-Range": etag})
+        assert r.status_code == 206, (start, r.text)
+        assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(whole)}"
+        assert int(r.headers["content-length"]) == len(r.content) == stop - start
+        assert r.headers["etag"] == etag
+        pieces.append(r.content)
+    assert b"".join(pieces) == whole
+    # Open-ended and suffix ranges, and a resume on the token link a browser uses.
+    for start in points:
+        r = client.get(url, headers={"Range": f"bytes={start}-"})
+        assert r.status_code == 206 and r.content == whole[start:], start
+    r = client.get(url, headers={"Range": "bytes=-100"})
+    assert r.status_code == 206 and r.content == whole[-100:]
+    assert r.headers["content-range"] == f"bytes {len(whole) - 100}-{len(whole) - 1}/{len(whole)}"
+    r = client.get(url, headers={"Range": f"bytes=10-{10 * len(whole)}"})
+    assert r.status_code == 206 and r.content == whole[10:]
+    token = client.headers["Authorization"].split()[1]
+    r = httpx.get(f"{srv.url}{url}", params={"token": token}, headers={"Range": "bytes=5-9"})
+    assert r.status_code == 206 and r.content == whole[5:10]
+
+
+def test_download_ranges_past_the_end_or_not_matching_if_range(srv, client, clips):
+    job_id = _upload(client, clips["a"], variations=1)
+    wait_job(client, job_id)
+    url = f"/api/jobs/{job_id}/download"
+    full = client.get(url)
+    whole, etag = full.content, full.headers["etag"]
+    for rng in (f"bytes={len(whole)}-", f"bytes={len(whole) + 5}-{len(whole) + 9}", "bytes=-0",
+                "bytes=99999999999999999999999-"):
+        r = client.get(url, headers={"Range": rng})
+        assert r.status_code == 416, rng
+        assert r.headers["content-range"] == f"bytes */{len(whole)}"
+        assert r.json()["error"]["code"] == "range_not_satisfiable"
+    # Another version, a weak tag or a date: the whole archive, as if no Range was sent.
+    for if_range in ('"0000"', f"W/{etag}", full.headers["last-modified"], etag[1:-1]):
+        r = client.get(url, headers={"Range": "bytes=10-20", "If-Range": if_range})
+        assert r.status_code == 200 and r.content == whole, if_range
+        assert "content-range" not in r.headers
+    # Several ranges, another unit, bad syntax: also the whole archive.
+    for rng in ("bytes=0-1,5-6", "items=0-1", "bytes=9-3", "bytes=x-", "bytes=١-٢".encode()):
+        r = client.get(url, headers={"Range": rng})
+        assert r.status_code == 200 and r.content == whole, rng
+    # The archive still opens for the next request: nothing was left half-open.
+    assert client.get(url, headers={"Range": "bytes=0-3"}).content == b"PK\x03\x04"
+
+
 def test_unknown_ids_are_404(srv, client):
     for method, path in [
         ("GET", "/api/jobs/jnope/download"),
