@@ -174,7 +174,7 @@ def test_download_resumes_at_any_offset_with_range(srv, client, clips):
 
     points = _resume_points(whole)
     pieces = []
-    for start, stop in zip(points, [*points[1:], len(whole)]):
+    for start, stop in zip(points, [*points[1:], len(whole)], strict=True):
         r = client.get(url, headers={"Range": f"bytes={start}-{stop - 1}", "If-Range": etag})
         assert r.status_code == 206, (start, r.text)
         assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(whole)}"

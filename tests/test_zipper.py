@@ -283,7 +283,7 @@ def test_resumed_pieces_concatenate_to_the_whole(tmp_path):
         cuts = [0, 1, 40, archive.layout.entries[1].data_offset + 999, archive.length - 1,
                 archive.length]
     pieces = []
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in zip(cuts, cuts[1:], strict=False):
         with open_archive(_copy_outputs(job, tmp_path / f"c{a}")) as archive:
             pieces.append(b"".join(archive.batches(a, b)))
     assert b"".join(pieces) == whole
