@@ -202,8 +202,10 @@ class Janitor:
         if job["status"] in (JobStatus.QUEUED, JobStatus.PROCESSING):
             await service.cancel_job(job_id)
         async with self._lock:
-            await service.store.delete_job(job_id)
+            # Files first: on a full disk SQLite cannot write the deletion ("database or disk
+            # is full") until they have made room, and deleting is what a full disk asks for.
             await trio.to_thread.run_sync(self._remove_job_files, job_id)
+            await service.store.delete_job(job_id)
         service.hub.publish({"type": "job", "jobId": job_id, "status": "deleted"})
         log.info("job deleted", extra={"jobId": job_id})
         return True

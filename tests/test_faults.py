@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_damaged_clip
 from tests.server import ServerProcess, wait_for, wait_job
 
 
@@ -234,3 +234,54 @@ def test_disk_full_while_rendering_fails_the_video_cleanly_then_retry_works(smal
         assert job["status"] == "completed", job
         assert len(job["videos"][0]["outputs"]) == 8
         assert c.get(f"/api/jobs/{job_id}/download").status_code == 200
+
+
+def _fill_up(disk: Path) -> Path:
+    """Fill the file system to the last block; returns the filler."""
+    filler = disk / "filler.bin"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_delete_and_retry_answer_on_a_100_percent_full_disk(small_disk, make_server, clips, tmp_path):
+    data_dir = small_disk
+    srv = make_server(data_dir=data_dir)
+    with srv.client() as c:
+        done = c.post("/api/jobs", files=[("videos", ("a.mp4", clips["a"].read_bytes(), "video/mp4"))],
+                      data={"variations": "2"}).json()["jobId"]
+        damaged = make_damaged_clip(tmp_path, "damaged.mp4")
+        failed = c.post("/api/jobs", files=[("videos", ("d.mp4", damaged.read_bytes(), "video/mp4"))],
+                        data={"variations": "1"}).json()["jobId"]
+        assert wait_job(c, done)["status"] == "completed"
+        video = wait_job(c, failed)["videos"][0]
+        assert video["status"] == "failed" and video["retryable"]
+
+        _fill_up(small_disk)
+        assert free_bytes(small_disk) == 0
+        # Retrying needs a write: refused with what to do, not a server error.
+        r = c.post(f"/api/jobs/{failed}/videos/{video['id']}/retry")
+        assert r.status_code == 507, r.text
+        assert r.json()["error"]["code"] == "storage_full"
+        assert "Delete some jobs" in r.json()["error"]["message"]
+        # Deleting is what the 507 asks for, so it works on the full disk.
+        r = c.delete(f"/api/jobs/{done}")
+        assert r.status_code == 204, r.text
+        assert c.get(f"/api/jobs/{done}").status_code == 404
+        assert not (data_dir / "outputs" / done).exists()
+        assert rows(data_dir) == (1, 1)
+        # With that room made, the retry goes through.
+        r = c.post(f"/api/jobs/{failed}/videos/{video['id']}/retry")
+        assert r.status_code == 202, r.text
+    assert "unhandled error" not in srv.log()

@@ -29,6 +29,7 @@ from pipeline.effects import EffectOptions
 from pipeline.ffmpeg import ffmpeg_version
 from pipeline.intake import IntakeRejected, UploadedFile
 from pipeline.janitor import expected_output_bytes
+from pipeline.scheduler import is_disk_full
 from pipeline.service import Service
 
 from .auth import Auth, TokenError, client_address
@@ -59,6 +60,8 @@ UI_DIR = _find_ui()
 
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
 MAX_VARIATIONS = 20
+DISK_FULL = ("The server's disk is full. Delete some jobs, or wait for running jobs to finish, "
+             "then try again.")
 
 
 def create_app(service: Service, auth: Auth) -> QuartTrio:
@@ -90,6 +93,9 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
         # Also handles errors raised in a WebSocket handler, where ``request`` does not exist.
         path = request.path if has_request_context() \
             else websocket.path if has_websocket_context() else None
+        if is_disk_full(exc):  # not a fault of ours or the client's: say what helps
+            service.log.warning("disk full", extra={"path": path})
+            return error_response(507, "storage_full", DISK_FULL)
         service.log.exception("unhandled error", extra={"path": path})
         return error_response(500, *HTTP_CODES[500])
 
