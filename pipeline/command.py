@@ -36,6 +36,10 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
 
     Filters run at the *display* size: FFmpeg turns rotated phone videos upright while decoding
     (autorotate), so the frames the graph sees are already the way the viewer sees them.
+    The source first goes through ``scale`` to that size: a stream whose picture size changes
+    part-way (spliced broadcast files) makes FFmpeg rebuild the graph, and the crop windows,
+    sized for the first picture, failed the render on a smaller one ("Invalid argument"). At
+    the same size ``scale`` passes frames through untouched (no CPU time measured at 1080p).
     """
     n = len(variations)
     if n < 1:
@@ -44,11 +48,12 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
     parts: list[str] = []
     branches = n + (1 if thumbnail_times else 0)
     # `V` (capital) skips cover art and thumbnails that MP4/MOV files may carry as video streams.
+    source = f"[0:V:0]scale={w}:{h},"
     if branches == 1:
-        video_inputs = ["[0:V:0]"]
+        video_inputs = [source]
     else:
         video_inputs = [f"[vs{i}]" for i in range(branches)]
-        parts.append("[0:V:0]split=" + str(branches) + "".join(video_inputs))
+        parts.append(source + "split=" + str(branches) + "".join(video_inputs))
     for i, params in enumerate(variations):
         parts.append(f"{video_inputs[i]}{video_filter(params, w, h)}[v{i}]")
     if thumbnail_times:

@@ -42,18 +42,27 @@ def rendered(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
     points = matrix()
     sources = {p: make_input(d, p) for p in points}
-    # The fewest frames a variation can be made of, and a phone-style rate drop at 30 fps.
+    # The fewest frames a variation can be made of.
     few = d / "three-frames.mp4"
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30", "-frames:v", "3",
             "-c:v", "libx264", "-pix_fmt", "yuv420p", f"file:{few}")
+    # A broadcast file spliced from two streams of different picture sizes.
+    for k, size in enumerate(("96x64", "48x32")):
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration=0.6", "-c:v", "libx264",
+                "-pix_fmt", "yuv420p", "-output_ts_offset", str(k * 0.6), "-f", "mpegts",
+                f"file:{d / f'part{k}.ts'}")
+    spliced = d / "spliced-sizes.ts"
+    spliced.write_bytes((d / "part0.ts").read_bytes() + (d / "part1.ts").read_bytes())
     out = d / "all.zip"
+    extra = [few, spliced]
     done = subprocess.run(
-        [sys.executable, "-m", "web.cli", "make", *map(str, sources.values()), str(few),
+        [sys.executable, "-m", "web.cli", "make", *map(str, sources.values()), *map(str, extra),
          "-n", str(VARIATIONS), "--seed", "matrix", "-o", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "VR_WORKERS": "2"},
     )
-    return {"dir": d, "sources": {**{p.name: s for p, s in sources.items()}, few.name: few},
+    return {"dir": d, "sources": {**{p.name: s for p, s in sources.items()},
+                                  **{e.name: e for e in extra}},
             "points": {p.name: p for p in points}, "zip": out, "done": done}
 
 
