@@ -75,6 +75,15 @@ class ServerProcess:
                             headers={"Authorization": f"Bearer {self.token()}"})
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:

@@ -15,25 +15,17 @@ import trio
 
 from pipeline.child import open_child, run_child, stop_child
 from pipeline.ffmpeg import find_ffmpeg
-from tests.server import ROOT
+from tests.server import ROOT, process_alive
 
 # An FFmpeg that runs for a minute and writes nothing to its pipes (no progress to fail on).
 QUIET = [find_ffmpeg(), "-nostdin", "-v", "quiet", "-re", "-f", "lavfi", "-i",
          "testsrc=size=64x64:rate=10", "-t", "60", "-f", "null", "-"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _wait_dead(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -67,7 +59,7 @@ def test_children_die_when_the_service_is_killed(how):
                               text=True)
     try:
         pid = int(parent.stdout.readline())
-        assert _alive(pid)
+        assert process_alive(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         assert _wait_dead(pid, 2.0), "FFmpeg outlived the killed service"
@@ -83,7 +75,7 @@ async def test_a_child_outlives_trio_s_idle_worker_threads():
     child = await open_child(QUIET, stdin=True, stdout=True, stderr=True)
     try:
         await trio.sleep(11.5)
-        assert child.returncode is None and _alive(child.pid)
+        assert child.returncode is None and process_alive(child.pid)
     finally:
         await stop_child(child, 2.0)
         await child.aclose()
@@ -100,4 +92,4 @@ async def test_run_child_collects_output_and_reaps_on_cancel():
             await trio.sleep(0.5)
             pids = [int(p) for p in Path("/proc/self/task").joinpath(
                 str(__import__("os").getpid()), "children").read_text().split()]
-    assert pids and not any(_alive(p) for p in pids)
+    assert pids and not any(process_alive(p) for p in pids)

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from pipeline.ffmpeg import find_ffmpeg
 from pipeline.probe import probe
 from tests.clips import make_clip, make_damaged_clip
-from tests.server import ServerProcess, wait_for, wait_job
+from tests.server import ServerProcess, process_alive, wait_for, wait_job
 
 
 def _files(*paths):
@@ -147,24 +146,16 @@ def test_sigterm_interrupts_then_resumes(make_server, long_clip):
     assert len(done["videos"][0]["outputs"]) == 3
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_kill9_mid_render_recovers(make_server, long_clip):
     srv = make_server({"VR_WORKERS": "1"})
     with srv.client() as c:
         job_id = c.post("/api/jobs", files=_files(long_clip), data={"variations": "3"}).json()["jobId"]
         wait_for(lambda: c.get(f"/api/jobs/{job_id}").json()["videos"][0]["progress"] > 0, 60)
     [(pid,)] = _db(srv, "SELECT pid FROM videos WHERE pid IS NOT NULL")
-    assert _alive(pid)
+    assert process_alive(pid)
     srv.kill9()
     # The kernel takes FFmpeg down with the server: no render goes on writing on its own.
-    wait_for(lambda: not _alive(pid), 2)
+    wait_for(lambda: not process_alive(pid), 2)
     assert _db(srv, "SELECT status FROM videos") == [("processing",)]
     srv.start()
     with srv.client() as c:
