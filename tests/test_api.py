@@ -36,6 +36,10 @@ def test_health_reports_version_and_ffmpeg(server):
     assert body["version"]
     assert body["ffmpeg"].startswith(("n", "7", "8", "9", "5", "6"))
     assert "ffmpeg" in body["ffmpegPath"]
+    effects = {e["name"]: e for e in body["effects"]}
+    assert list(effects) == ["zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio"]
+    assert [n for n, e in effects.items() if not e["default"]] == ["rotation", "hue"]
+    assert [n for n, e in effects.items() if e["geometric"]] == ["zoom", "rotation"]
 
 
 def test_health_is_503_when_data_dir_unusable(server):

@@ -25,7 +25,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 import pipeline
-from pipeline.effects import EffectOptions
+from pipeline.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.ffmpeg import ffmpeg_version
 from pipeline.intake import IntakeRejected, UploadedFile
 from pipeline.janitor import expected_output_bytes
@@ -159,6 +159,10 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
             # What the upload form checks before sending (the server enforces them anyway).
             "limits": {"maxUpload": settings.max_upload, "maxFiles": settings.max_files,
                        "maxVariations": MAX_VARIATIONS},
+            # The effect families and which are on unless turned off (`-name`) or only when
+            # asked for (`+name`): the upload form and the job page read them from here.
+            "effects": [{"name": name, "default": name not in OPT_IN,
+                         "geometric": name in GEOMETRIC} for name in FAMILIES],
         }
         if problems:
             body["problems"] = problems
