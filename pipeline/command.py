@@ -1,7 +1,8 @@
 """The FFmpeg command line for one source video, and the parser for its progress output.
 
 Pure: builds argument lists and parses text; starting, stopping and reaping the process is the
-runner's job. One process decodes the source once and writes every variation (DESIGN §5):
+runner's job. One process decodes the source once and writes every variation
+(docs/architecture.md):
 ``split``/``asplit`` in ``-filter_complex``, one output file per variation.
 """
 

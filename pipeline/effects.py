@@ -29,7 +29,7 @@ OPT_IN: frozenset[str] = frozenset({"rotation", "hue"})
 # variation measures as the source (0–2, a plain re-encode) and re-rolls cannot help.
 GEOMETRIC: frozenset[str] = frozenset({"zoom", "rotation"})
 
-# Sampling ranges (DESIGN §5). The neutral value of every family lies inside or at the edge
+# Sampling ranges (README, "Effects"). The neutral value of every family lies inside or at the edge
 # of its range so that excluded families still map into 0..1 for distances.
 ZOOM_RANGE = (1.02, 1.10)
 ROTATION_RANGE = (0.2, 0.8)  # degrees, either sign

@@ -18,7 +18,6 @@ import trio
 from .effects import EffectOptions
 from .probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 from .scheduler import VideoQueued, is_disk_full
-from .states import JobStatus
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,6 @@ async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejecte
             return IntakeRejected("not_a_video", f"{f.name!r} is not a video we can process: {exc}", 415)
         infos.append(info)
     seed = req.seed or secrets.token_hex(8)
-    now = service.clock()
     videos = [
         {
             "id": f.video_id,
@@ -104,19 +102,13 @@ async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejecte
         }
         for f, info in zip(req.files, infos, strict=True)
     ]
-    await service.store.create_job(
+    await service.ledger.job_queued(
         job_id=req.job_id,
         seed=seed,
         variations=req.variations,
         options={"exclude": sorted(req.options.exclude)},
         videos=videos,
-        now=now,
     )
-    service.hub.publish({"type": "job", "jobId": req.job_id, "status": str(JobStatus.QUEUED)})
-    service.log.info("job created", extra={
-        "jobId": req.job_id, "videoIds": [v["id"] for v in videos], "variations": req.variations,
-        "bytes": sum(v["size"] for v in videos),
-    })
     for v in videos:
         await service.scheduler_send.send(VideoQueued(job_id=req.job_id, video_id=v["id"]))
     return IntakeAccepted(

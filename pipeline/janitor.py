@@ -205,9 +205,7 @@ class Janitor:
             # Files first: on a full disk SQLite cannot write the deletion ("database or disk
             # is full") until they have made room, and deleting is what a full disk asks for.
             await trio.to_thread.run_sync(self._remove_job_files, job_id)
-            await service.store.delete_job(job_id)
-        service.hub.publish({"type": "job", "jobId": job_id, "status": "deleted"})
-        log.info("job deleted", extra={"jobId": job_id})
+            await service.ledger.deleted(job_id)
         return True
 
     # -- steps ------------------------------------------------------------------------------
@@ -219,13 +217,11 @@ class Janitor:
             exp = job["expiresAt"]
             if job["status"] == JobStatus.EXPIRED:
                 if exp is None or exp + self.settings.expired_keep <= now:
-                    await store.delete_job(job["id"])
                     await trio.to_thread.run_sync(self._remove_job_files, job["id"])
-                    self.service.hub.publish({"type": "job", "jobId": job["id"], "status": "deleted"})
-                    log.info("expired job removed", extra={"jobId": job["id"]})
+                    await self.service.ledger.deleted(job["id"])
                     purged.append(job["id"])
             elif exp is not None and exp <= now and job["status"] in EVICTABLE:
-                if await self._retire(job["id"], now):
+                if await self._retire(job["id"]):
                     expired.append(job["id"])
         return expired, purged
 
@@ -238,20 +234,18 @@ class Janitor:
         for job in await self.service.store.job_rows():
             if job["status"] not in EVICTABLE or not usage.by_job.get(job["id"]):
                 continue
-            if await self._retire(job["id"], self.service.clock(), "evicted"):
+            if await self._retire(job["id"], "evicted"):
                 evicted.append(job["id"])
                 usage = await trio.to_thread.run_sync(self.disk_usage)
                 if enough(usage):
                     break
         return evicted, usage
 
-    async def _retire(self, job_id: str, now: float, reason: str = "expired") -> bool:
+    async def _retire(self, job_id: str, reason: str = "expired") -> bool:
         """Mark a finished job expired, then delete its files and tell subscribers."""
-        if not await self.service.store.expire_job(job_id, now):
+        if not await self.service.ledger.expired(job_id, reason):
             return False
         await trio.to_thread.run_sync(self._remove_job_files, job_id)
-        self.service.publish_job(job_id, JobStatus.EXPIRED)
-        log.info("job files deleted", extra={"jobId": job_id, "reason": reason})
         return True
 
     async def _clean_orphans(self, now: float) -> tuple[list[str], int, list[str]]:
@@ -284,7 +278,7 @@ class Janitor:
                         await store.delete_output(v["id"], o["index"])
                         forgotten += 1
             if had_outputs and not left and job["status"] in EVICTABLE:
-                if await self._retire(job["id"], now, "files_gone"):
+                if await self._retire(job["id"], "files_gone"):
                     lost.append(job["id"])
         return removed, forgotten, lost
 

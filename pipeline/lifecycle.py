@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from .states import JobStatus, VideoStatus
+from .states import IllegalTransition, JobStatus, VideoStatus
 from .zipper import Archive, NothingToZip, open_archive
 
 RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
@@ -107,14 +107,10 @@ async def retry_video(service, job_id: str, video_id: str) -> dict:
         raise Conflict("upload_gone",
                        "The original upload of this video is no longer on the server; "
                        "upload it again in a new job.")
-    result = await service.store.set_video_state(
-        video_id, VideoStatus.QUEUED, now=service.clock(), progress=0.0,
-        retryable=True, job_ttl=service.settings.job_ttl,
-    )
-    if result is not None:
-        _, job_status = result
-        service.publish_video(job_id, video_id, VideoStatus.QUEUED, progress=0.0)
-        service.publish_job(job_id, job_status)
+    try:
+        await service.ledger.requeued(video_id)
+    except IllegalTransition:  # a second retry overtook this one: it is queued already
+        raise Conflict("not_retryable", "This video is already queued again.") from None
     await service.requeue(job_id, video_id)
     return await _job(service, job_id)
 

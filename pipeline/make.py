@@ -20,9 +20,11 @@ import trio
 
 from .config import Settings
 from .effects import EffectOptions
+from .events import Progress, VideoChanged
 from .intake import IntakeRejected, UploadedFile
 from .naming import display_name
 from .service import Service
+from .states import VideoStatus
 from .zipper import NothingToZip, write_zip
 
 BAR_WIDTH = 30
@@ -115,11 +117,14 @@ async def _progress_bar(sub, video_ids: list[str], n: int) -> None:
     last_line = 0.0
     while True:
         event = await sub.receive()
-        vid = event.get("videoId")
-        if vid in progress and "progress" in event:
-            progress[vid] = float(event["progress"])
-        if event.get("type") == "video" and event.get("status") in ("completed", "failed"):
-            progress[vid] = 100.0
+        match event:
+            case Progress(video_id=vid) if vid in progress:
+                progress[vid] = event.progress
+            case VideoChanged(video_id=vid, status=VideoStatus.COMPLETED | VideoStatus.FAILED) \
+                    if vid in progress:
+                progress[vid] = 100.0
+            case VideoChanged(video_id=vid, progress=float() as pct) if vid in progress:
+                progress[vid] = pct
         pct = sum(progress.values()) / len(progress)
         done = sum(1 for p in progress.values() if p >= 100)
         filled = int(BAR_WIDTH * pct / 100)

@@ -1,4 +1,5 @@
-"""Progress hub: fans job/video events out to subscribers without ever blocking the pipeline.
+"""Progress hub: fans job/video events (``pipeline/events.py``) out to subscribers without ever
+blocking the pipeline.
 
 Each subscriber has a bounded queue of state events plus a "latest tick per video" slot, so a
 slow client gets merged progress (intermediate ticks are replaced, never queued) while state
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 import trio
 
+from .events import Event, Progress, VideoChanged
+
 # At most this many progress ticks per second per video reach subscribers.
 TICKS_PER_SECOND = 4.0
 
@@ -29,8 +32,8 @@ class Subscriber:
     def __init__(self, job_id: str | None = None, max_events: int = 256):
         self.job_id = job_id
         self._max = max_events
-        self._events: deque[dict] = deque()
-        self._ticks: dict[str, dict] = {}
+        self._events: deque[Event] = deque()
+        self._ticks: dict[str, Progress] = {}
         self._wakeup = trio.Event()
         self.lagging = False
         self.dropped_ticks = 0
@@ -38,28 +41,27 @@ class Subscriber:
     def subscribe(self, job_id: str | None) -> None:
         """Only receive events of ``job_id`` from now on (None: all jobs)."""
         self.job_id = job_id
-        self._ticks = {k: v for k, v in self._ticks.items() if job_id in (None, v.get("jobId"))}
-        self._events = deque(e for e in self._events if job_id in (None, e.get("jobId")))
+        self._ticks = {k: v for k, v in self._ticks.items() if job_id in (None, v.job_id)}
+        self._events = deque(e for e in self._events if job_id in (None, e.job_id))
 
-    def push(self, event: dict) -> None:
-        if self.job_id is not None and event.get("jobId") != self.job_id:
+    def push(self, event: Event) -> None:
+        if self.job_id is not None and event.job_id != self.job_id:
             return
-        vid = event.get("videoId")
-        if event["type"] == "progress":
-            if vid in self._ticks:
+        if isinstance(event, Progress):
+            if event.video_id in self._ticks:
                 self.dropped_ticks += 1
-            self._ticks[vid] = event
+            self._ticks[event.video_id] = event
         else:
             # A state event supersedes any tick not yet sent for that video.
-            if vid is not None:
-                self._ticks.pop(vid, None)
+            if isinstance(event, VideoChanged):
+                self._ticks.pop(event.video_id, None)
             if len(self._events) >= self._max:
                 self.lagging = True
             else:
                 self._events.append(event)
         self._wakeup.set()
 
-    async def receive(self) -> dict:
+    async def receive(self) -> Event:
         while True:
             if self._events:
                 return self._events.popleft()
@@ -94,26 +96,23 @@ class ProgressHub:
         finally:
             self._subs.discard(sub)
 
-    def publish(self, event: dict) -> None:
-        """Send a state event (``type`` job or video) to every subscriber. Never blocks."""
-        if event.get("type") == "video" and event.get("videoId"):
-            self._last_tick.pop(event["videoId"], None)
-        self._published += 1
-        for sub in list(self._subs):
-            sub.push(event)
+    def publish(self, event: Event) -> None:
+        """Send a state event to every subscriber. Never blocks."""
+        if isinstance(event, VideoChanged):
+            self._last_tick.pop(event.video_id, None)
+        self._send(event)
 
-    def publish_progress(self, job_id: str, video_id: str, progress: float) -> bool:
+    def publish_progress(self, tick: Progress) -> bool:
         """Send a progress tick, throttled per video. Returns whether it was sent."""
         now = self._clock()
-        last = self._last_tick.get(video_id)
+        last = self._last_tick.get(tick.video_id)
         if last is not None and now - last < 1.0 / TICKS_PER_SECOND:
             return False
-        self._last_tick[video_id] = now
-        self.publish_tick({"type": "progress", "jobId": job_id, "videoId": video_id,
-                           "progress": round(progress, 1)})
+        self._last_tick[tick.video_id] = now
+        self._send(tick)
         return True
 
-    def publish_tick(self, event: dict) -> None:
+    def _send(self, event: Event) -> None:
         self._published += 1
         for sub in list(self._subs):
             sub.push(event)

@@ -7,8 +7,9 @@ path (success, failure, cancellation) the process is stopped in a shielded scope
 Outputs are written as ``*.part``; when FFmpeg succeeded, each part is verified and measured for
 distinctness (``quality.check_outputs``: full decode, duration, sync, faststart, no source
 metadata, display size; variations too close to their source or a sibling are re-rolled and
-rendered again in one more FFmpeg run), then fsynced and renamed, and only then are the rows
-written with each output's ``distance`` figures.
+rendered again in one more FFmpeg run), then fsynced and renamed, and only then does the ledger
+record them with each output's ``distance`` figures (``Ledger.finished``). Every state change
+goes through the ledger.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from .probe import probe
 from .states import VideoStatus
 from .verify import VerificationFailed
 
-# Progress is written to SQLite at most this often per video (the hub gets more ticks).
-DB_PROGRESS_INTERVAL = 1.0
 STDERR_TAIL_LINES = 20
 
 
@@ -85,43 +84,43 @@ async def render_video(service, handle: RenderHandle) -> None:
     readable error and the last stderr lines; cancellation marks it ``cancelled`` (user) or
     ``interrupted`` (shutdown). ``Cancelled`` is re-raised, never swallowed.
     """
-    store = service.store
+    store, ledger = service.store, service.ledger
     job = await store.job_row(handle.job_id)
     video = await store.video(handle.video_id)
     if job is None or video is None or video["status"] not in (
-        VideoStatus.QUEUED, VideoStatus.INTERRUPTED, VideoStatus.PROCESSING
+        VideoStatus.QUEUED, VideoStatus.INTERRUPTED
     ):
         return
     upload = Path(video["uploadPath"]) if video["uploadPath"] else None
     if upload is None or not upload.exists():
-        await _set_state(service, handle, VideoStatus.FAILED, error="the uploaded file is gone",
-                         retryable=False)
+        await ledger.failed(handle.video_id, "the uploaded file is gone", retryable=False)
         return
 
     out_dir = service.settings.outputs_dir / handle.job_id / handle.video_id
-    await _set_state(service, handle, VideoStatus.PROCESSING, progress=0.0)
+    await ledger.started(handle.video_id)
     parts: list[Path] = []
     try:
         with handle.cancel_scope:
             outputs = await _render(service, handle, job, video, upload, out_dir, parts)
     except RenderFailed as exc:
         _remove(parts)
-        await _set_state(service, handle, VideoStatus.FAILED, error=exc.message,
-                         stderr_tail=exc.stderr_tail, retryable=True)
+        await ledger.failed(handle.video_id, exc.message, stderr_tail=exc.stderr_tail,
+                            retryable=True)
         return
     except BaseException:
         _remove(parts)
         with trio.CancelScope(shield=True):
-            status = VideoStatus.CANCELLED if handle.reason == "cancel" else VideoStatus.INTERRUPTED
-            await _set_state(service, handle, status, progress=0.0)
+            if handle.reason == "cancel":
+                await ledger.cancelled(handle.video_id)
+            else:
+                await ledger.interrupted(handle.video_id)
         raise
     if handle.cancel_scope.cancelled_caught:
         _remove(parts)
-        await _set_state(service, handle, VideoStatus.CANCELLED, progress=0.0)
+        await ledger.cancelled(handle.video_id)
         return
-    await store.replace_outputs(handle.video_id, outputs)
     await trio.to_thread.run_sync(_release_free_memory)
-    await _set_state(service, handle, VideoStatus.COMPLETED, progress=100.0)
+    await ledger.finished(handle.video_id, outputs)
     # The source is no longer needed once all of its variations exist.
     await trio.to_thread.run_sync(_remove_upload, upload)
     await store.clear_upload_path(handle.video_id)
@@ -274,7 +273,6 @@ def _fsync_dir(path: Path) -> None:
 
 async def _read_progress(service, handle: RenderHandle, proc: Child, watch: _Watch) -> None:
     assert proc.stdout is not None
-    last_db = -1e9
     async for chunk in proc.stdout:
         updates = watch.parser.feed(chunk)
         if not updates:
@@ -284,12 +282,8 @@ async def _read_progress(service, handle: RenderHandle, proc: Child, watch: _Wat
             watch.moved_at = trio.current_time()
         if not watch.publish:
             continue
-        pct = min(updates[-1].percent, 99.9)
-        service.hub.publish_progress(handle.job_id, handle.video_id, pct)
-        now = trio.current_time()
-        if now - last_db >= DB_PROGRESS_INTERVAL:
-            last_db = now
-            await service.store.set_video_progress(handle.video_id, pct, service.clock())
+        await service.ledger.progressed(handle.job_id, handle.video_id,
+                                        min(updates[-1].percent, 99.9))
 
 
 async def _read_stderr(proc: Child, tail: deque[str]) -> None:
@@ -301,20 +295,6 @@ async def _read_stderr(proc: Child, tail: deque[str]) -> None:
         tail.extend(ln.decode("utf-8", "replace").rstrip() for ln in lines if ln.strip())
     if buf.strip():
         tail.append(buf.decode("utf-8", "replace").rstrip())
-
-
-async def _set_state(service, handle: RenderHandle, status: VideoStatus, *,
-                     progress: float | None = None, error: str | None = None,
-                     stderr_tail: str | None = None, retryable: bool | None = None) -> None:
-    result = await service.store.set_video_state(
-        handle.video_id, status, now=service.clock(), progress=progress, error=error,
-        stderr_tail=stderr_tail, retryable=retryable, job_ttl=service.settings.job_ttl,
-    )
-    if result is None:
-        return
-    job_id, job_status = result
-    service.publish_video(job_id, handle.video_id, status, progress=progress, error=error)
-    service.publish_job(job_id, job_status)
 
 
 def _remove(paths: list[Path]) -> None:

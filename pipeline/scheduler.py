@@ -16,13 +16,14 @@ from __future__ import annotations
 import errno
 import sqlite3
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
 from .runner import RenderHandle, kill_orphan, render_video
-from .states import VideoStatus
+from .states import IllegalTransition, VideoStatus
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,11 @@ class Scheduler:
             upload = v["uploadPath"]
             if upload and Path(upload).exists():
                 if v["status"] != VideoStatus.QUEUED:
-                    await store.set_video_state(v["id"], VideoStatus.QUEUED, now=service.clock(),
-                                                progress=0.0, job_ttl=service.settings.job_ttl)
+                    await service.ledger.requeued(v["id"])
                 self.queue.append(VideoQueued(v["jobId"], v["id"]))
             else:
-                await store.set_video_state(
-                    v["id"], VideoStatus.FAILED, now=service.clock(),
-                    error="the service stopped and the uploaded file is gone",
-                    retryable=False, job_ttl=service.settings.job_ttl,
-                )
+                await service.ledger.failed(
+                    v["id"], "the service stopped and the uploaded file is gone", retryable=False)
 
     async def run(self, receive: trio.MemoryReceiveChannel, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.recover()
@@ -105,7 +102,7 @@ class Scheduler:
                 for m in dropped:
                     self.queue.remove(m)
                 for m in dropped:
-                    await _mark(self.service, m.video_id, VideoStatus.CANCELLED)
+                    await _settle(self.service.ledger.cancelled(m.video_id))
                 for h in list(self.running.values()):
                     if h.job_id == job_id:
                         h.reason = "cancel"
@@ -149,20 +146,19 @@ class Scheduler:
             error = ("the server's disk is full; retry once there is room" if is_disk_full(exc)
                      else "internal error while rendering")
             with trio.CancelScope(shield=True):
-                await _mark(self.service, handle.video_id, VideoStatus.FAILED, error=error)
+                await _settle(self.service.ledger.failed(handle.video_id, error, retryable=True))
         finally:
             self.running.pop(handle.video_id, None)
             self._notify()
 
 
-async def _mark(service, video_id: str, status: VideoStatus, error: str | None = None) -> None:
-    result = await service.store.set_video_state(
-        video_id, status, now=service.clock(), error=error, job_ttl=service.settings.job_ttl
-    )
-    if result:
-        job_id, job_status = result
-        service.publish_video(job_id, video_id, status, error=error)
-        service.publish_job(job_id, job_status)
+async def _settle(transition: Awaitable[object]) -> None:
+    """Apply a ledger transition that a race may have overtaken (the video finished, or was
+    cancelled, meanwhile): the state it reached stands."""
+    try:
+        await transition
+    except IllegalTransition:
+        pass
 
 
 def is_disk_full(exc: BaseException) -> bool:

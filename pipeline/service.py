@@ -18,6 +18,7 @@ from .config import Settings
 from .ffmpeg import find_ffmpeg
 from .intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
 from .janitor import Janitor
+from .ledger import Ledger
 from .progress import ProgressHub
 from .scheduler import CancelJob, Drain, Scheduler, VideoQueued
 from .store import AsyncStore, Store
@@ -43,32 +44,15 @@ class Service:
         self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
         self.store = AsyncStore(Store(self.settings.db_path))
         self.hub = ProgressHub()
+        # The one writer of job and video state (pipeline/ledger.py).
+        self.ledger = Ledger(self.store, self.hub, clock=self.clock, job_ttl=self.settings.job_ttl,
+                             logger=self.log)
         self.scheduler = Scheduler(self)
         self.janitor = Janitor(self)
         self.scheduler_send, self._scheduler_recv = trio.open_memory_channel(64)
         self.intake_send, self._intake_recv = trio.open_memory_channel(16)
         self._ffmpeg_runs = 0
         self._ffmpeg_seconds = 0.0
-
-    # -- events ---------------------------------------------------------------------------
-
-    def publish_job(self, job_id: str, status: str) -> None:
-        self.hub.publish({"type": "job", "jobId": job_id, "status": str(status)})
-
-    def publish_video(self, job_id: str, video_id: str, status: str, *,
-                      progress: float | None = None, error: str | None = None) -> None:
-        event = {"type": "video", "jobId": job_id, "videoId": video_id, "status": str(status)}
-        if progress is not None:
-            event["progress"] = progress
-        if error is not None:
-            event["error"] = error
-        self.hub.publish(event)
-        # One log line per video state change (start, finish, failure, cancel, interruption).
-        level = logging.WARNING if str(status) == "failed" else logging.INFO
-        self.log.log(level, f"video {status}", extra={
-            "jobId": job_id, "videoId": video_id, "status": str(status),
-            **({"error": error} if error else {}),
-        })
 
     # -- statistics (for /metrics) --------------------------------------------------------
 

@@ -23,6 +23,11 @@ class VideoStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class IllegalTransition(Exception):
+    """A state change that the lifecycle does not allow from the current state (a bug in the
+    caller, or a race it must handle); nothing was written."""
+
+
 JOB_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 VIDEO_TERMINAL = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
 # Videos that still need (or may again need) FFmpeg time.
@@ -30,7 +35,8 @@ VIDEO_PENDING = frozenset({VideoStatus.QUEUED, VideoStatus.PROCESSING, VideoStat
 
 
 def job_status_from_videos(statuses: list[str]) -> JobStatus:
-    """A job is completed when any video completed, failed when all failed (DESIGN §4)."""
+    """A job is completed when any video completed, failed when all failed
+    (docs/architecture.md, "One owner of state")."""
     if not statuses:
         return JobStatus.FAILED
     if any(s in VIDEO_PENDING for s in statuses):

@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from .states import VIDEO_PENDING, JobStatus, VideoStatus, job_status_from_videos
+from .states import VIDEO_PENDING, IllegalTransition, JobStatus, VideoStatus, job_status_from_videos
 
 SCHEMA_VERSION = 1
 
@@ -323,17 +323,26 @@ class Store:
         retryable: bool | None = None,
         clear_pid: bool = True,
         job_ttl: float | None = None,
+        allowed_from: frozenset[VideoStatus] | None = None,
+        outputs: list[dict] | None = None,
     ) -> tuple[str, str] | None:
-        """Set a video's status and recompute its job's status.
+        """Set a video's status and recompute its job's status, in one transaction; with
+        ``outputs``, also record them (replacing an earlier attempt's).
 
-        Returns ``(job_id, job_status)`` or None if the video is gone. When the job reaches a
-        terminal state, ``completed_at`` is set and ``expires_at`` is ``now + job_ttl``.
+        Returns ``(job_id, job_status)`` or None if the video is gone. Raises
+        ``IllegalTransition`` (writing nothing) when the video's status is not in
+        ``allowed_from``. When the job reaches a terminal state, ``completed_at`` is set and
+        ``expires_at`` is ``now + job_ttl``.
         """
 
         def tx(c: sqlite3.Connection) -> tuple[str, str] | None:
-            row = c.execute("SELECT job_id FROM videos WHERE id=?", (video_id,)).fetchone()
+            row = c.execute("SELECT job_id, status FROM videos WHERE id=?", (video_id,)).fetchone()
             if row is None:
                 return None
+            if allowed_from is not None and row["status"] not in allowed_from:
+                raise IllegalTransition(f"video {video_id} is {row['status']}: it cannot become {status}")
+            if outputs is not None:
+                _replace_outputs(c, video_id, outputs)
             sets = ["status=?", "updated_at=?"]
             args: list[Any] = [str(status), now]
             if progress is not None:
@@ -385,27 +394,20 @@ class Store:
 
     def replace_outputs(self, video_id: str, outputs: list[dict]) -> None:
         """Record a video's finished outputs (replacing any earlier attempt's rows)."""
+        self._tx(lambda c: _replace_outputs(c, video_id, outputs))
 
-        def tx(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM outputs WHERE video_id=?", (video_id,))
-            for o in outputs:
-                c.execute(
-                    "INSERT INTO outputs(video_id,idx,name,path,size,duration,seed,params_json,"
-                    "graph,distance_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        video_id, o["index"], o["name"], o["path"], o["size"], o.get("duration"),
-                        o.get("seed"), json.dumps(o.get("params", {})), o.get("graph", ""),
-                        json.dumps(o["distance"]) if o.get("distance") is not None else None,
-                    ),
-                )
 
-        self._tx(tx)
-
-    def set_job_status(self, job_id: str, status: JobStatus, now: float) -> None:
-        self._tx(
-            lambda c: c.execute(
-                "UPDATE jobs SET status=? WHERE id=?", (str(status), job_id)
-            )
+def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[dict]) -> None:
+    c.execute("DELETE FROM outputs WHERE video_id=?", (video_id,))
+    for o in outputs:
+        c.execute(
+            "INSERT INTO outputs(video_id,idx,name,path,size,duration,seed,params_json,"
+            "graph,distance_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                video_id, o["index"], o["name"], o["path"], o["size"], o.get("duration"),
+                o.get("seed"), json.dumps(o.get("params", {})), o.get("graph", ""),
+                json.dumps(o["distance"]) if o.get("distance") is not None else None,
+            ),
         )
 
 

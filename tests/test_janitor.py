@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from pipeline.events import JobChanged
 from pipeline.janitor import expected_output_bytes
 from pipeline.service import Service
-from pipeline.states import VideoStatus
+from pipeline.states import JobStatus, VideoStatus
 
 OLD = time.time() - 3600  # older than the orphan grace
 
@@ -96,7 +97,7 @@ async def test_expired_jobs_lose_their_files_then_their_row(service, clock):
         clock.now = 1_101
         report = await service.janitor.sweep()
         assert sorted(report.expired) == ["ja", "jd"]
-        assert await sub.receive() == {"type": "job", "jobId": "ja", "status": "expired"}
+        assert await sub.receive() == JobChanged("ja", JobStatus.EXPIRED)
     assert await _status(service, "ja") == "expired"
     assert not (s.outputs_dir / "ja").exists()
     assert not (s.uploads_dir / "jd").exists()  # a failed job's kept upload goes too

@@ -21,7 +21,9 @@ from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pipeline.config import Settings
+from pipeline.events import Progress, VideoChanged
 from pipeline.service import Service
+from pipeline.states import JobStatus, VideoStatus
 from tests.server import ServerProcess, free_port, wait_job
 from web.app import create_app
 from web.auth import Auth
@@ -137,8 +139,14 @@ async def app_server(tmp_path, nursery):
     service.close()
 
 
-def _video_event(job_id: str, n: int) -> dict:
-    return {"type": "video", "jobId": job_id, "videoId": f"v{n}", "status": "processing"}
+def _video_event(job_id: str, n: int) -> VideoChanged:
+    return VideoChanged(job_id, f"v{n}", VideoStatus.PROCESSING, JobStatus.PROCESSING)
+
+
+def _video_messages(job_id: str, n: int) -> list[dict]:
+    """What the client receives for ``_video_event``: the video's change, then its job's."""
+    return [{"type": "video", "jobId": job_id, "videoId": f"v{n}", "status": "processing"},
+            {"type": "job", "jobId": job_id, "status": "processing"}]
 
 
 async def test_subscribe_narrows_events_to_one_job(app_server):
@@ -149,15 +157,15 @@ async def test_subscribe_narrows_events_to_one_job(app_server):
         assert await _receive(ws) == {"type": "subscribed", "jobId": "jA", "job": None}
         service.hub.publish(_video_event("jB", 1))
         service.hub.publish(_video_event("jA", 2))
-        service.hub.publish_progress("jB", "v1", 10.0)
-        service.hub.publish_progress("jA", "v2", 20.0)
-        assert await _receive(ws) == _video_event("jA", 2)
+        service.hub.publish_progress(Progress("jB", "v1", 10.0))
+        service.hub.publish_progress(Progress("jA", "v2", 20.0))
+        assert [await _receive(ws), await _receive(ws)] == _video_messages("jA", 2)
         assert await _receive(ws) == {"type": "progress", "jobId": "jA", "videoId": "v2",
                                       "progress": 20.0}
         await ws.send_message(json.dumps({"subscribe": None}))
         assert (await _receive(ws))["type"] == "subscribed"
         service.hub.publish(_video_event("jB", 3))
-        assert await _receive(ws) == _video_event("jB", 3)
+        assert [await _receive(ws), await _receive(ws)] == _video_messages("jB", 3)
     # A client that leaves is unsubscribed.
     with trio.fail_after(5):
         while service.hub.statistics().subscribers:
@@ -178,5 +186,5 @@ async def test_a_client_that_falls_behind_is_closed_4408(app_server):
                 await _receive(ws, timeout=10)
                 got += 1
     assert info.value.reason.code == 4408
-    assert got == 256
+    assert got == 2 * 256  # 256 events queued, each a video and a job message
     assert service.hub.statistics().subscribers == 0

@@ -44,7 +44,7 @@ from pipeline.zipper import archive_filename, stream_archive
 from .auth import TokenError
 from .errors import error_response
 from .metrics import count_bytes
-from .views import job_json
+from .views import Snapshot, event_messages, job_json
 
 bp = Blueprint("delivery", __name__)
 
@@ -191,7 +191,8 @@ async def ws():
                 nursery.start_soon(_ws_commands, service, sub)
                 try:
                     while True:
-                        await _send(websocket, await sub.receive())
+                        for message in event_messages(await sub.receive()):
+                            await _send(websocket, message)
                 except SubscriberLagging:
                     code, reason = CLOSE_LAGGING, "Too far behind: re-sync from /api/jobs."
                 nursery.cancel_scope.cancel()
@@ -214,8 +215,8 @@ async def _ws_commands(service, sub) -> None:
         sub.subscribe(job_id)
         job = await service.store.get_job(job_id) if job_id else None
         # Goes through the subscriber's queue, so it is ordered with the events around it.
-        sub.push({"type": "subscribed", "jobId": job_id, "job": job_json(job) if job else None})
+        sub.push(Snapshot(job_id, job))
 
 
-async def _send(ws, event: dict) -> None:
-    await ws.send(json.dumps(event, separators=(",", ":")))
+async def _send(ws, message: dict) -> None:
+    await ws.send(json.dumps(message, separators=(",", ":")))

@@ -1,8 +1,12 @@
-"""Presenters: store rows → the public JSON shapes of DESIGN §4 (camelCase, no server paths)."""
+"""Presenters: store rows and pipeline events → the public JSON shapes (camelCase, no server
+paths). The only place that makes the API's JSON."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from pipeline.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
 
 
 def iso(ts: float | None) -> str | None:
@@ -57,3 +61,37 @@ def job_json(job: dict) -> dict:
         "counts": counts,
         "videos": videos,
     }
+
+
+def event_messages(event: Event) -> list[dict]:
+    """The WebSocket messages for one pipeline event, in order. A video's change is followed
+    by its job's status, as clients update both."""
+    match event:
+        case VideoChanged():
+            video = {"type": "video", "jobId": event.job_id, "videoId": event.video_id,
+                     "status": str(event.status)}
+            if event.progress is not None:
+                video["progress"] = event.progress
+            if event.error is not None:
+                video["error"] = event.error
+            return [video, {"type": "job", "jobId": event.job_id, "status": str(event.job_status)}]
+        case Progress():
+            return [{"type": "progress", "jobId": event.job_id, "videoId": event.video_id,
+                     "progress": event.progress}]
+        case JobChanged():
+            return [{"type": "job", "jobId": event.job_id, "status": str(event.status)}]
+        case JobDeleted():
+            return [{"type": "job", "jobId": event.job_id, "status": "deleted"}]
+        case Snapshot():
+            return [{"type": "subscribed", "jobId": event.job_id,
+                     "job": job_json(event.job) if event.job is not None else None}]
+    raise TypeError(f"no message for {event!r}")
+
+
+@dataclass(frozen=True)
+class Snapshot(Event):
+    """The WebSocket's answer to ``{"subscribe": jobId}``: the job as it is now (None: unknown
+    job, or ``job_id`` None for all jobs). Sent through the subscriber's queue, so it is ordered
+    with the events around it."""
+
+    job: dict | None = field(default=None, compare=False)
