@@ -35,7 +35,7 @@ class IntakeRequest:
     variations: int
     seed: str | None
     options: EffectOptions
-    reply: trio.MemorySendChannel = field(compare=False, repr=False)
+    reply: trio.MemorySendChannel[IntakeAccepted | IntakeRejected] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def info_dict(info: MediaInfo) -> dict:
     }
 
 
-async def intake_actor(service, receive: trio.MemoryReceiveChannel) -> None:
+async def intake_actor(service, receive: trio.MemoryReceiveChannel[IntakeRequest]) -> None:
     """Serve intake requests until the channel closes or the scope is cancelled."""
     async with receive:
         async for req in receive:

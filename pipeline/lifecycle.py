@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from .states import IllegalTransition, JobStatus, VideoStatus
+from .states import JobStatus, VideoStatus
 from .zipper import Archive, NothingToZip, open_archive
 
 RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
@@ -107,11 +107,8 @@ async def retry_video(service, job_id: str, video_id: str) -> dict:
         raise Conflict("upload_gone",
                        "The original upload of this video is no longer on the server; "
                        "upload it again in a new job.")
-    try:
-        await service.ledger.requeued(video_id)
-    except IllegalTransition:  # a second retry overtook this one: it is queued already
-        raise Conflict("not_retryable", "This video is already queued again.") from None
-    await service.requeue(job_id, video_id)
+    if not await service.retry(job_id, video_id):  # a second retry overtook this one
+        raise Conflict("not_retryable", "This video is already queued again.")
     return await _job(service, job_id)
 
 

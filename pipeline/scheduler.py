@@ -1,9 +1,13 @@
 """Scheduler actor: FIFO across jobs, at most ``VR_WORKERS`` FFmpeg processes at once.
 
-Messages (frozen dataclasses) arrive on one bounded channel:
-- ``VideoQueued``: a video is ready to render (from intake, retry or recovery);
-- ``CancelJob``: stop a job's running renders and drop its queued videos;
+Messages (frozen dataclasses, one base ``SchedulerMessage``) arrive on one bounded channel:
+- ``VideoQueued``: a video is ready to render (from intake or recovery);
+- ``RetryVideo``: queue a failed, interrupted or cancelled video again (its state through the
+  ledger), answering ``True``, or ``False`` when a concurrent change made that illegal;
+- ``CancelJob``: stop a job's running renders and drop its queued videos; the answer comes once
+  its renders have stopped, without holding up other messages meanwhile;
 - ``Drain``: answer when nothing is queued or running (used by ``make``).
+Answers travel on the one-shot channel the message carries.
 
 On start it recovers: leftover FFmpeg processes recorded in the store are killed (only when
 ``/proc/<pid>/cmdline`` shows FFmpeg), ``*.part`` files are removed, and videos left
@@ -27,20 +31,32 @@ from .states import IllegalTransition, VideoStatus
 
 
 @dataclass(frozen=True)
-class VideoQueued:
+class SchedulerMessage:
+    """Base of everything the scheduler receives."""
+
+
+@dataclass(frozen=True)
+class VideoQueued(SchedulerMessage):
     job_id: str
     video_id: str
 
 
 @dataclass(frozen=True)
-class CancelJob:
+class RetryVideo(SchedulerMessage):
     job_id: str
-    reply: trio.MemorySendChannel | None = field(default=None, compare=False, repr=False)
+    video_id: str
+    reply: trio.MemorySendChannel[bool] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Drain:
-    reply: trio.MemorySendChannel = field(compare=False, repr=False)
+class CancelJob(SchedulerMessage):
+    job_id: str
+    reply: trio.MemorySendChannel[bool] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Drain(SchedulerMessage):
+    reply: trio.MemorySendChannel[bool] = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,9 @@ class Scheduler:
         self.service = service
         self.queue: deque[VideoQueued] = deque()
         self.running: dict[str, RenderHandle] = {}
-        self._drain_waiters: list[trio.MemorySendChannel] = []
+        self._drain_waiters: list[trio.MemorySendChannel[bool]] = []
+        # Cancel answers owed once the job's renders have stopped, by job id.
+        self._cancel_waiters: dict[str, list[trio.MemorySendChannel[bool]]] = {}
         self._changed = trio.Event()
 
     def statistics(self) -> SchedulerStatistics:
@@ -82,21 +100,37 @@ class Scheduler:
                 await service.ledger.failed(
                     v["id"], "the service stopped and the uploaded file is gone", retryable=False)
 
-    async def run(self, receive: trio.MemoryReceiveChannel, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, receive: trio.MemoryReceiveChannel[SchedulerMessage], *,
+                  task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self.recover()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._dispatch, nursery)
             task_status.started()
             async with receive:
                 async for msg in receive:
-                    await self._handle(msg)
+                    try:
+                        await self._handle(msg)
+                    except Exception as exc:  # a store error (a full disk) must not stop us
+                        self.service.log.exception("scheduler message failed",
+                                                   extra={"request": type(msg).__name__})
+                        reply = getattr(msg, "reply", None)
+                        if reply is not None:
+                            _answer(reply, exc)  # raised again for the asker
+                    self._notify()
             nursery.cancel_scope.cancel()
 
-    async def _handle(self, msg: object) -> None:
+    async def _handle(self, msg: SchedulerMessage) -> None:
         match msg:
             case VideoQueued():
-                if msg.video_id not in self.running and msg not in self.queue:
-                    self.queue.append(msg)
+                self._enqueue(msg)
+            case RetryVideo(job_id=job_id, video_id=video_id, reply=reply):
+                try:
+                    await self.service.ledger.requeued(video_id)
+                except IllegalTransition:  # a second retry overtook this one
+                    _answer(reply, False)
+                else:
+                    self._enqueue(VideoQueued(job_id, video_id))
+                    _answer(reply, True)
             case CancelJob(job_id=job_id, reply=reply):
                 dropped = [m for m in self.queue if m.job_id == job_id]
                 for m in dropped:
@@ -107,23 +141,29 @@ class Scheduler:
                     if h.job_id == job_id:
                         h.reason = "cancel"
                         h.cancel_scope.cancel()
-                # Wait until this job's renders have stopped, so the caller sees a settled job.
-                while any(h.job_id == job_id for h in self.running.values()):
-                    await self._wait_changed()
+                # Answered once this job's renders have stopped (``_notify``), so the caller
+                # sees a settled job; other messages go on meanwhile.
                 if reply is not None:
-                    reply.send_nowait(True)
+                    self._cancel_waiters.setdefault(job_id, []).append(reply)
             case Drain(reply=reply):
                 self._drain_waiters.append(reply)
             case _:
                 raise TypeError(f"unknown scheduler message {msg!r}")
-        self._notify()
+
+    def _enqueue(self, msg: VideoQueued) -> None:
+        if msg.video_id not in self.running and msg not in self.queue:
+            self.queue.append(msg)
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+        busy = {h.job_id for h in self.running.values()}
+        for job_id in [j for j in self._cancel_waiters if j not in busy]:
+            for w in self._cancel_waiters.pop(job_id):
+                _answer(w, True)
         if not self.queue and not self.running:
             for w in self._drain_waiters:
-                w.send_nowait(True)
+                _answer(w, True)
             self._drain_waiters.clear()
 
     async def _wait_changed(self) -> None:
@@ -150,6 +190,15 @@ class Scheduler:
         finally:
             self.running.pop(handle.video_id, None)
             self._notify()
+
+
+def _answer(reply: trio.MemorySendChannel, value: object) -> None:
+    """Answer on a one-shot channel whose asker may have gone (cancelled while waiting). An
+    exception as the answer is raised again for the asker (``Service._ask``)."""
+    try:
+        reply.send_nowait(value)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
+        pass
 
 
 async def _settle(transition: Awaitable[object]) -> None:

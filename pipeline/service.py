@@ -20,7 +20,7 @@ from .intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
 from .janitor import Janitor
 from .ledger import Ledger
 from .progress import ProgressHub
-from .scheduler import CancelJob, Drain, Scheduler, VideoQueued
+from .scheduler import CancelJob, Drain, RetryVideo, Scheduler, SchedulerMessage
 from .store import AsyncStore, Store
 
 log = logging.getLogger("video_refresher")
@@ -49,8 +49,9 @@ class Service:
                              logger=self.log)
         self.scheduler = Scheduler(self)
         self.janitor = Janitor(self)
-        self.scheduler_send, self._scheduler_recv = trio.open_memory_channel(64)
-        self.intake_send, self._intake_recv = trio.open_memory_channel(16)
+        self.scheduler_send, self._scheduler_recv = \
+            trio.open_memory_channel[SchedulerMessage](64)
+        self.intake_send, self._intake_recv = trio.open_memory_channel[IntakeRequest](16)
         self._ffmpeg_runs = 0
         self._ffmpeg_seconds = 0.0
 
@@ -72,7 +73,7 @@ class Service:
         The wait is shielded: once intake has the files, its answer decides who owns them, so a
         client disconnect must not abandon the request half-way.
         """
-        send, recv = trio.open_memory_channel(1)
+        send, recv = trio.open_memory_channel[IntakeAccepted | IntakeRejected](1)
         req = IntakeRequest(reply=send, **request_args)
         with trio.CancelScope(shield=True):
             await self.intake_send.send(req)
@@ -80,21 +81,29 @@ class Service:
                 return await recv.receive()
 
     async def cancel_job(self, job_id: str) -> None:
+        """Stop the job's renders and drop its queued videos; returns once they stopped."""
         self.log.info("job cancel requested", extra={"jobId": job_id})
-        send, recv = trio.open_memory_channel(1)
-        await self.scheduler_send.send(CancelJob(job_id, send))
-        async with recv:
-            await recv.receive()
+        await self._ask(lambda reply: CancelJob(job_id, reply))
 
-    async def requeue(self, job_id: str, video_id: str) -> None:
-        await self.scheduler_send.send(VideoQueued(job_id, video_id))
+    async def retry(self, job_id: str, video_id: str) -> bool:
+        """Queue a finished-without-success video again; False if a concurrent change made that
+        impossible (it is queued again already)."""
+        return await self._ask(lambda reply: RetryVideo(job_id, video_id, reply))
 
     async def wait_idle(self) -> None:
         """Return once nothing is queued or rendering."""
-        send, recv = trio.open_memory_channel(1)
-        await self.scheduler_send.send(Drain(send))
+        await self._ask(Drain)
+
+    async def _ask(self, message: Callable[[trio.MemorySendChannel], SchedulerMessage]) -> bool:
+        """Send the scheduler a message with a one-shot reply channel and wait for the answer;
+        an exception the scheduler met handling it is raised here."""
+        send, recv = trio.open_memory_channel[bool | Exception](1)
+        await self.scheduler_send.send(message(send))
         async with recv:
-            await recv.receive()
+            answer = await recv.receive()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     # -- lifetime -------------------------------------------------------------------------
 
