@@ -52,15 +52,6 @@ class IntakeRejected:
     status: int = 415
 
 
-def info_dict(info: MediaInfo) -> dict:
-    return {
-        "width": info.width, "height": info.height, "rotation": info.rotation,
-        "displayWidth": info.display_width, "displayHeight": info.display_height,
-        "fps": info.fps, "hasAudio": info.has_audio, "videoCodec": info.video_codec,
-        "audioCodec": info.audio_codec, "duration": info.duration,
-    }
-
-
 async def intake_actor(service, receive: trio.MemoryReceiveChannel[IntakeRequest]) -> None:
     """Serve intake requests until the channel closes or the scope is cancelled."""
     async with receive:
@@ -98,7 +89,7 @@ async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejecte
             "upload_path": str(f.path),
             "size": f.size,
             "duration": info.duration,
-            "info": info_dict(info),
+            "info": info.to_dict(),  # the runner renders from it: no second probe
         }
         for f, info in zip(req.files, infos, strict=True)
     ]

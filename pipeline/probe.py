@@ -59,6 +59,19 @@ class MediaInfo:
     audio_start: float | None = None
     audio_end: float | None = None
 
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields, as the store keeps the probe intake made (``from_dict``)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MediaInfo | None:
+        """The `MediaInfo` that ``to_dict`` wrote, or None for anything else (rows stored by an
+        earlier version, which kept another shape: probe the file again then)."""
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
+
     @property
     def display_width(self) -> int:
         return self.height if self.rotation in (90, 270) else self.width

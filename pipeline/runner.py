@@ -28,7 +28,7 @@ from .child import Child, open_child, stop_child
 from .command import ProgressParser, build_render_command, output_graphs
 from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from .naming import safe_stem, variation_file
-from .probe import probe
+from .probe import MediaInfo, probe
 from .states import VideoStatus
 from .verify import VerificationFailed
 
@@ -129,7 +129,7 @@ async def render_video(service, handle: RenderHandle) -> None:
 async def _render(service, handle: RenderHandle, job: dict, video: dict, upload: Path,
                   out_dir: Path, parts: list[Path]) -> list[dict]:
     settings = service.settings
-    info = await trio.to_thread.run_sync(probe, upload)
+    info = MediaInfo.from_dict(video["info"]) or await trio.to_thread.run_sync(probe, upload)
     options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))
     variations = sample_variations(job["seed"], video["index"], job["variationsPerVideo"], options)
     stem = safe_stem(video["name"])
