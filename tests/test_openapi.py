@@ -74,3 +74,23 @@ def test_generated_requests_never_get_a_server_error(api_schema, token):
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def _fields_documented(model, body: dict, where: str) -> None:
+    """Every field the server sends is in the documented model, and the body validates."""
+    model.model_validate(body)
+    assert set(body) <= set(model.model_fields), (where, set(body) - set(model.model_fields))
+
+
+def test_the_documented_shapes_are_the_ones_served(srv, token, tmp_path):
+    from tests.clips import make_clip
+    from tests.server import wait_job
+    from web.openapi import Health, Job
+
+    _fields_documented(Health, httpx.get(srv.url + "/api/health").json(), "health")
+    with srv.client() as c:
+        clip = make_clip(tmp_path, "a.mp4")
+        r = c.post("/api/jobs", files=[("videos", ("a.mp4", clip.read_bytes(), "video/mp4"))],
+                   data={"variations": "1"})
+        job = wait_job(c, r.json()["jobId"])
+    _fields_documented(Job, job, "job")

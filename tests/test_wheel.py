@@ -88,8 +88,8 @@ def test_wheel_holds_both_packages_and_the_browser_app_but_not_bench(installed):
 
 
 def test_installed_wheel_imports_only_itself(installed):
-    code = ("import importlib.util, pipeline, web, web.app; "
-            "print(pipeline.__file__); print(web.__file__); print(web.app.UI_DIR); "
+    code = ("import importlib.util, pipeline, web, web.app, web.ui_files; "
+            "print(pipeline.__file__); print(web.__file__); print(web.ui_files.UI_DIR); "
             "print(importlib.util.find_spec('bench'), importlib.util.find_spec('tests'))")
     out = _checked(installed.run(str(installed.bin / "python"), "-c", code)).stdout.split("\n")
     venv = installed.venv.resolve()

@@ -49,13 +49,27 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+class Limits(BaseModel):
+    maxUpload: int = Field(description="Bytes per upload request.")
+    maxFiles: int = Field(description="Files per upload request.")
+    maxVariations: int
+
+
+class EffectFamily(BaseModel):
+    name: str
+    default: bool = Field(description="On unless turned off with -name; false: only with +name.")
+    geometric: bool = Field(description="Changes the picture's geometry (a job keeps one).")
+
+
 class Health(BaseModel):
-    """Service health and the FFmpeg in use."""
+    """Service health, the FFmpeg in use, the upload limits and the effect families."""
 
     status: str = Field(description='"ok", or "unavailable" with problems listed')
     version: str
     ffmpeg: str
     ffmpegPath: str
+    limits: Limits
+    effects: list[EffectFamily]
     problems: list[str] | None = None
 
 
@@ -163,16 +177,16 @@ class _Doc:
 
 _AUTH = {401: Error}
 _DOCS: dict[str, _Doc] = {
-    "health": _Doc("Service health (database, data dir, FFmpeg)", {200: Health, 503: Health},
+    "jobs.health": _Doc("Service health (database, data dir, FFmpeg)", {200: Health, 503: Health},
                    public=True),
-    "login": _Doc("Log in with the team password", {200: Token, 400: Error, 401: Error, 429: Error},
+    "jobs.login": _Doc("Log in with the team password", {200: Token, 400: Error, 401: Error, 429: Error},
                   request=AuthRequest, public=True),
-    "list_jobs": _Doc("List jobs, newest first", {200: JobList, **_AUTH}),
-    "create_job": _Doc(
+    "jobs.list_jobs": _Doc("List jobs, newest first", {200: JobList, **_AUTH}),
+    "jobs.create_job": _Doc(
         "Upload videos and queue a job",
         {202: JobCreated, 400: Error, **_AUTH, 408: Error, 413: Error, 415: Error, 507: Error},
         request=UploadForm, source=DataSource.FORM_MULTIPART),
-    "get_job": _Doc("One job with its videos and outputs", {200: Job, **_AUTH, 404: Error}),
+    "jobs.get_job": _Doc("One job with its videos and outputs", {200: Job, **_AUTH, 404: Error}),
     "delivery.download": _Doc(
         "Download the job's ZIP (one folder per source, manifest.json)",
         {**_AUTH, 404: Error, 409: Error, 410: Error}, query=DownloadQuery,
@@ -185,7 +199,7 @@ _DOCS: dict[str, _Doc] = {
     "metrics.metrics": _Doc("Aggregate figures in the Prometheus text format", public=True,
                             media={200: ("text/plain", {"type": "string"})}),
 }
-_HIDDEN = {"index", "ui_file"}
+_HIDDEN = {"ui.index", "ui.ui_file"}
 
 
 class _Provider(OpenAPIProvider):

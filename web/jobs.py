@@ -1,0 +1,216 @@
+"""Health, login and the jobs resource: ``/api/health``, ``/api/auth``, ``/api/jobs[/{id}]``.
+
+Thin views: they check what the client sent, ask the service (intake, store, janitor) and
+answer with ``web.views`` shapes. Uploads stream through ``web.uploads``; nothing is left behind
+when one is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+import trio
+from quart import Blueprint, current_app, jsonify, request
+
+import pipeline
+from pipeline.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
+from pipeline.ffmpeg import ffmpeg_version
+from pipeline.intake import IntakeRejected, UploadedFile
+from pipeline.janitor import expected_output_bytes
+
+from .auth import client_address
+from .errors import APIError
+from .metrics import count_upload
+from .uploads import ReceivedFile, receive_upload
+from .views import iso, job_json
+
+bp = Blueprint("jobs", __name__)
+
+MAX_VARIATIONS = 20
+
+
+def _service():
+    return current_app.extensions["service"]
+
+
+# -- health and auth --------------------------------------------------------------------------
+
+
+@bp.get("/api/health")
+async def health():
+    service = _service()
+    settings = service.settings
+    problems = []
+    try:
+        await service.store.check()
+    except Exception as exc:
+        problems.append(f"database: {exc}")
+    try:
+        await trio.to_thread.run_sync(_check_writable, settings.data_dir)
+    except OSError as exc:
+        problems.append(f"data dir: {exc}")
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "version": pipeline.__version__,
+        "ffmpeg": await trio.to_thread.run_sync(ffmpeg_version, service.ffmpeg),
+        "ffmpegPath": service.ffmpeg,
+        # What the upload form checks before sending (the server enforces them anyway).
+        "limits": {"maxUpload": settings.max_upload, "maxFiles": settings.max_files,
+                   "maxVariations": MAX_VARIATIONS},
+        # The effect families and which are on unless turned off (`-name`) or only when
+        # asked for (`+name`): the upload form and the job page read them from here.
+        "effects": [{"name": name, "default": name not in OPT_IN,
+                     "geometric": name in GEOMETRIC} for name in FAMILIES],
+    }
+    if problems:
+        body["problems"] = problems
+        return jsonify(body), 503
+    return jsonify(body)
+
+
+@bp.post("/api/auth")
+async def login():
+    auth = current_app.extensions["auth"]
+    client = client_address(request.remote_addr, request.headers, _service().settings.trusted_proxy)
+    wait = auth.blocked(client)
+    if wait:
+        raise APIError(429, "too_many_attempts",
+                       f"Too many wrong passwords. Try again in {int(wait)} seconds.",
+                       {"Retry-After": str(int(wait))})
+    data = await request.get_json(force=True, silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("password"), str):
+        raise APIError(400, "password_required", 'Send {"password": "..."} as JSON.')
+    if not auth.check_password(data["password"]):
+        auth.record_failure(client)
+        raise APIError(401, "wrong_password", "That password is not right.")
+    token, expires = auth.issue()
+    return jsonify({"token": token, "expiresAt": iso(expires)})
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+@bp.get("/api/jobs")
+async def list_jobs():
+    jobs = await _service().store.list_jobs()
+    return jsonify({"jobs": [job_json(j) for j in jobs]})
+
+
+@bp.post("/api/jobs")
+async def create_job():
+    service = _service()
+    settings = service.settings
+    job_id = "j" + secrets.token_hex(8)
+    job_dir = settings.uploads_dir / job_id
+    length = request.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= settings.max_upload:
+        await _check_room_for_upload(service, int(length))
+    accepted = False
+    try:
+        upload = await receive_upload(
+            request, job_dir, max_upload=settings.max_upload, max_files=settings.max_files,
+            idle_timeout=settings.upload_idle_timeout, on_bytes=count_upload(),
+        )
+        variations, seed, options = _job_fields(upload.fields)
+        files = _check_files(upload.files)
+        await _check_room_for_outputs(service, files, variations)
+        result = await service.submit({
+            "job_id": job_id,
+            "files": tuple(UploadedFile(f.video_id, f.name, f.path, f.size) for f in files),
+            "variations": variations,
+            "seed": seed,
+            "options": options,
+        })
+        if isinstance(result, IntakeRejected):
+            raise APIError(result.status, result.code, result.message)
+        accepted = True
+    finally:
+        if not accepted:
+            # Synchronous on purpose: this also runs while the handler is being cancelled
+            # (client gone), and must leave nothing behind.
+            shutil.rmtree(job_dir, ignore_errors=True)
+    return jsonify({
+        "jobId": job_id,
+        "status": "queued",
+        "videos": list(result.videos),
+        "variationsPerVideo": variations,
+        "seed": result.seed,
+        "statusUrl": f"/api/jobs/{job_id}",
+    }), 202
+
+
+@bp.get("/api/jobs/<job_id>")
+async def get_job(job_id: str):
+    job = await _service().store.get_job(job_id)
+    if job is None:
+        raise APIError(404, "job_not_found", "There is no job with this id.")
+    return jsonify(job_json(job))
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+async def _check_room_for_upload(service, length: int) -> None:
+    """Refuse an announced upload that cannot fit under the cap or on the disk, before a byte
+    of it is written."""
+    if not await service.janitor.make_room(length):
+        raise APIError(507, "storage_full",
+                       "Not enough storage for this upload, even after removing finished "
+                       "jobs. Wait for running jobs to finish, or delete some jobs.")
+    if length > await trio.to_thread.run_sync(_free_bytes, service.settings.data_dir):
+        raise APIError(507, "storage_full",
+                       "The server's disk is full. Wait for running jobs to finish, or delete "
+                       "some jobs.")
+
+
+async def _check_room_for_outputs(service, files: list[ReceivedFile], variations: int) -> None:
+    """Room for the variations too, not only for the upload (reserved until they land)."""
+    outputs = expected_output_bytes(sum(f.size for f in files), variations)
+    if not await service.janitor.make_room(outputs):
+        raise APIError(507, "storage_full",
+                       f"Not enough storage for the {variations} variations of this "
+                       f"upload (about {outputs / 1e6:.1f} MB), even after removing "
+                       "finished jobs. Ask for fewer variations, wait for running jobs "
+                       "to finish, or delete some jobs.")
+
+
+def _check_files(files: list[ReceivedFile]) -> list[ReceivedFile]:
+    if not files:
+        raise APIError(400, "no_files", "Add at least one video in the field 'videos'.")
+    empty = [f.name for f in files if f.size == 0]
+    if empty:
+        raise APIError(400, "empty_file", f"{empty[0]!r} is empty.")
+    return files
+
+
+def _job_fields(fields: dict[str, str]) -> tuple[int, str | None, EffectOptions]:
+    raw = fields.get("variations", "5")
+    bad = APIError(400, "bad_variations", f"variations must be a whole number from 1 to {MAX_VARIATIONS}.")
+    # ASCII digits only: int() would also take "1_0", "+3", " 3", "３" and "٣".
+    if not re.fullmatch(r"[0-9]+", raw):
+        raise bad
+    variations = int(raw)
+    if not 1 <= variations <= MAX_VARIATIONS:
+        raise bad
+    seed = fields.get("seed", "").strip() or None
+    if seed is not None and (len(seed) > 64 or not seed.isprintable()):
+        raise APIError(400, "bad_seed", "seed must be printable text of at most 64 characters.")
+    try:
+        options = EffectOptions.parse(fields.get("effects"))
+    except ValueError as exc:
+        raise APIError(400, "bad_effects", str(exc)) from None
+    return variations, seed, options
+
+
+def _check_writable(path: Path) -> None:
+    probe = path / f".health-{secrets.token_hex(4)}"
+    probe.write_bytes(b"ok")
+    probe.unlink()
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes the data dir's file system can still take (the storage cap may be larger)."""
+    return shutil.disk_usage(path).free
