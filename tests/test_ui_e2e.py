@@ -610,6 +610,113 @@ def test_polling_fallback_when_the_socket_is_unavailable(page):
     assert sockets, "never tried the WebSocket"
 
 
+class FakeSocket:
+    """``/api/ws`` played by the test: every connection gets a ``hello`` list, and each
+    ``{"subscribe": jobId}`` is answered with a ``subscribed`` snapshot of ``state["job"]``."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.sockets = []  # the open connections, newest last
+        self.subscribes: list = []
+
+    def route(self, ws) -> None:
+        self.sockets.append(ws)
+        ws.on_message(lambda message: self._received(ws, message))
+        other = {**fake_job("processing", "processing", 1.0), "id": "jother"}
+        ws.send(json.dumps({"type": "hello", "jobs": [other, self.state["job"]]}))
+
+    def _received(self, ws, message) -> None:
+        job_id = json.loads(message).get("subscribe")
+        self.subscribes.append(job_id)
+        ws.send(json.dumps({"type": "subscribed", "jobId": job_id, "job": self.state["job"]}))
+
+    def send(self, *events: dict) -> None:
+        for ev in events:
+            self.sockets[-1].send(json.dumps(ev))
+
+    def wait_subscribes(self, page, count: int, timeout: float = 5.0) -> None:
+        """Wait for the page's ``count``-th subscribe (the page's loop delivers them)."""
+        deadline = time.monotonic() + timeout
+        while len(self.subscribes) < count:
+            assert time.monotonic() < deadline, f"subscribes: {self.subscribes}"
+            page.wait_for_timeout(100)
+        assert self.subscribes == ["jfake"] * count, self.subscribes
+
+
+def test_job_page_follows_socket_events_and_resyncs(page):
+    """The job page subscribes to its job and follows it from queued to completed on the
+    socket's events alone: each burst of state events is one refetch, progress ticks none, no
+    polling while the socket is open; a 4408 close or a dropped socket re-syncs it."""
+    login(page)
+    state = {"job": fake_job("queued", "queued", 0.0)}
+    hits: list[float] = []
+
+    def serve_job(route):
+        hits.append(time.monotonic())
+        route.fulfill(json=state["job"])
+
+    socket = FakeSocket(state)
+    page.route(re.compile(r"/api/jobs/jfake$"), serve_job)
+    page.route_web_socket(re.compile(r"/api/ws\?token="), socket.route)
+    page.goto("/#/jobs/jfake")
+    expect(job_badge(page)).to_have_text("Queued")
+    expect(page.locator(".connection")).to_have_text("Live updates on.")
+    socket.wait_subscribes(page, 1)
+    bar = page.locator("li.video").get_by_role("progressbar")
+
+    def burst(*events: dict) -> None:
+        """Send a burst of events; the page answers it with one fetch."""
+        seen = len(hits)
+        socket.send(*events)
+        page.wait_for_timeout(600)
+        assert len(hits) == seen + 1, f"{len(hits) - seen} fetches for one burst"
+
+    # A state event says the job moved; the page fetches the state it renders.
+    state["job"] = fake_job("processing", "processing", 0.0)
+    burst({"type": "video", "jobId": "jfake", "videoId": "vfake", "status": "processing"},
+          {"type": "job", "jobId": "jfake", "status": "processing"})
+    expect(job_badge(page)).to_have_text("Processing")
+    # Ticks move the bar without a fetch; other jobs' events are ignored; no polling.
+    seen = len(hits)
+    socket.send({"type": "progress", "jobId": "jfake", "videoId": "vfake", "progress": 40.0},
+                {"type": "video", "jobId": "jother", "videoId": "vx", "status": "completed"},
+                {"type": "progress", "jobId": "jother", "videoId": "vfake", "progress": 90.0})
+    expect(bar).to_have_attribute("aria-valuenow", "40")
+    page.wait_for_timeout(2_600)
+    assert len(hits) == seen, "fetched without a state event while the socket was open"
+    expect(bar).to_have_attribute("aria-valuenow", "40")
+
+    # Too slow (4408): the page re-syncs at once, then reconnects and subscribes again.
+    state["job"] = fake_job("processing", "processing", 70.0)
+    seen = len(hits)
+    socket.sockets[-1].close(code=4408, reason="lagging")
+    expect(bar).to_have_attribute("aria-valuenow", "70", timeout=2_000)
+    socket.wait_subscribes(page, 2)
+    expect(page.locator(".connection")).to_have_text("Live updates on.")
+    page.wait_for_timeout(300)
+    assert len(hits) == seen + 1, "the reconnect fetched what its snapshot brings"
+
+    # A dropped socket: the page re-syncs, and the reconnect's snapshot is the state.
+    socket.sockets[-1].close(code=1011, reason="gone")
+    expect(page.locator(".connection")).to_have_text("Checking for updates every few seconds.")
+    state["job"] = fake_job("processing", "processing", 85.0)
+    socket.wait_subscribes(page, 3)
+    expect(bar).to_have_attribute("aria-valuenow", "85")
+    expect(page.locator(".connection")).to_have_text("Live updates on.")
+
+    # Done: the page shows the finished job (its files too) and stops fetching.
+    state["job"] = fake_job("completed", "completed", 100.0)
+    burst({"type": "video", "jobId": "jfake", "videoId": "vfake", "status": "completed",
+           "progress": 100.0},
+          {"type": "job", "jobId": "jfake", "status": "completed"})
+    expect(job_badge(page)).to_have_text("Completed")
+    expect(page.locator("li.video")).to_contain_text("Done · 3 variations")
+    expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
+    seen = len(hits)
+    page.wait_for_timeout(2_500)
+    assert len(hits) == seen, "kept fetching a finished job"
+
+
 def test_socket_closed_as_unauthorized_goes_to_login(page):
     login(page)
     page.route(re.compile(r"/api/jobs/jfake$"),

@@ -1,14 +1,22 @@
 // Live updates: the WebSocket when it is there, adaptive polling when it is not.
 //
-// A LiveFeed keeps one piece of server state fresh (a job, or the job list):
-//  - load() fetches the state; onData(state) renders it. snapshot(ev) may turn a socket
-//    message that carries the whole state (e.g. {"type":"subscribed","job":…}) into one.
-//  - Over the socket, "progress" ticks go straight to onEvent(ev); state events ("job",
-//    "video") go to onEvent too and trigger a refetch so the view stays consistent.
-//  - Without a socket (not built, dropped, blocked by a proxy), it polls: 2 s, growing to 10 s
+// One model: the server's REST state owns a view's state, and socket events are invalidations.
+// Why not apply events as deltas: they are thin ("video v1 is completed", "job j1 is
+// failed") while the views show what only the REST shapes carry (outputs and their distances,
+// retryable, counts, expiry), so every delta that matters would need a refetch anyway, and two
+// writers of one state (a patch and a fetch) can disagree. So a LiveFeed:
+//  - renders only states: load() fetches one, onData(state) renders it. A socket message that
+//    is a whole state, snapshot(ev) (the `hello` job list; the `subscribed` answer to
+//    {"subscribe": jobId}), is taken like a fetch's answer. The server sends one on every
+//    (re)connect, so a reconnect re-syncs without a fetch.
+//  - treats "job" and "video" events as "this moved": a refetch, debounced (a video's change
+//    comes with its job's, and bursts become one request).
+//  - hands "progress" ticks to onTick(ev): not state (the server merges them, never queues
+//    them), shown over the fetched progress until a fetch catches up (ProgressTicks, jobs.js).
+//  - without a socket (not built, dropped, blocked by a proxy), polls: 2 s, growing to 10 s
 //    while nothing changes, with jitter; polling pauses while the tab is hidden.
-//  - Socket close 4401: the session ended. 4408: the server dropped us for being slow, resync.
-//    Anything else: reconnect with exponential backoff (polling covers the gap).
+//  - on close 4401: the session ended. 4408 (too slow, events were dropped): refetch now and
+//    reconnect soon. Anything else: refetch, poll, reconnect with exponential backoff.
 
 import { getToken, sessionExpired, websocketUrl } from "./api.js";
 
@@ -27,12 +35,12 @@ function jitter(ms) {
 }
 
 export class LiveFeed {
-  constructor({ jobId = null, load, snapshot, onData, onEvent, onError, onConnection, isActive }) {
-    this.jobId = jobId;
+  constructor({ jobId = null, load, snapshot, onData, onTick, onError, onConnection, isActive }) {
+    this.jobId = jobId; // follow one job: subscribe to it, ignore the others' events
     this.load = load;
     this.snapshot = snapshot || (() => null);
     this.onData = onData;
-    this.onEvent = onEvent || (() => {});
+    this.onTick = onTick || (() => {});
     this.onError = onError || (() => {});
     this.onConnection = onConnection || (() => {});
     this.isActive = isActive || (() => true);
@@ -171,10 +179,9 @@ export class LiveFeed {
       if (this.ws !== ws) return;
       this.wsOpen = true;
       clearTimeout(this.pollTimer);
+      // The answer (`subscribed`, or `hello` for all jobs) re-syncs what we missed.
       if (this.jobId) ws.send(JSON.stringify({ subscribe: this.jobId }));
       this.onConnection("live");
-      // Anything may have happened while we were not listening.
-      this.refresh();
     };
     ws.onmessage = (msg) => {
       if (this.ws !== ws) return;
@@ -185,15 +192,7 @@ export class LiveFeed {
       } catch {
         return;
       }
-      if (!ev || typeof ev !== "object") return;
-      if (this.jobId && ev.jobId && ev.jobId !== this.jobId) return;
-      const snapshot = this.snapshot(ev);
-      if (snapshot) {
-        this.accept(snapshot);
-        return;
-      }
-      this.onEvent(ev);
-      if (ev.type === "job" || ev.type === "video") this.scheduleEventRefresh();
+      if (ev && typeof ev === "object") this.receive(ev);
     };
     ws.onerror = () => {
       // A close event always follows; nothing to do here.
@@ -219,6 +218,22 @@ export class LiveFeed {
       else this.schedulePoll();
       this.scheduleReconnect();
     };
+  }
+
+  /** One socket message: a whole state, a progress tick, or word that the state moved. */
+  receive(ev) {
+    if (this.jobId && ev.jobId && ev.jobId !== this.jobId) return;
+    const state = this.snapshot(ev);
+    if (state) {
+      // A refetch already planned stays planned: a `subscribed` snapshot is read before the
+      // events queued ahead of it, so it may be older than they are.
+      this.accept(state);
+    } else if (ev.type === "progress") {
+      this.onTick(ev);
+    } else if (ev.type === "job" || ev.type === "video" || ev.type === "subscribed") {
+      // `subscribed` without a job: it is gone; the fetch says so (404).
+      this.scheduleEventRefresh();
+    }
   }
 
   scheduleReconnect() {

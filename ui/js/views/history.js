@@ -5,31 +5,17 @@ import {
   STATUS_LABELS, badge, expiryText, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText, timeAgo,
 } from "../dom.js";
+import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
 import { LiveFeed } from "../live.js";
-import { hasDownload } from "./job.js";
 
-const ACTIVE_JOB = new Set(["queued", "processing"]);
 const COUNT_ORDER = ["completed", "processing", "queued", "interrupted", "failed", "cancelled"];
 const TICK_MS = 30_000;
-
-function jobName(job) {
-  const videos = job.videos || [];
-  if (!videos.length) return `Job ${job.id}`;
-  return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;
-}
 
 function countsText(job) {
   const counts = job.counts || {};
   const parts = COUNT_ORDER.filter((s) => counts[s])
     .map((s) => `${counts[s]} ${STATUS_LABELS[s].toLowerCase()}`);
   return parts.join(" · ");
-}
-
-function jobProgress(job) {
-  const videos = job.videos || [];
-  if (!videos.length) return Number(job.progress) || 0;
-  return videos.reduce((n, v) => n + (v.status === "completed" ? 100 : Number(v.progress) || 0), 0)
-    / videos.length;
 }
 
 function newestFirst(jobs) {
@@ -40,6 +26,7 @@ export function renderHistory(outlet) {
   let jobs = null;
   const cards = new Map(); // jobId -> { root, update }
   let order = "";
+  const ticks = new ProgressTicks();
 
   const alert = h("p", { class: "alert alert-error", role: "alert", hidden: true });
   const empty = h("div", { class: "card empty", hidden: true },
@@ -61,7 +48,7 @@ export function renderHistory(outlet) {
     const jbadge = badge(job.status);
     const meta = h("p", { class: "muted small" });
     const counts = h("p", { class: "job-counts" });
-    const bar = progressBar(`Progress of ${jobName(job)}`);
+    const bar = progressBar(`Progress of ${jobTitle(job)}`);
     const barText = h("p", { class: "progress-text small" });
     const progressBox = h("div", { class: "job-progress" }, bar, barText);
     const expiry = h("p", { class: "small expiry" });
@@ -75,7 +62,7 @@ export function renderHistory(outlet) {
       meta, counts, progressBox, expiry, h("div", { class: "actions" }, download, details));
 
     const update = (j) => {
-      const name = jobName(j);
+      const name = jobTitle(j);
       setText(link, name);
       details.setAttribute("aria-label", `Details of ${name}`);
       jbadge.update(j.status);
@@ -88,10 +75,10 @@ export function renderHistory(outlet) {
       ].filter(Boolean).join(" · "));
       meta.title = formatDateTime(j.createdAt);
       setText(counts, countsText(j));
-      const active = ACTIVE_JOB.has(j.status);
+      const active = isActive(j.status);
       progressBox.hidden = !active;
       if (active) {
-        const p = jobProgress(j);
+        const p = ticks.jobProgress(j);
         bar.set(p, j.status);
         setText(barText, formatPercent(p));
       }
@@ -128,30 +115,19 @@ export function renderHistory(outlet) {
     }
   }
 
-  function applyEvent(ev) {
-    if (!jobs || !ev.jobId) return;
-    const job = jobs.find((j) => j.id === ev.jobId);
-    if (!job) return; // a new job: the refetch that follows state events brings it in
-    if (ev.type === "job" && ev.status) job.status = ev.status;
-    if ((ev.type === "video" || ev.type === "progress") && ev.videoId) {
-      const video = (job.videos || []).find((v) => v.id === ev.videoId);
-      if (video) {
-        if (ev.type === "video" && ev.status) video.status = ev.status;
-        if (typeof ev.progress === "number") video.progress = ev.progress;
-      }
-    }
-    render();
-  }
-
   const feed = new LiveFeed({
     load: () => listJobs(),
     snapshot: (ev) => (ev.type === "hello" && Array.isArray(ev.jobs) ? { jobs: ev.jobs } : null),
-    isActive: (data) => (data.jobs || []).some((j) => ACTIVE_JOB.has(j.status)),
+    isActive: (data) => (data.jobs || []).some((j) => isActive(j.status)),
     onData: (data) => {
       jobs = data.jobs || [];
+      ticks.settle(jobs);
       render();
     },
-    onEvent: applyEvent,
+    onTick: (ev) => {
+      ticks.record(ev);
+      render();
+    },
     onError: (err) => {
       if (!err) {
         alert.hidden = true;

@@ -5,9 +5,8 @@ import {
   badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText,
 } from "../dom.js";
+import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
 import { LiveFeed } from "../live.js";
-
-const ACTIVE_JOB = new Set(["queued", "processing"]);
 
 /** A sentence for an action's failure; a missing endpoint is said plainly. */
 export function actionError(err, what) {
@@ -16,18 +15,6 @@ export function actionError(err, what) {
     return `This server cannot ${what} yet.`;
   }
   return err.message || `Could not ${what}. Please try again.`;
-}
-
-function jobTitle(job) {
-  const videos = job.videos || [];
-  if (!videos.length) return "Job";
-  return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;
-}
-
-export function hasDownload(job) {
-  if (job.status === "expired") return false;
-  return (job.videos || []).some((v) => v.status === "completed"
-    || (v.outputs && v.outputs.length > 0) || v.outputCount > 0);
 }
 
 function videoStatusText(video, progress) {
@@ -150,7 +137,7 @@ function summaryText(job) {
 
 export function renderJob(outlet, { id }) {
   let job = null;
-  const live = new Map(); // videoId -> latest progress from the socket
+  const ticks = new ProgressTicks();
   const cards = new Map(); // videoId -> { root, update }
   let cardOrder = "";
   let cancelling = false;
@@ -186,13 +173,6 @@ export function renderJob(outlet, { id }) {
   outlet.append(head, list);
 
   // -- rendering --------------------------------------------------------------------------
-  function shownProgress(video) {
-    if (video.status === "completed") return 100;
-    const p = Number(video.progress) || 0;
-    if (video.status !== "processing") return p;
-    return Math.max(p, live.get(video.id) || 0);
-  }
-
   function makeCard(video) {
     const name = h("h2", { class: "video-name" });
     const size = h("span", { class: "muted small" });
@@ -229,7 +209,7 @@ export function renderJob(outlet, { id }) {
 
     let outputsKey = "";
     const update = (v) => {
-      const p = shownProgress(v);
+      const p = ticks.videoProgress(job, v);
       setText(name, v.name);
       setText(size, formatBytes(v.size));
       vbadge.update(v.status);
@@ -270,7 +250,7 @@ export function renderJob(outlet, { id }) {
   function render() {
     if (!job) return;
     head.setAttribute("aria-busy", "false");
-    setText(title, jobTitle(job));
+    setText(title, jobTitle(job, "Job"));
     status.hidden = false;
     status.update(job.status);
     const metaParts = [
@@ -300,11 +280,9 @@ export function renderJob(outlet, { id }) {
       for (const v of videos) cards.get(v.id).update(v);
     }
 
-    const progress = videos.length
-      ? videos.reduce((n, v) => n + shownProgress(v), 0) / videos.length
-      : 0;
+    const progress = videos.length ? ticks.jobProgress(job) : 0;
     overall.set(job.status === "completed" ? 100 : progress, job.status);
-    const active = ACTIVE_JOB.has(job.status);
+    const active = isActive(job.status);
     setText(overallText, active
       ? `${summaryText(job)} · ${formatPercent(progress)}`
       : summaryText(job));
@@ -336,41 +314,22 @@ export function renderJob(outlet, { id }) {
     alert.hidden = !message;
   }
 
-  // -- live updates -----------------------------------------------------------------------
-  function applyEvent(ev) {
-    if (!job) return;
-    if (ev.type === "job" && ev.status) {
-      job.status = ev.status;
-    } else if ((ev.type === "video" || ev.type === "progress") && ev.videoId) {
-      const video = (job.videos || []).find((v) => v.id === ev.videoId);
-      if (!video) return;
-      if (ev.type === "video") {
-        live.delete(ev.videoId);
-        video.status = ev.status || video.status;
-        if (typeof ev.progress === "number") video.progress = ev.progress;
-        if (ev.error !== undefined) video.error = ev.error;
-      } else if (typeof ev.progress === "number") {
-        if (video.status === "queued") video.status = "processing";
-        live.set(ev.videoId, Math.max(live.get(ev.videoId) || 0, ev.progress));
-      }
-    }
-    render();
-  }
-
+  // -- live updates (the model: live.js) -------------------------------------------------
   const feed = new LiveFeed({
     jobId: id,
     load: () => getJob(id),
     snapshot: (ev) => (ev.type === "subscribed" && ev.job && ev.job.id === id ? ev.job : null),
-    isActive: (data) => ACTIVE_JOB.has(data.status),
+    isActive: (data) => isActive(data.status),
     onData: (data) => {
-      for (const v of data.videos || []) {
-        if (v.status !== "processing") live.delete(v.id);
-      }
+      ticks.settle([data]);
       job = data;
-      if (!ACTIVE_JOB.has(job.status)) cancelling = false;
+      if (!isActive(job.status)) cancelling = false;
       render();
     },
-    onEvent: applyEvent,
+    onTick: (ev) => {
+      ticks.record(ev);
+      render();
+    },
     onConnection: () => render(),
     onError: (err) => {
       if (!err) {
@@ -418,7 +377,7 @@ export function renderJob(outlet, { id }) {
     showAlert(null);
     try {
       await retryVideo(id, videoId);
-      live.delete(videoId);
+      ticks.forget(id, videoId);
       feed.kick();
     } catch (err) {
       if (err.status !== 401) showAlert(actionError(err, "retry videos"));
