@@ -25,15 +25,16 @@ first output's in variation order when several fail; the runner fails the video 
 message. A source whose thumbnails cannot be taken only loses its distance figures (``None``):
 the outputs were verified on their own and are still delivered.
 
-Resource handling: every part file this step creates is appended to ``created`` (the runner's
-list of parts) before FFmpeg writes it, so the runner's clean-up on failure or cancellation
-removes it; re-rolled parts that lose are removed here.
+Resource handling: every part file this step creates is put on the runner's clean-up stack
+(``cleanup``, a ``contextlib.ExitStack``) before FFmpeg writes it, so the runner's clean-up on
+failure or cancellation removes it; re-rolled parts that lose are removed here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,64 +64,37 @@ class Variation:
     rerolls: int = 0
 
 
-async def check_outputs(
-    *,
-    ffmpeg: str,
-    source: Path,
-    info: MediaInfo,
-    variations: Sequence[VariationParams],
-    parts: Sequence[Path],
-    names: Sequence[str],
-    seeds: Sequence[str],
-    job_seed: str | int,
-    video_index: int,
-    options: EffectOptions,
-    min_distance: float,
-    rerender: Rerender,
-    created: list[Path],
-    max_rerolls: int = MAX_REROLLS,
-    source_thumbnails: Path | None = None,
-) -> list[Variation]:
-    """Verify and measure the rendered ``parts`` (one per variation, same order as ``names`` —
-    the names the user sees — and ``seeds``); re-roll as described in the module docstring.
+@dataclass(frozen=True)
+class Rendered:
+    """What one render made, to verify: a part file per variation, in variation order, with the
+    names the user sees and the seed labels the manifest records."""
+
+    ffmpeg: str
+    source: Path
+    info: MediaInfo
+    variations: tuple[VariationParams, ...]
+    parts: tuple[Path, ...]
+    names: tuple[str, ...]
+    seeds: tuple[str, ...]
+    job_seed: str | int  # what re-rolls draw from, with the video's index
+    video_index: int
+    options: EffectOptions
+
+
+async def check_outputs(rendered: Rendered, *, min_distance: float, rerender: Rerender,
+                        cleanup: ExitStack, max_rerolls: int = MAX_REROLLS,
+                        source_thumbnails: Path | None = None) -> list[Variation]:
+    """Verify and measure ``rendered``; re-roll as described in the module docstring.
 
     ``source_thumbnails``: a file the render wrote with the source's thumbnails at
     ``distinct.sample_times(info.duration)``; when it is missing or short they are sampled here.
 
     ``rerender(params, paths)`` must render ``params`` into ``paths`` (one FFmpeg run) or raise.
-    Part files of re-rolls are appended to ``created`` before they are rendered.
+    The part file of every re-roll is put on ``cleanup`` (removed when it closes) before it is
+    rendered.
     """
-    reference = await trio.to_thread.run_sync(verify.reference_for, source, info)
-    times = distinct.sample_times(info.duration)
-    limiter = trio.CapacityLimiter(_cores())
-    source_hashes: list[FrameHashes] | None = None
-
-    async def sample_source() -> None:
-        nonlocal source_hashes
-        thumbs = await trio.to_thread.run_sync(_read_thumbnails, source_thumbnails)
-        if len(thumbs) < len(times):
-            async with limiter:
-                try:
-                    thumbs = await distinct.sample_source(ffmpeg, source, times)
-                except distinct.SamplingFailed:
-                    return
-        source_hashes = await trio.to_thread.run_sync(distinct.frame_hashes, thumbs)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sample_source)
-        # Failures are raised outside the nursery, so that they are not wrapped in a group.
-        results = await _verify_all(limiter, [
-            (ffmpeg, part, names[i], reference, info, params, times)
-            for i, (params, part) in enumerate(zip(variations, parts, strict=True))
-        ])
-    checked = _first_failure_raised(results)
-    slots = [
-        Variation(params=params, part=part, seed=seeds[i], duration=duration, distance=None,
-                  hashes=hashes)
-        for i, (params, part, (duration, hashes))
-        in enumerate(zip(variations, parts, checked, strict=True))
-    ]
-
+    checker = await _Checker.start(rendered)
+    slots, source_hashes = await checker.first_pass(source_thumbnails)
     table: DistanceTable | None = None
     if source_hashes is not None:
         table = await trio.to_thread.run_sync(
@@ -132,21 +106,81 @@ async def check_outputs(
         low = table.too_close(min_distance)
         if not low:
             break
+        slots, table = await checker.reroll(slots, table, source_hashes, low, attempt,
+                                            rerender, cleanup)
+    return [
+        replace(s, distance=table.report(i, s.rerolls) if table is not None else None)
+        for i, s in enumerate(slots)
+    ]
+
+
+@dataclass
+class _Checker:
+    """One video's verification: its render, the source's reference facts, the content times
+    its thumbnails are taken at, and the decodes' concurrency."""
+
+    rendered: Rendered
+    reference: verify.Reference
+    times: list[float]
+    limiter: trio.CapacityLimiter
+
+    @classmethod
+    async def start(cls, rendered: Rendered) -> _Checker:
+        reference = await trio.to_thread.run_sync(verify.reference_for, rendered.source,
+                                                  rendered.info)
+        return cls(rendered, reference, distinct.sample_times(rendered.info.duration),
+                   trio.CapacityLimiter(_cores()))
+
+    async def first_pass(self, source_thumbnails: Path | None,
+                         ) -> tuple[list[Variation], list[FrameHashes] | None]:
+        """Every output verified and hashed, and the source's hashes beside them (None when
+        its thumbnails cannot be taken)."""
+        r = self.rendered
+        source_hashes: list[FrameHashes] | None = None
+
+        async def sample_source() -> None:
+            nonlocal source_hashes
+            thumbs = await trio.to_thread.run_sync(_read_thumbnails, source_thumbnails)
+            if len(thumbs) < len(self.times):
+                async with self.limiter:
+                    try:
+                        thumbs = await distinct.sample_source(r.ffmpeg, r.source, self.times)
+                    except distinct.SamplingFailed:
+                        return
+            source_hashes = await trio.to_thread.run_sync(distinct.frame_hashes, thumbs)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample_source)
+            # Failures are raised outside the nursery, so that they are not wrapped in a group.
+            results = await self.verify(range(len(r.variations)), r.variations, r.parts)
+        checked = _first_failure_raised(results)
+        slots = [
+            Variation(params=params, part=part, seed=r.seeds[i], duration=duration,
+                      distance=None, hashes=hashes)
+            for i, (params, part, (duration, hashes))
+            in enumerate(zip(r.variations, r.parts, checked, strict=True))
+        ]
+        return slots, source_hashes
+
+    async def reroll(self, slots: list[Variation], table: DistanceTable,
+                     source_hashes: list[FrameHashes], low: list[int], attempt: int,
+                     rerender: Rerender, cleanup: ExitStack,
+                     ) -> tuple[list[Variation], DistanceTable]:
+        """One round: fresh parameters for the slots in ``low``, rendered in one FFmpeg run; a
+        re-roll replaces its slot only when it is more distinct."""
+        r = self.rendered
         fresh: list[VariationParams] = []
         for i in low:
-            fresh.append(reroll_variation(job_seed, video_index, i + 1, attempt, options,
+            fresh.append(reroll_variation(r.job_seed, r.video_index, i + 1, attempt, r.options,
                                           avoid=[s.params for s in slots] + fresh))
         paths = [_reroll_path(slots[i].part, attempt) for i in low]
-        created.extend(paths)
+        for path in paths:
+            cleanup.callback(_unlink_quiet, path)
         await rerender(fresh, paths)
-        rechecked = _first_failure_raised(await _verify_all(limiter, [
-            (ffmpeg, path, names[i], reference, info, params, times)
-            for i, params, path in zip(low, fresh, paths, strict=True)
-        ]))
-        for i, params, path, (duration, hashes) in zip(low, fresh, paths, rechecked,
-                                                       strict=True):
+        rechecked = _first_failure_raised(await self.verify(low, fresh, paths))
+        for i, params, path, (duration, hashes) in zip(low, fresh, paths, rechecked, strict=True):
             candidate = replace(slots[i], params=params, part=path, duration=duration,
-                                hashes=hashes, seed=f"{seeds[i]}:reroll{attempt}")
+                                hashes=hashes, seed=f"{r.seeds[i]}:reroll{attempt}")
             trial = slots[:i] + [candidate] + slots[i + 1:]
             trial_table = await trio.to_thread.run_sync(
                 table.replaced, i, source_hashes, [s.hashes for s in trial]
@@ -156,11 +190,15 @@ async def check_outputs(
                 loser, slots, table = slots[i].part, trial, trial_table
             slots[i] = replace(slots[i], rerolls=slots[i].rerolls + 1)
             await trio.to_thread.run_sync(_unlink_quiet, loser)
+        return slots, table
 
-    return [
-        replace(s, distance=table.report(i, s.rerolls) if table is not None else None)
-        for i, s in enumerate(slots)
-    ]
+    async def verify(self, slots, variations, parts) -> list:
+        """`_verify` each part (named as its slot), side by side; see `_verify_all`."""
+        r = self.rendered
+        return await _verify_all(self.limiter, [
+            (r.ffmpeg, part, r.names[i], self.reference, r.info, params, self.times)
+            for i, params, part in zip(slots, variations, parts, strict=True)
+        ])
 
 
 def _cores() -> int:

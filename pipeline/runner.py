@@ -18,6 +18,7 @@ import ctypes
 import os
 import signal
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,17 +99,18 @@ async def render_video(service, handle: RenderHandle) -> None:
 
     out_dir = service.settings.outputs_dir / handle.job_id / handle.video_id
     await ledger.started(handle.video_id)
-    parts: list[Path] = []
+    # This attempt's part files, removed unless the attempt commits them.
+    cleanup = ExitStack()
     try:
         with handle.cancel_scope:
-            outputs = await _render(service, handle, job, video, upload, out_dir, parts)
+            outputs = await _render(service, handle, job, video, upload, out_dir, cleanup)
     except RenderFailed as exc:
-        _remove(parts)
+        cleanup.close()
         await ledger.failed(handle.video_id, exc.message, stderr_tail=exc.stderr_tail,
                             retryable=True)
         return
     except BaseException:
-        _remove(parts)
+        cleanup.close()
         with trio.CancelScope(shield=True):
             if handle.reason == "cancel":
                 await ledger.cancelled(handle.video_id)
@@ -116,9 +118,10 @@ async def render_video(service, handle: RenderHandle) -> None:
                 await ledger.interrupted(handle.video_id)
         raise
     if handle.cancel_scope.cancelled_caught:
-        _remove(parts)
+        cleanup.close()
         await ledger.cancelled(handle.video_id)
         return
+    cleanup.pop_all()  # committed: the parts are the outputs now
     await trio.to_thread.run_sync(_release_free_memory)
     await ledger.finished(handle.video_id, outputs)
     # The source is no longer needed once all of its variations exist.
@@ -127,7 +130,7 @@ async def render_video(service, handle: RenderHandle) -> None:
 
 
 async def _render(service, handle: RenderHandle, job: dict, video: dict, upload: Path,
-                  out_dir: Path, parts: list[Path]) -> list[dict]:
+                  out_dir: Path, cleanup: ExitStack) -> list[dict]:
     settings = service.settings
     info = MediaInfo.from_dict(video["info"]) or await trio.to_thread.run_sync(probe, upload)
     options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))
@@ -137,9 +140,10 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     outputs = [part_path(f) for f in finals]
     # The source's thumbnails for the distinctness measure, taken off the render's decode.
     thumbs = out_dir / "source-thumbs.part"
-    parts.extend([*outputs, thumbs])
+    for part in (*outputs, thumbs):
+        cleanup.callback(_unlink_quiet, part)
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
-    _remove(parts)
+    _remove([*outputs, thumbs])  # left by an earlier attempt
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
                                preset=settings.preset,
                                thumbnails=(distinct.sample_times(info.duration), thumbs))
@@ -155,10 +159,13 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     names = [variation_file(stem, i) for i in range(len(variations))]
     try:
         checked = await quality.check_outputs(
-            ffmpeg=service.ffmpeg, source=upload, info=info, variations=variations, parts=outputs,
-            names=names, seeds=[f"{job['seed']}:{video['index']}:{i + 1}" for i in range(len(variations))],
-            job_seed=job["seed"], video_index=video["index"], options=options,
-            min_distance=settings.min_distance, rerender=rerender, created=parts,
+            quality.Rendered(
+                ffmpeg=service.ffmpeg, source=upload, info=info, variations=tuple(variations),
+                parts=tuple(outputs), names=tuple(names),
+                seeds=tuple(f"{job['seed']}:{video['index']}:{i + 1}" for i in range(len(variations))),
+                job_seed=job["seed"], video_index=video["index"], options=options,
+            ),
+            min_distance=settings.min_distance, rerender=rerender, cleanup=cleanup,
             source_thumbnails=thumbs,
         )
     except VerificationFailed as exc:

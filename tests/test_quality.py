@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import zipfile
+from contextlib import ExitStack
 
 import pytest
 import trio
@@ -54,19 +55,32 @@ async def _check(source, tmp_path, variations, min_distance, **kw):
 
     await trio.run_process(build_render_command(FFMPEG, clip, info, variations, parts),
                            capture_stdout=True, capture_stderr=True)
-    created: list = []
+    cleanup = ExitStack()
     checked = await quality.check_outputs(
-        ffmpeg=FFMPEG, source=clip, info=info, variations=variations, parts=parts,
-        names=[f"src_v{i + 1:02d}.mp4" for i in range(len(variations))],
-        seeds=[f"s:0:{i}" for i in range(len(variations))], job_seed="s", video_index=0,
-        options=EffectOptions(), min_distance=min_distance, rerender=rerender, created=created, **kw,
+        _rendered(clip, info, variations, parts), min_distance=min_distance, rerender=rerender,
+        cleanup=cleanup, **kw,
     )
-    return checked, calls, created
+    return checked, calls, cleanup
+
+
+def _rendered(clip, info, variations, parts) -> quality.Rendered:
+    return quality.Rendered(
+        ffmpeg=FFMPEG, source=clip, info=info, variations=tuple(variations), parts=tuple(parts),
+        names=tuple(f"src_v{i + 1:02d}.mp4" for i in range(len(variations))),
+        seeds=tuple(f"s:0:{i}" for i in range(len(variations))), job_seed="s", video_index=0,
+        options=EffectOptions(),
+    )
+
+
+def _left_after(cleanup: ExitStack, folder) -> list[str]:
+    """The files left in ``folder`` once the runner's clean-up ran (an attempt that failed)."""
+    cleanup.close()
+    return sorted(p.name for p in folder.iterdir())
 
 
 async def test_no_reroll_when_every_variation_is_distinct(source, tmp_path):
-    checked, calls, created = await _check(source, tmp_path, [ZOOMED], 4)
-    assert calls == [] and created == []
+    checked, calls, cleanup = await _check(source, tmp_path, [ZOOMED], 4)
+    assert calls == [] and _left_after(cleanup, tmp_path) == ["v01.mp4.part"]
     (v,) = checked
     assert v.params == ZOOMED and v.seed == "s:0:0" and v.part.name == "v01.mp4.part"
     assert v.distance["source"] >= 4 and v.distance["rerolls"] == 0
@@ -112,13 +126,15 @@ async def test_source_thumbnails_from_the_render_are_used(source, tmp_path):
 
 async def test_rerolls_are_bounded_and_recorded(source, tmp_path):
     # No variation can be 64 apart: every round re-rolls all of them, and then it stops.
-    checked, calls, created = await _check(source, tmp_path, [ZOOMED, VariationParams(mirror=True)],
+    checked, calls, cleanup = await _check(source, tmp_path, [ZOOMED, VariationParams(mirror=True)],
                                            64, max_rerolls=2)
     assert calls == [["v01.reroll1.mp4.part", "v02.reroll1.mp4.part"],
                      ["v01.reroll2.mp4.part", "v02.reroll2.mp4.part"]]
-    assert len(created) == 4
     assert [v.distance["rerolls"] for v in checked] == [2, 2]
     assert len(list(tmp_path.iterdir())) == 2 and all(v.part.exists() for v in checked)
+    # Every re-roll's part is on the clean-up stack: only the first render's parts outlive it.
+    kept = {v.part.name for v in checked}
+    assert set(_left_after(cleanup, tmp_path)) == kept - {n for names in calls for n in names}
 
 
 async def test_a_broken_output_fails_the_step(source, tmp_path):
@@ -127,11 +143,8 @@ async def test_a_broken_output_fails_the_step(source, tmp_path):
     subprocess.run([FFMPEG, "-v", "error", "-i", str(clip), "-c", "copy", "-movflags", "+faststart",
                     "-f", "mp4", str(part)], check=True)  # source metadata kept
     with pytest.raises(VerificationFailed, match="src_v01.mp4 still carries metadata"):
-        await quality.check_outputs(
-            ffmpeg=FFMPEG, source=clip, info=info, variations=[VariationParams()], parts=[part],
-            names=["src_v01.mp4"], seeds=["s:0:0"], job_seed="s", video_index=0,
-            options=EffectOptions(), min_distance=4, rerender=None, created=[],
-        )
+        await quality.check_outputs(_rendered(clip, info, [VariationParams()], [part]),
+                                    min_distance=4, rerender=None, cleanup=ExitStack())
 
 
 def test_distances_reach_the_job_api_and_the_manifest(make_server, source):
