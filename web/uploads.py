@@ -249,6 +249,10 @@ def _small_field(chunk: bytes) -> None:
         raise APIError(400, "field_too_large", "A form field is too large.")
 
 
+# The form's small fields, kept as sent (each field's own check decides what it accepts).
+_FIELDS = ("variations", "seed", "effects")
+
+
 async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int,
                          idle_timeout: float = IDLE_TIMEOUT,
                          on_bytes: Callable[[int], None] | None = None) -> ParsedUpload:
@@ -260,34 +264,67 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
     seconds gets 408; a full disk (``ENOSPC``/``EDQUOT``) gets 507 ``storage_full``; malformed
     multipart gets 400, and so does a body without its close delimiter (``incomplete_upload``).
     """
-    ctype = request.headers.get("Content-Type", "")
+    ctype = _multipart_type(request.headers, max_upload)
+    parser, framing = _parser_for(ctype)
+    await _make_job_dir(job_dir)
+    videos = _VideoTarget(job_dir, max_files, framing)
+    values = {name: ValueTarget(validator=_small_field) for name in _FIELDS}
+    parser.register("videos", videos)
+    for name, target in values.items():
+        parser.register(name, target)
+
+    result = ParsedUpload()
+    try:
+        result.total = await _stream_body(request.body, framing, _feeder(parser, max_files),
+                                          max_upload=max_upload, idle_timeout=idle_timeout,
+                                          on_bytes=on_bytes)
+    finally:
+        videos.close()
+    result.files = videos.files
+    for name, target in values.items():
+        if target.value:
+            result.fields[name] = target.value.decode("utf-8", "replace")
+    return result
+
+
+def _multipart_type(headers, max_upload: int) -> str:
+    """The request's multipart Content-Type, after refusing what the headers already rule out:
+    another type (400) or a declared length over ``max_upload`` (413)."""
+    ctype = headers.get("Content-Type", "")
     if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype:
         raise APIError(400, "expected_multipart",
                        "Send the videos as multipart/form-data in the field 'videos'.")
-    length = request.headers.get("Content-Length")
+    length = headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_upload:
         raise APIError(413, "upload_too_large", _too_large(max_upload))
+    return ctype
 
+
+def _parser_for(ctype: str) -> tuple[StreamingFormDataParser, _Framing]:
+    """The parser for a body of type ``ctype`` and the framing that runs ahead of it; 400 when
+    the type has no usable boundary."""
     try:
         parser = StreamingFormDataParser(headers={"Content-Type": ctype})
         framing = _Framing(parse_content_boundary({"Content-Type": ctype}))
     except ParseFailedException:
         raise APIError(400, "expected_multipart",
                        "The multipart/form-data Content-Type needs a boundary.") from None
+    return parser, framing
+
+
+async def _make_job_dir(job_dir: Path) -> None:
+    """Create ``job_dir`` (it must not exist yet); a full disk is 507."""
     try:
         await trio.to_thread.run_sync(lambda: job_dir.mkdir(parents=True, exist_ok=False))
     except OSError as exc:
         if exc.errno in _DISK_FULL:
             raise _disk_full() from None
         raise
-    videos = _VideoTarget(job_dir, max_files, framing)
-    values = {name: ValueTarget(validator=_small_field) for name in ("variations", "seed", "effects")}
-    parser.register("videos", videos)
-    for name, target in values.items():
-        parser.register(name, target)
 
-    result = ParsedUpload()
-    pending = bytearray()
+
+def _feeder(parser: StreamingFormDataParser, max_files: int) -> Callable[[bytes], None]:
+    """A function (run in a worker thread) that feeds ``parser``, its errors made ``APIError``:
+    too many files 413, a full disk 507, the parser's own errors (malformed multipart) 400."""
 
     def feed(data: bytes) -> None:
         try:
@@ -304,45 +341,69 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
         except Exception as exc:  # the parser's own errors: malformed multipart
             raise APIError(400, "bad_multipart", f"The upload is not valid multipart data ({exc}).") from None
 
-    try:
-        body = request.body.__aiter__()
-        window_end, window_bytes = trio.current_time() + idle_timeout, 0
-        while True:
-            with trio.move_on_at(window_end) as idle:
-                try:
-                    chunk = await body.__anext__()
-                except StopAsyncIteration:
-                    break
-            if idle.cancelled_caught:
-                raise APIError(408, "upload_timeout", "The upload stalled and was dropped.")
-            window_bytes += len(chunk)
-            if window_bytes >= MIN_PROGRESS:
-                window_end, window_bytes = trio.current_time() + idle_timeout, 0
-            result.total += len(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-            if result.total > max_upload:
-                raise APIError(413, "upload_too_large", _too_large(max_upload))
-            used = framing.feed(chunk)
-            pending += chunk if used == len(chunk) else chunk[:used]
-            if len(pending) >= BATCH:
-                data, pending = bytes(pending), bytearray()
-                await trio.to_thread.run_sync(feed, data)
-                window_end, window_bytes = trio.current_time() + idle_timeout, 0
-        if pending:
-            await trio.to_thread.run_sync(feed, bytes(pending))
-        if not framing.seen:
-            raise APIError(400, "incomplete_upload",
-                           "The upload ended before it was complete (its closing multipart "
-                           "boundary is missing). Send it again.")
-    finally:
-        videos.close()
-    result.files = videos.files
-    for name, target in values.items():
-        if target.value:
-            # As sent: each field's own check decides what else it accepts.
-            result.fields[name] = target.value.decode("utf-8", "replace")
-    return result
+    return feed
+
+
+class _IdleWindow:
+    """Receives body chunks while the client keeps making progress: at least ``MIN_PROGRESS``
+    bytes in every window of ``timeout`` seconds, else 408. ``restart`` opens a new window (after
+    our own work, which does not count against the client)."""
+
+    def __init__(self, timeout: float):
+        self._timeout = timeout
+        self.restart()
+
+    def restart(self) -> None:
+        self._end, self._bytes = trio.current_time() + self._timeout, 0
+
+    async def receive(self, chunks) -> bytes | None:
+        """The next chunk of the async iterator ``chunks``, None at its end."""
+        with trio.move_on_at(self._end) as idle:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return None
+        if idle.cancelled_caught:
+            raise APIError(408, "upload_timeout", "The upload stalled and was dropped.")
+        self._bytes += len(chunk)
+        if self._bytes >= MIN_PROGRESS:
+            self.restart()
+        return chunk
+
+
+async def _stream_body(body, framing: _Framing, feed: Callable[[bytes], None], *,
+                       max_upload: int, idle_timeout: float,
+                       on_bytes: Callable[[int], None] | None) -> int:
+    """Read ``body`` chunk by chunk, pass the multipart part of it (up to the close delimiter,
+    as ``framing`` says) to ``feed`` in a worker thread in batches of ``BATCH`` bytes, and
+    return how many bytes the body had.
+
+    Error handling: 408 when the client stalls (``_IdleWindow``), 413 past ``max_upload``, 400
+    ``incomplete_upload`` when the body ends before its close delimiter; ``feed``'s errors pass.
+    """
+    chunks = body.__aiter__()
+    window = _IdleWindow(idle_timeout)
+    total = 0
+    pending = bytearray()
+    while (chunk := await window.receive(chunks)) is not None:
+        total += len(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+        if total > max_upload:
+            raise APIError(413, "upload_too_large", _too_large(max_upload))
+        used = framing.feed(chunk)
+        pending += chunk if used == len(chunk) else chunk[:used]
+        if len(pending) >= BATCH:
+            data, pending = bytes(pending), bytearray()
+            await trio.to_thread.run_sync(feed, data)
+            window.restart()
+    if pending:
+        await trio.to_thread.run_sync(feed, bytes(pending))
+    if not framing.seen:
+        raise APIError(400, "incomplete_upload",
+                       "The upload ended before it was complete (its closing multipart "
+                       "boundary is missing). Send it again.")
+    return total
 
 
 def _disk_full() -> APIError:
