@@ -480,6 +480,42 @@ def test_upload_limits_come_from_the_server(browser, small_server, console):
     assert not unexpected, unexpected
 
 
+def test_effect_switches_and_words_come_from_the_server(page, media):
+    """The form's effect switches and the job page's words follow /api/health's families: here
+    `hue` is on by default (no switch to add it; the job page says when it is off) and a
+    family the app has no words for is left at its default."""
+    def health(route):
+        body = route.fetch().json()
+        for family in body["effects"]:
+            if family["name"] == "hue":
+                family["default"] = True
+        body["effects"].append({"name": "sparkle", "default": False, "geometric": False})
+        route.fulfill(json=body)
+
+    posts = []
+
+    def create(route):
+        posts.append(route.request.post_data_buffer)
+        route.fulfill(status=202, json={"jobId": "jfake"})
+
+    page.route(re.compile(r"/api/health$"), health)
+    page.route(re.compile(r"/api/jobs$"), create)
+    page.route(re.compile(r"/api/jobs/jfake$"), lambda route: route.fulfill(
+        json={**fake_job("completed", "completed", 100.0), "excludedEffects": ["hue"]}))
+    login(page)
+    switches = page.locator(".options input[type=checkbox]")
+    expect(switches).to_have_count(2)
+    assert switches.evaluate_all("els => els.map(e => e.id)") == ["no-mirror", "with-tilt"]
+    expect(page.get_by_label("Hue shift")).to_have_count(0)
+    page.set_input_files("#files", [media["a"]])
+    page.get_by_label("No mirror").check()
+    page.get_by_label("Small tilt").check()
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/jfake$"))
+    assert len(posts) == 1 and b'name="effects"\r\n\r\n-mirror,+rotation\r\n' in posts[0]
+    expect(page.locator(".job-meta")).to_contain_text("variations per video · no hue shift · with tilt")
+
+
 def test_server_error_is_shown_in_words(page, console, media):
     console.allow(r"status of 415")
     login(page)

@@ -5,6 +5,8 @@ import {
   badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText,
 } from "../dom.js";
+import { effectWords } from "../effects.js";
+import { knownHealth, refreshHealth } from "../health.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
 import { LiveFeed } from "../live.js";
 
@@ -257,11 +259,8 @@ export function renderJob(outlet, { id }) {
       `Created ${formatDateTime(job.createdAt)}`,
       `${plural(job.variationsPerVideo, "variation")} per video`,
     ];
-    const excluded = job.excludedEffects || [];
-    if (excluded.includes("mirror")) metaParts.push("no mirror");
-    // Opt-in effects: named when a job asked for them.
-    if (!excluded.includes("rotation")) metaParts.push("with tilt");
-    if (!excluded.includes("hue")) metaParts.push("with hue shift");
+    // The effects that differ from the defaults (the families come from /api/health).
+    metaParts.push(...effectWords(knownHealth().effects || [], job.excludedEffects));
     const expiry = expiryText(job);
     if (expiry) metaParts.push(expiry);
     setText(meta, metaParts.join(" · "));
@@ -387,5 +386,6 @@ export function renderJob(outlet, { id }) {
   }
 
   feed.start();
+  if (!knownHealth().effects) refreshHealth().then(render);
   return () => feed.stop();
 }

@@ -1,25 +1,11 @@
 // Upload: pick or drop videos, choose options, send them with a progress bar.
 
-import { getHealth, uploadJob } from "../api.js";
+import { uploadJob } from "../api.js";
 import { formatBytes, formatPercent, h, plural, progressBar, replace, setText } from "../dom.js";
+import { effectSwitches, effectsField } from "../effects.js";
+import { knownHealth, refreshHealth } from "../health.js";
 import { ACCEPT, mayBeVideo } from "../sniff.js";
 
-// Soft checks only: the server has the real limits (VR_MAX_UPLOAD, VR_MAX_FILES) and reports
-// them in GET /api/health; these defaults apply until it answers, or when it cannot.
-export const DEFAULT_LIMITS = Object.freeze({ maxUpload: 4_000_000_000, maxFiles: 10, maxVariations: 20 });
-let knownLimits = DEFAULT_LIMITS; // the last limits the server reported while this page is open
-
-/** The limits in a health answer, each falling back to its default when missing or odd. */
-export function parseLimits(body) {
-  const l = body && body.limits;
-  if (!l || typeof l !== "object") return null;
-  const pick = (v, d) => (Number.isSafeInteger(v) && v > 0 ? v : d);
-  return {
-    maxUpload: pick(l.maxUpload, DEFAULT_LIMITS.maxUpload),
-    maxFiles: pick(l.maxFiles, DEFAULT_LIMITS.maxFiles),
-    maxVariations: pick(l.maxVariations, DEFAULT_LIMITS.maxVariations),
-  };
-}
 const FORMATS = "MP4, MOV, WebM, MKV, AVI…";
 
 /** What is wrong with the `index`-th selected item ({ file, video, serverIssue }), or null. */
@@ -64,7 +50,8 @@ function flagRejected(items, message) {
 
 export function renderUpload(outlet) {
   let items = []; // { key, file, video, serverIssue }
-  let limits = knownLimits;
+  let limits = knownHealth().limits;
+  let switches = []; // { family, id, label, hint, input }: the effect switches offered
   let upload = null; // { abort } while sending
   let leaving = false;
 
@@ -103,26 +90,6 @@ export function renderUpload(outlet) {
     "aria-describedby": "variations-hint",
   });
   const variationsHint = h("p", { class: "hint", id: "variations-hint" });
-  const noMirror = h("input", {
-    id: "no-mirror",
-    name: "noMirror",
-    type: "checkbox",
-    "aria-describedby": "no-mirror-hint",
-  });
-  // Opt-in effects: off by default because they cost more render time than they add.
-  const withTilt = h("input", {
-    id: "with-tilt",
-    name: "withTilt",
-    type: "checkbox",
-    "aria-describedby": "with-tilt-hint",
-  });
-  const withHue = h("input", {
-    id: "with-hue",
-    name: "withHue",
-    type: "checkbox",
-    "aria-describedby": "with-hue-hint",
-  });
-
   const bar = progressBar("Upload progress");
   const progressText = h("p", { class: "progress-text", "aria-live": "polite" });
   const cancelUpload = h("button", {
@@ -136,30 +103,17 @@ export function renderUpload(outlet) {
   const error = h("p", { class: "alert alert-error", role: "alert", hidden: true });
   const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Upload and start");
 
+  const variationsField = h("div", { class: "field" },
+    h("label", { for: "variations" }, "Variations per video"),
+    variations,
+    variationsHint);
+  const options = h("div", { class: "options" }, variationsField);
+
   const form = h("form", { class: "stack", novalidate: true, onsubmit: onSubmit },
     dropzone,
     summary,
     list,
-    h("div", { class: "options" },
-      h("div", { class: "field" },
-        h("label", { for: "variations" }, "Variations per video"),
-        variations,
-        variationsHint),
-      h("div", { class: "field field-check" },
-        noMirror,
-        h("label", { for: "no-mirror" }, "No mirror"),
-        h("p", { class: "hint", id: "no-mirror-hint" },
-          "Never flip videos horizontally (keeps on-screen text readable).")),
-      h("div", { class: "field field-check" },
-        withTilt,
-        h("label", { for: "with-tilt" }, "Small tilt"),
-        h("p", { class: "hint", id: "with-tilt-hint" },
-          "Tilt every variation by under a degree. Slower: renders take about twice as long.")),
-      h("div", { class: "field field-check" },
-        withHue,
-        h("label", { for: "with-hue" }, "Hue shift"),
-        h("p", { class: "hint", id: "with-hue-hint" },
-          "Shift colours by up to 4°. Adds about 20 % to the render time."))),
+    options,
     progressBox,
     error,
     h("div", { class: "actions" }, submit));
@@ -247,6 +201,25 @@ export function renderUpload(outlet) {
     renderList();
   }
 
+  /** A checkbox for each effect family the server lists and this app has words for. */
+  function showEffects(families) {
+    if (!families || switches.length) return;
+    switches = effectSwitches(families).map((s) => ({
+      ...s,
+      input: h("input", {
+        id: s.id,
+        name: s.id.replace(/-(\w)/g, (_, c) => c.toUpperCase()),
+        type: "checkbox",
+        disabled: Boolean(upload),
+        "aria-describedby": `${s.id}-hint`,
+      }),
+    }));
+    replace(options, variationsField, switches.map((s) => h("div", { class: "field field-check" },
+      s.input,
+      h("label", { for: s.id }, s.label),
+      h("p", { class: "hint", id: `${s.id}-hint` }, s.hint))));
+  }
+
   function showError(message) {
     setText(error, message);
     error.hidden = false;
@@ -292,11 +265,7 @@ export function renderUpload(outlet) {
     setText(progressText, `Uploading ${plural(files.length, "video")}… 0 %`);
     setFormBusy(true);
 
-    const effects = [
-      noMirror.checked ? "-mirror" : "",
-      withTilt.checked ? "+rotation" : "",
-      withHue.checked ? "+hue" : "",
-    ].filter(Boolean).join(",");
+    const effects = effectsField(switches.filter((s) => s.input.checked));
     const started = uploadJob(files, { variations: count, effects },
       (loaded, sent) => {
         const pct = sent ? (loaded / sent) * 100 : 0;
@@ -329,9 +298,7 @@ export function renderUpload(outlet) {
   function setFormBusy(busy) {
     input.disabled = busy;
     variations.disabled = busy;
-    noMirror.disabled = busy;
-    withTilt.disabled = busy;
-    withHue.disabled = busy;
+    for (const s of switches) s.input.disabled = busy;
     dropzone.classList.toggle("dropzone-disabled", busy);
     setText(submit, busy ? "Uploading…" : "Upload and start");
   }
@@ -376,14 +343,15 @@ export function renderUpload(outlet) {
   window.addEventListener("beforeunload", beforeUnload);
 
   applyLimits();
-  // The server's own limits; until they arrive (or if they cannot) the last known ones apply.
-  getHealth().then((body) => {
-    const reported = parseLimits(body);
-    if (!reported || leaving) return;
-    knownLimits = reported;
-    limits = reported;
+  showEffects(knownHealth().effects);
+  // The server's own limits and effects; until they arrive (or if they cannot) the last known
+  // ones apply.
+  refreshHealth().then((known) => {
+    if (leaving) return;
+    limits = known.limits;
     applyLimits();
-  }).catch(() => {});
+    showEffects(known.effects);
+  });
 
   return {
     confirmLeave: () => (upload ? "An upload is in progress. Leave this page and cancel it?" : null),
