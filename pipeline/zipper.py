@@ -6,16 +6,18 @@ recompressed (H.264 does not shrink), so the archive's exact length is known bef
 byte is sent, ZIP64 records included when needed.
 
 The bytes are a pure function of the members (names, sizes, modification times, contents) and
-the manifest, and the layout (``layout``) gives every record's offset without reading a
-member: any byte range is produced by seeking inside the member files (``Archive.batches``),
-for resumed downloads (HTTP ``Range``), and ``Archive.etag`` names exactly these bytes. Local
-headers carry no CRC (a data descriptor after each member does), so the only reads beyond the
-range asked for are what CRC-32s still need: a member's data descriptor and the central
-directory need its CRC, computed once per file (``_crc_cache``) while streaming it, or by
-reading what of it the range skipped. (``zipstream-ng``, used before, cannot seek.)
+the manifest, and the layout (``pipeline.ziplayout``, which owns the ZIP records and ZIP64)
+gives every record's offset without reading a member: any byte range is produced by seeking
+inside the member files (``Archive.batches``), for resumed downloads (HTTP ``Range``), and
+``Archive.etag`` names exactly these bytes. Local headers carry no CRC (a data descriptor after
+each member does), so the only reads beyond the range asked for are what CRC-32s still need: a
+member's data descriptor and the central directory need its CRC, computed once per file
+(``_crc_cache``) while streaming it, or by reading what of it the range skipped.
+(``zipstream-ng``, used before, cannot seek.)
 
-The pure part (``archive_members``, ``build_manifest``, ``archive_filename``, ``layout``) only
-reads the job dict and sizes; ``open_archive`` does the I/O.
+This module is the job's face of the archive: the pure part (``archive_members``,
+``build_manifest``, ``archive_filename``) only reads the job dict and sizes; ``open_archive``
+does the I/O and ``Archive`` produces the bytes of any range.
 
 Resource handling: ``open_archive`` opens every member file up front and holds the descriptors
 until ``Archive.close()``, so a janitor deleting the job's files mid-download cannot break a
@@ -33,9 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import threading
-import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +48,7 @@ import trio
 
 from .naming import unique_stems, variation_file
 from .states import VideoStatus
+from .ziplayout import LAYOUT_VERSION, Layout, central_directory, data_descriptor, layout, local_header
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -151,152 +152,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-# -- layout (pure) ---------------------------------------------------------------------------------
-
-# Bumped whenever the bytes for the same members change, so old ETags stop matching.
-LAYOUT_VERSION = 1
-# ZIP64 records past this (zipfile's limit: some readers treat 32-bit fields as signed).
-ZIP64_LIMIT = (1 << 31) - 1
-_VERSION = 20  # 2.0: stored files, folders in names
-_VERSION_ZIP64 = 45
-_FLAG_DESCRIPTOR = 1 << 3
-_FLAG_UTF8 = 1 << 11
-_UNIX = 3  # "version made by" host: external attributes are Unix modes
-_EXTERNAL = 0o100644 << 16  # a regular file, rw-r--r--
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One stored member of the archive and where its records lie."""
-
-    name: str
-    size: int
-    mtime: int  # Unix seconds; DOS date/time in UTC, plus an extended timestamp field
-    offset: int  # of its local header
-
-    @property
-    def zip64(self) -> bool:
-        return self.size > ZIP64_LIMIT
-
-    @property
-    def encoded_name(self) -> bytes:
-        return self.name.encode("utf-8")
-
-    @property
-    def flags(self) -> int:
-        return _FLAG_DESCRIPTOR | (0 if self.name.isascii() else _FLAG_UTF8)
-
-    @property
-    def header_length(self) -> int:
-        return 30 + len(self.encoded_name) + 9 + (20 if self.zip64 else 0)
-
-    @property
-    def data_offset(self) -> int:
-        return self.offset + self.header_length
-
-    @property
-    def descriptor_offset(self) -> int:
-        return self.data_offset + self.size
-
-    @property
-    def descriptor_length(self) -> int:
-        return 24 if self.zip64 else 16
-
-    @property
-    def end(self) -> int:
-        return self.descriptor_offset + self.descriptor_length
-
-
-@dataclass(frozen=True)
-class Layout:
-    entries: tuple[Entry, ...]
-    central_offset: int
-    central_length: int
-    length: int
-
-
-def layout(members: list[tuple[str, int, int]]) -> Layout:
-    """Offsets of every record for ``(name, size, mtime)`` members, in order. Pure."""
-    entries, offset = [], 0
-    for name, size, mtime in members:
-        e = Entry(name, size, mtime, offset)
-        entries.append(e)
-        offset = e.end
-    central = sum(len(_central_record(e, 0)) for e in entries)
-    tail = len(_end_records(len(entries), offset, central))
-    return Layout(tuple(entries), offset, central, offset + central + tail)
-
-
-def _dos_time(ts: int) -> tuple[int, int]:
-    t = time.gmtime(min(max(ts, 315532800), 4354819199))  # 1980-01-01 .. 2107-12-31
-    return ((t.tm_year - 1980) << 9 | t.tm_mon << 5 | t.tm_mday,
-            t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2)
-
-
-def _timestamp_field(e: Entry) -> bytes:
-    # "UT" extended timestamp: the modification time in Unix seconds, restored by unzip and 7-Zip.
-    return struct.pack("<HHBI", 0x5455, 5, 1, min(max(e.mtime, 0), 0xFFFFFFFF))
-
-
-def local_header(e: Entry) -> bytes:
-    """Sizes and CRC are 0 here (they follow in the data descriptor), as for streamed ZIPs."""
-    date, tm = _dos_time(e.mtime)
-    extra = _timestamp_field(e)
-    sizes = 0
-    if e.zip64:
-        extra += struct.pack("<HHQQ", 1, 16, 0, 0)
-        sizes = 0xFFFFFFFF
-    name = e.encoded_name
-    return struct.pack("<IHHHHHIIIHH", 0x04034B50, _VERSION_ZIP64 if e.zip64 else _VERSION,
-                       e.flags, 0, tm, date, 0, sizes, sizes, len(name), len(extra)) + name + extra
-
-
-def data_descriptor(e: Entry, crc: int) -> bytes:
-    if e.zip64:
-        return struct.pack("<IIQQ", 0x08074B50, crc, e.size, e.size)
-    return struct.pack("<IIII", 0x08074B50, crc, e.size, e.size)
-
-
-def _central_record(e: Entry, crc: int) -> bytes:
-    date, tm = _dos_time(e.mtime)
-    zip64 = []
-    size = e.size
-    if e.size > ZIP64_LIMIT:
-        zip64 += [e.size, e.size]
-        size = 0xFFFFFFFF
-    offset = e.offset
-    if e.offset > ZIP64_LIMIT:
-        zip64.append(e.offset)
-        offset = 0xFFFFFFFF
-    extra = _timestamp_field(e)
-    if zip64:
-        extra += struct.pack(f"<HH{len(zip64)}Q", 1, 8 * len(zip64), *zip64)
-    version = _VERSION_ZIP64 if zip64 or e.zip64 else _VERSION
-    name = e.encoded_name
-    return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, _UNIX << 8 | version, version, e.flags,
-                       0, tm, date, crc, size, size, len(name), len(extra), 0, 0, 0, _EXTERNAL,
-                       offset) + name + extra
-
-
-def _end_records(count: int, central_offset: int, central_length: int) -> bytes:
-    out = b""
-    if count >= 0xFFFF or central_offset > ZIP64_LIMIT or central_length > ZIP64_LIMIT:
-        zip64_end = central_offset + central_length
-        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, _VERSION_ZIP64, _VERSION_ZIP64, 0, 0,
-                           count, count, central_length, central_offset)
-        out += struct.pack("<IIQI", 0x07064B50, 0, zip64_end, 1)
-        count, central_offset = min(count, 0xFFFF), min(central_offset, 0xFFFFFFFF)
-        central_length = min(central_length, 0xFFFFFFFF)
-    return out + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, central_length,
-                             central_offset, 0)
-
-
-def central_directory(lay: Layout, crcs: list[int]) -> bytes:
-    """The central directory and end records: everything after the last member."""
-    body = b"".join(_central_record(e, c) for e, c in zip(lay.entries, crcs, strict=True))
-    return body + _end_records(len(lay.entries), lay.central_offset, lay.central_length)
 
 
 # -- I/O ------------------------------------------------------------------------------------------

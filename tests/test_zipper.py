@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from pipeline import zipper
+from pipeline import ziplayout
 from pipeline.zipper import (
     MANIFEST,
     NothingToZip,
@@ -244,7 +244,7 @@ def _copy_outputs(job: dict, to: Path) -> dict:
     return {**job, "videos": videos}
 
 
-def _offsets(lay: zipper.Layout) -> list[int]:
+def _offsets(lay: ziplayout.Layout) -> list[int]:
     """Starts worth resuming at: every record's first, second and last byte, mid-data."""
     points = {0, 1, lay.central_offset, lay.central_offset + 7, lay.length - 22, lay.length - 1}
     for e in lay.entries:
