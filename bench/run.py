@@ -28,8 +28,9 @@ from pathlib import Path
 from pipeline.command import DEFAULT_CRF, build_render_command
 from pipeline.config import ConfigError, load_settings
 from pipeline.distinct import sample_times
-from pipeline.effects import EffectOptions, VariationParams, sample_variations, video_filter
+from pipeline.effects import EffectOptions, VariationParams, sample_variations
 from pipeline.ffmpeg import FFmpegNotFound, find_ffmpeg
+from pipeline.filters import video_filter
 from pipeline.probe import MediaInfo, probe
 
 from . import machine, media

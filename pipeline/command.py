@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .distinct import tap_filter, tap_output
-from .effects import VariationParams, audio_filter, expected_duration, video_filter
+from .effects import VariationParams, expected_duration
+from .filters import audio_filter, video_filter
 from .probe import MediaInfo
 
 DEFAULT_PRESET = "ultrafast"

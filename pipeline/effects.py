@@ -1,11 +1,11 @@
-"""Variation parameters: seeded sampling and the FFmpeg filter text for one output.
+"""Variation parameters: which effects a job uses and the seeded sampling of each output's.
 
 Pure: no I/O, no clock, no global RNG. The same ``(job_seed, video_index, count, options)``
-always gives the same parameters, and the same parameters always give byte-identical filter
-text, so a job can be re-rendered (retry, recovery after a restart) with identical results.
-
-The cost of each filter was measured on this project's target machine (2 cores, FFmpeg 9);
-see ``docs/filter-costs.md`` for the table behind the choices made here.
+always gives the same parameters (and ``pipeline.filters`` turns the same parameters into
+byte-identical filter text), so a job can be re-rendered (retry, recovery after a restart) with
+identical results. What this module owns: the effect families and their options
+(`EffectOptions`), the parameters (`VariationParams`) and their ranges, the spacing between
+siblings, the draws (`sample_variations`, `reroll_variation`) and `expected_duration`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
+
+from .filters import ROTATION_ZOOM_MARGIN, rotation_zoom
+
+# The filter text lived here once: still importable from here for tests/test_bench.py.
+from .filters import audio_filter as audio_filter
+from .filters import video_filter as video_filter
 
 FAMILIES: tuple[str, ...] = (
     "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
@@ -44,8 +50,6 @@ HUE_RANGE = (-4.0, 4.0)  # degrees
 # original service's encodes. The seed still gives every variation its own grain pattern.
 NOISE_RANGE = (1, 1)
 SPEED_RANGE = (0.95, 1.06)
-# The clock of a speed-changed picture (the encoders' too, see command.build_render_command).
-SPEED_TIME_BASE = "1/90000"
 GAIN_RANGE = (-1.0, 1.0)  # dB
 MIRROR_SHARE = 0.5
 
@@ -56,19 +60,11 @@ MIRROR_SHARE = 0.5
 # and a job that asks for it gets it on every variation (a share would leave some jobs that
 # asked for it without a single tilted variation).
 #
-# `rotate` with bilinear=0 costs less than half as much. Its price is a one-pixel step every
-# ~100 px along straight edges, softened by the scale that follows.
-ROTATE_BILINEAR = 0
-# Upscaling by at most 1.1: bilinear looks the same as bicubic here and costs ~3 % less CPU.
-SCALE_FLAGS = "bilinear"
-
-# A rotated frame needs extra zoom to push its black corners out of the picture. Sampling
-# does not know the video's aspect ratio, so it covers frames up to 2.4:1 (and 1:2.4);
-# `video_filter` still recomputes the zoom for the real size and never shows a corner.
+# A rotated frame needs extra zoom to push its black corners out of the picture
+# (`filters.rotation_zoom`). Sampling does not know the video's aspect ratio, so it covers
+# frames up to 2.4:1 (and 1:2.4); `filters.video_filter` still recomputes the zoom for the real
+# size and never shows a corner.
 ROTATION_COVER_ASPECT = 2.4
-# Extra zoom on top of the exact geometric minimum: covers the rounding of crop sizes to even
-# pixels and the rotate filter's interpolation at the very edge.
-ROTATION_ZOOM_MARGIN = 0.004
 
 # No two variations of one video may be closer than this (Euclidean distance in the space of
 # `VariationParams.normalised()`). With every family on, two independent draws are 1.5 apart
@@ -264,19 +260,6 @@ def _spacing(candidate: VariationParams, others: Sequence[VariationParams],
     return (min(gap, 1.0), min(shift, 1.0))
 
 
-def rotation_zoom(angle_deg: float, aspect: float) -> float:
-    """The least zoom that hides the corners of a frame of ``aspect`` (w/h) rotated by the angle.
-
-    A w×h window scaled by 1/z fits inside the rotated frame when its bounding box, seen
-    from the rotated frame, fits: z >= cos a + max(r, 1/r) sin a.
-    """
-    a = math.radians(abs(angle_deg))
-    if a == 0:
-        return 1.0
-    r = max(aspect, 1.0 / aspect)
-    return math.cos(a) + r * math.sin(a)
-
-
 def sample_variations(
     job_seed: str | int, video_index: int, count: int, options: EffectOptions
 ) -> list[VariationParams]:
@@ -396,97 +379,6 @@ def _round(name: str, value: float) -> float:
     # Parameters are stored at the precision the filter text shows, so the manifest's numbers
     # are exactly what was rendered. `+ 0.0` turns -0.0 into 0.0.
     return round(value, _DECIMALS[name]) + 0.0
-
-
-def _even(x: float) -> int:
-    """Round down to an even number, at least 2."""
-    return max(2, int(x) // 2 * 2)
-
-
-def _even_up(x: float) -> int:
-    """Round up to an even number."""
-    return max(2, math.ceil(x / 2) * 2)
-
-
-def _fmt(value: float, decimals: int) -> str:
-    text = f"{value:.{decimals}f}"
-    return "0." + "0" * decimals if text.lstrip("-").strip("0.") == "" else text
-
-
-def video_filter(params: VariationParams, width: int, height: int) -> str:
-    """The filter chain for one output, for frames of display size ``width``×``height``.
-
-    The output has the same display size, rounded down to even numbers (yuv420p and libx264
-    need even sizes), the source's pixel aspect, ``yuv420p``, and timestamps divided by the
-    speed factor. Geometry (crop, rotate, flip) runs on the smaller cropped window before
-    scaling, which is cheaper than after; a rotated variation is zoomed at least enough to hide
-    the corners at this frame's real aspect ratio, whatever its ``zoom`` says.
-    """
-    out_w, out_h = _even(width), _even(height)
-    chain: list[str] = []
-    zoom = params.zoom
-    if params.rotation_deg:
-        rot_zoom = rotation_zoom(params.rotation_deg, width / height) + ROTATION_ZOOM_MARGIN
-        zoom = max(zoom, rot_zoom)
-    if zoom > 1.0:
-        if params.rotation_deg:
-            # Rotate only the window that becomes the picture: crop the smallest even-sized
-            # window whose rotation still covers an ow×oh centre (plus a pixel each side for
-            # the interpolation), rotate it, keep the centre (rotate's ow/oh), scale that up.
-            a = math.radians(abs(params.rotation_deg))
-            cos_a, sin_a = math.cos(a), math.sin(a)
-            ow, oh = _even(width / zoom), _even(height / zoom)
-            while True:
-                cw = _even_up(ow * cos_a + oh * sin_a + 2)
-                ch = _even_up(ow * sin_a + oh * cos_a + 2)
-                if (cw <= width and ch <= height) or ow <= 2 or oh <= 2:
-                    break
-                ow, oh = ow - 2, oh - 2
-            cw, ch = min(cw, _even(width)), min(ch, _even(height))
-        else:
-            cw, ch = _even(width / zoom), _even(height / zoom)
-        x = int((width - cw) * params.pan_x) // 2 * 2
-        y = int((height - ch) * params.pan_y) // 2 * 2
-        chain.append(f"crop={cw}:{ch}:{x}:{y}")
-        if params.rotation_deg:
-            angle = _fmt(math.radians(params.rotation_deg), 6)
-            chain.append(f"rotate={angle}:ow={ow}:oh={oh}:bilinear={ROTATE_BILINEAR}")
-        if params.mirror:
-            chain.append("hflip")
-        chain.append(f"scale={out_w}:{out_h}:flags={SCALE_FLAGS}")
-    else:
-        if (out_w, out_h) != (width, height):
-            chain.append(f"crop={out_w}:{out_h}:0:0")
-        if params.mirror:
-            chain.append("hflip")
-    if (params.brightness, params.contrast, params.saturation, params.gamma) != (0, 1, 1, 1):
-        chain.append(
-            f"eq=brightness={_fmt(params.brightness, 4)}:contrast={_fmt(params.contrast, 4)}"
-            f":saturation={_fmt(params.saturation, 4)}:gamma={_fmt(params.gamma, 4)}"
-        )
-    if params.hue_deg:
-        chain.append(f"hue=h={_fmt(params.hue_deg, 2)}")
-    if params.noise:
-        chain.append(f"noise=c0s={int(params.noise)}:c0f=t:c0_seed={int(params.noise_seed)}")
-    if params.speed != 1.0:
-        # FFmpeg already starts input timestamps at 0 (no -copyts), so scaling keeps audio and
-        # video offsets in proportion.
-        # On a fine clock first: on an AVI's 1/fps clock the divided timestamps were rounded
-        # back onto the same frame ticks, and a slowed-down output kept the source's length.
-        chain.append(f"settb={SPEED_TIME_BASE}")
-        chain.append(f"setpts=PTS/{_fmt(params.speed, 4)}")
-    chain.append("format=yuv420p")
-    return ",".join(chain)
-
-
-def audio_filter(params: VariationParams) -> str:
-    """The audio chain for one output: tempo matching the video's speed, then gain."""
-    chain = []
-    if params.speed != 1.0:
-        chain.append(f"atempo={_fmt(params.speed, 4)}")
-    if params.gain_db:
-        chain.append(f"volume={_fmt(params.gain_db, 2)}dB")
-    return ",".join(chain) or "anull"
 
 
 def expected_duration(source_duration: float, params: VariationParams) -> float:

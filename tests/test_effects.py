@@ -11,14 +11,12 @@ from pipeline.effects import (
     OPT_IN,
     EffectOptions,
     VariationParams,
-    audio_filter,
     distance,
     expected_duration,
     nearest_distances,
-    rotation_zoom,
     sample_variations,
-    video_filter,
 )
+from pipeline.filters import audio_filter, rotation_zoom, video_filter
 
 ALL = EffectOptions(exclude=frozenset())  # every family on, the opt-in ones too
 DEFAULT = EffectOptions()
