@@ -1,4 +1,8 @@
 // History: every job, newest first, with status, counts, expiry and downloads.
+//
+// The list is the server's (GET /api/jobs, or the socket's `hello`); LiveFeed (live.js) keeps
+// it fresh, and any job's state event refetches it. jobCard() draws one job, jobList() the
+// list; renderHistory() owns the state.
 
 import { downloadUrl, listJobs } from "../api.js";
 import {
@@ -22,18 +26,96 @@ function newestFirst(jobs) {
   return [...jobs].sort((a, b) => (Date.parse(b.createdAt) || 0) - (Date.parse(a.createdAt) || 0));
 }
 
+/** "Created 5 min ago · 2 videos · 5 variations each". */
+function metaText(job) {
+  const created = timeAgo(job.createdAt);
+  return [
+    created ? `Created ${created}` : "",
+    plural((job.videos || []).length, "video"),
+    `${plural(job.variationsPerVideo, "variation")} each`,
+  ].filter(Boolean).join(" · ");
+}
+
+// -- components -------------------------------------------------------------------------------
+
+/** One job's card: name, status, counts, progress while it runs, expiry, download, details. */
+function jobCard(job) {
+  const href = `#/jobs/${encodeURIComponent(job.id)}`;
+  const link = h("a", { class: "job-link", href });
+  const jbadge = badge(job.status);
+  const meta = h("p", { class: "muted small" });
+  const counts = h("p", { class: "job-counts" });
+  const bar = progressBar(`Progress of ${jobTitle(job)}`);
+  const barText = h("p", { class: "progress-text small" });
+  const progressBox = h("div", { class: "job-progress" }, bar, barText);
+  const expiry = h("p", { class: "small expiry" });
+  const download = h("a", { class: "btn btn-primary btn-small", download: "" }, "Download ZIP");
+  const details = h("a", { class: "btn btn-secondary btn-small", href }, "Details");
+  const root = h("li", { class: "card job-item", "data-job-id": job.id },
+    h("div", { class: "title-row" }, h("h2", { class: "job-name" }, link), jbadge),
+    meta, counts, progressBox, expiry, h("div", { class: "actions" }, download, details));
+
+  /** Draw `j`, whose videos are at `progress` percent on average. */
+  const update = (j, progress) => {
+    const name = jobTitle(j);
+    setText(link, name);
+    details.setAttribute("aria-label", `Details of ${name}`);
+    jbadge.update(j.status);
+    root.dataset.status = j.status;
+    setText(meta, metaText(j));
+    meta.title = formatDateTime(j.createdAt);
+    setText(counts, countsText(j));
+    progressBox.hidden = !isActive(j.status);
+    if (!progressBox.hidden) {
+      bar.set(progress, j.status);
+      setText(barText, formatPercent(progress));
+    }
+    const exp = expiryText(j);
+    setText(expiry, exp);
+    expiry.hidden = !exp;
+    expiry.classList.toggle("expired", exp === "Expired");
+    const canDownload = hasDownload(j) && exp !== "Expired";
+    download.hidden = !canDownload;
+    download.href = canDownload ? downloadUrl(j.id) : "#/history";
+    download.setAttribute("aria-label", `Download ZIP of ${name}`);
+  };
+  return { root, update };
+}
+
+/** The cards, newest first; a card is kept while its job is listed, and moved only on a reorder. */
+function jobList() {
+  const root = h("ul", { class: "job-list", "aria-label": "Jobs" });
+  const cards = new Map(); // jobId -> jobCard
+  let order = "";
+  const update = (jobs, ticks) => {
+    const sorted = newestFirst(jobs);
+    const seen = new Set();
+    for (const j of sorted) {
+      seen.add(j.id);
+      if (!cards.has(j.id)) cards.set(j.id, jobCard(j));
+      cards.get(j.id).update(j, ticks.jobProgress(j));
+    }
+    for (const key of [...cards.keys()]) if (!seen.has(key)) cards.delete(key);
+    const newOrder = sorted.map((j) => j.id).join(",");
+    if (newOrder !== order) {
+      order = newOrder;
+      replace(root, sorted.map((j) => cards.get(j.id).root));
+    }
+  };
+  return { root, update };
+}
+
+// -- the page ---------------------------------------------------------------------------------
+
 export function renderHistory(outlet) {
   let jobs = null;
-  const cards = new Map(); // jobId -> { root, update }
-  let order = "";
   const ticks = new ProgressTicks();
-
   const alert = h("p", { class: "alert alert-error", role: "alert", hidden: true });
   const empty = h("div", { class: "card empty", hidden: true },
     h("p", {}, "No jobs yet."),
     h("a", { class: "btn btn-primary", href: "#/upload" }, "Start a new upload"));
   const loading = h("p", { class: "muted" }, "Loading jobs…");
-  const list = h("ul", { class: "job-list", "aria-label": "Jobs" });
+  const list = jobList();
   outlet.append(
     h("div", { class: "page-head" },
       h("div", {},
@@ -41,80 +123,16 @@ export function renderHistory(outlet) {
         h("p", { class: "muted" },
           "All jobs, newest first. Results are kept for 24 hours after a job finishes.")),
       h("a", { class: "btn btn-primary", href: "#/upload" }, "New upload")),
-    alert, loading, empty, list);
-
-  function makeCard(job) {
-    const link = h("a", { class: "job-link", href: `#/jobs/${encodeURIComponent(job.id)}` });
-    const jbadge = badge(job.status);
-    const meta = h("p", { class: "muted small" });
-    const counts = h("p", { class: "job-counts" });
-    const bar = progressBar(`Progress of ${jobTitle(job)}`);
-    const barText = h("p", { class: "progress-text small" });
-    const progressBox = h("div", { class: "job-progress" }, bar, barText);
-    const expiry = h("p", { class: "small expiry" });
-    const download = h("a", { class: "btn btn-primary btn-small", download: "" }, "Download ZIP");
-    const details = h("a", {
-      class: "btn btn-secondary btn-small",
-      href: `#/jobs/${encodeURIComponent(job.id)}`,
-    }, "Details");
-    const root = h("li", { class: "card job-item", "data-job-id": job.id },
-      h("div", { class: "title-row" }, h("h2", { class: "job-name" }, link), jbadge),
-      meta, counts, progressBox, expiry, h("div", { class: "actions" }, download, details));
-
-    const update = (j) => {
-      const name = jobTitle(j);
-      setText(link, name);
-      details.setAttribute("aria-label", `Details of ${name}`);
-      jbadge.update(j.status);
-      root.dataset.status = j.status;
-      const created = timeAgo(j.createdAt);
-      setText(meta, [
-        created ? `Created ${created}` : "",
-        plural((j.videos || []).length, "video"),
-        `${plural(j.variationsPerVideo, "variation")} each`,
-      ].filter(Boolean).join(" · "));
-      meta.title = formatDateTime(j.createdAt);
-      setText(counts, countsText(j));
-      const active = isActive(j.status);
-      progressBox.hidden = !active;
-      if (active) {
-        const p = ticks.jobProgress(j);
-        bar.set(p, j.status);
-        setText(barText, formatPercent(p));
-      }
-      const exp = expiryText(j);
-      setText(expiry, exp);
-      expiry.hidden = !exp;
-      expiry.classList.toggle("expired", exp === "Expired");
-      const canDownload = hasDownload(j) && exp !== "Expired";
-      download.hidden = !canDownload;
-      download.href = canDownload ? downloadUrl(j.id) : "#/history";
-      download.setAttribute("aria-label", `Download ZIP of ${name}`);
-    };
-    update(job);
-    return { root, update };
-  }
+    alert, loading, empty, list.root);
 
   function render() {
     if (!jobs) return;
     loading.hidden = true;
     empty.hidden = jobs.length > 0;
-    const sorted = newestFirst(jobs);
-    const newOrder = sorted.map((j) => j.id).join(",");
-    const seen = new Set();
-    for (const j of sorted) {
-      seen.add(j.id);
-      const card = cards.get(j.id);
-      if (card) card.update(j);
-      else cards.set(j.id, makeCard(j));
-    }
-    for (const key of [...cards.keys()]) if (!seen.has(key)) cards.delete(key);
-    if (newOrder !== order) {
-      order = newOrder;
-      replace(list, sorted.map((j) => cards.get(j.id).root));
-    }
+    list.update(jobs, ticks);
   }
 
+  // Live updates (the model: live.js).
   const feed = new LiveFeed({
     load: () => listJobs(),
     snapshot: (ev) => (ev.type === "hello" && Array.isArray(ev.jobs) ? { jobs: ev.jobs } : null),
@@ -129,15 +147,12 @@ export function renderHistory(outlet) {
       render();
     },
     onError: (err) => {
-      if (!err) {
-        alert.hidden = true;
-        return;
-      }
+      alert.hidden = !err;
+      if (!err) return;
       loading.hidden = true;
       setText(alert, err.status === 0
         ? "Cannot reach the server right now. Retrying…"
         : err.message || "Could not load the jobs.");
-      alert.hidden = false;
     },
   });
   feed.start();

@@ -1,10 +1,15 @@
 // Job page: per-video status and progress, live; download, cancel and retry.
+//
+// The page's job is the server's (GET /api/jobs/{id}, or the socket's `subscribed` snapshot);
+// LiveFeed (live.js) keeps it fresh. jobHead() and videoCard() draw it; renderJob() owns the
+// state and the actions.
 
 import { cancelJob, downloadUrl, getJob, retryVideo } from "../api.js";
 import {
   badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText,
 } from "../dom.js";
+import { distinctPill, outputRows } from "../distinct.js";
 import { effectWords } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
@@ -19,6 +24,8 @@ export function actionError(err, what) {
   return err.message || `Could not ${what}. Please try again.`;
 }
 
+// -- words ------------------------------------------------------------------------------------
+
 function videoStatusText(video, progress) {
   switch (video.status) {
     case "queued": return "Waiting to start";
@@ -31,102 +38,6 @@ function videoStatusText(video, progress) {
   }
 }
 
-// -- distinctness (docs/distinctness.md) ------------------------------------------------------
-
-export const DISTINCT_HELP = "How different these variations look from the original and from each "
-  + "other (perceptual-hash distance: 0 = same picture, 22–30 ≈ unrelated clips; mirroring doesn't "
-  + "count). Variations below the minimum are re-rolled automatically.";
-const LEVEL_LABELS = { good: "Distinct", fair: "Fairly distinct", low: "Barely distinct" };
-
-function median(values) {
-  const v = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : Math.round((v[mid - 1] + v[mid]) / 2);
-}
-
-/** "good" (8 and up), "fair" (4–7) or "low" (under 4) for the smallest distance. */
-export function distanceLevel(d) {
-  if (d >= 8) return "good";
-  return d >= 4 ? "fair" : "low";
-}
-
-/**
- * A video's distinctness over its outputs' `distance` figures, or null when none was measured:
- * { source: {min, median}, siblings: {min, median} | null, rerolls, lowest, level, measured, total }.
- */
-export function distinctness(outputs) {
-  const all = outputs || [];
-  const ds = all.map((o) => o.distance).filter((d) => d && Number.isFinite(d.source));
-  if (!ds.length) return null;
-  const finite = (key) => ds.map((d) => d[key]).filter(Number.isFinite);
-  const src = finite("source");
-  const sibMin = finite("siblingsMin");
-  const sibMedian = finite("siblingsMedian");
-  const source = { min: Math.min(...src), median: median(src) };
-  const siblings = sibMin.length
-    ? { min: Math.min(...sibMin), median: median(sibMedian.length ? sibMedian : sibMin) }
-    : null;
-  const lowest = Math.min(source.min, siblings ? siblings.min : Infinity);
-  return {
-    source,
-    siblings,
-    rerolls: ds.reduce((n, d) => n + (Number(d.rerolls) || 0), 0),
-    lowest,
-    level: distanceLevel(lowest),
-    measured: ds.length,
-    total: all.length,
-  };
-}
-
-const span = (r) => (r.min === r.median ? `${r.min}` : `${r.min}–${r.median}`);
-
-/**
- * The pill's text in pieces that never break inside (lowest–median):
- * ["Distinct:", "src 9–14", "· sib 8–12", "· 1 re-roll"] reads "Distinct: src 9–14 · sib 8–12 · 1 re-roll".
- */
-export function distinctnessParts(d) {
-  const parts = [`${LEVEL_LABELS[d.level]}:`, `src ${span(d.source)}`];
-  if (d.siblings) parts.push(`· sib ${span(d.siblings)}`);
-  if (d.rerolls) parts.push(`· ${plural(d.rerolls, "re-roll")}`);
-  return parts;
-}
-
-/** The pill's tooltip and accessible description: the figures in words, then what they mean. */
-export function distinctnessHelp(d) {
-  const lines = [`From the original: lowest ${d.source.min}, median ${d.source.median}.`];
-  if (d.siblings) {
-    lines.push(`From each other: lowest ${d.siblings.min}, median ${d.siblings.median}.`);
-  }
-  if (d.measured < d.total) lines.push(`Measured for ${d.measured} of ${d.total} variations.`);
-  lines.push(DISTINCT_HELP);
-  if (d.rerolls) {
-    lines.push(`Re-rolled ${d.rerolls === 1 ? "once" : `${d.rerolls} times`} for being too close.`);
-  }
-  return lines.join(" ");
-}
-
-/** One output's figures for the file list: visible shorthand plus words for screen readers. */
-function outputDistance(o) {
-  const d = o.distance;
-  if (!d || !Number.isFinite(d.source)) return null;
-  const sib = Number.isFinite(d.siblingsMin) ? d.siblingsMin : null;
-  const rerolls = Number(d.rerolls) || 0;
-  const short = [`src ${d.source}`];
-  const words = [`distance to the original ${d.source}`];
-  if (sib !== null) {
-    short.push(`sib ${sib}`);
-    words.push(`to the nearest other variation ${sib}`);
-  }
-  if (rerolls) {
-    short.push("re-rolled");
-    words.push(rerolls === 1 ? "re-rolled once" : `re-rolled ${rerolls} times`);
-  }
-  const lowest = Math.min(d.source, sib ?? Infinity);
-  return h("span", { class: "out-dist small", "data-level": distanceLevel(lowest) },
-    h("span", { "aria-hidden": "true" }, short.join(" · ")),
-    h("span", { class: "visually-hidden" }, `${words.join(", ")}.`));
-}
-
 function summaryText(job) {
   const counts = job.counts || {};
   const total = (job.videos || []).length;
@@ -137,14 +48,29 @@ function summaryText(job) {
   return parts.join(" · ");
 }
 
-export function renderJob(outlet, { id }) {
-  let job = null;
-  const ticks = new ProgressTicks();
-  const cards = new Map(); // videoId -> { root, update }
-  let cardOrder = "";
-  let cancelling = false;
+/** "Created … · 5 variations per video · no mirror · Expires in …". */
+function metaText(job) {
+  return [
+    `Created ${formatDateTime(job.createdAt)}`,
+    `${plural(job.variationsPerVideo, "variation")} per video`,
+    // The effects that differ from the defaults (the families come from /api/health).
+    ...effectWords(knownHealth().effects || [], job.excludedEffects),
+    expiryText(job),
+  ].filter(Boolean).join(" · ");
+}
 
-  // -- skeleton ---------------------------------------------------------------------------
+function noticeText(job) {
+  if (job.status === "expired") return "These results have expired and their files were deleted.";
+  if (job.status !== "cancelled") return "";
+  return hasDownload(job)
+    ? "This job was cancelled. Videos that finished before that can still be downloaded."
+    : "This job was cancelled.";
+}
+
+// -- components -------------------------------------------------------------------------------
+
+/** The job's card: title, status, overall progress, notices, download and cancel. */
+function jobHead(id, onCancel) {
   const title = h("h1", { class: "job-title" }, "Job");
   const status = badge("queued");
   status.hidden = true;
@@ -168,152 +94,156 @@ export function renderJob(outlet, { id }) {
     onclick: onCancel,
   }, "Cancel job");
   const actions = h("div", { class: "actions" }, download, cancel);
-  const list = h("ul", { class: "video-list", "aria-label": "Videos in this job" });
-  const head = h("section", { class: "card job-head", "aria-busy": "true" },
+  const root = h("section", { class: "card job-head", "aria-busy": "true" },
     h("div", { class: "title-row" }, title, status),
     meta, overall, overallText, connection, notice, alert, actions);
-  outlet.append(head, list);
 
-  // -- rendering --------------------------------------------------------------------------
-  function makeCard(video) {
-    const name = h("h2", { class: "video-name" });
-    const size = h("span", { class: "muted small" });
-    const vbadge = badge(video.status);
-    const bar = progressBar(`Progress of ${video.name}`);
-    const text = h("p", { class: "progress-text small" });
-    const error = h("p", { class: "video-error", hidden: true });
-    // Distinctness pill: a focusable pill with a tooltip that is also its accessible description.
-    const tipId = `dist-tip-${String(video.id).replace(/[^\w-]/g, "_")}`;
-    const distTip = h("span", { class: "dist-tip", role: "tooltip", id: tipId });
-    const dist = h("span", {
-      class: "dist",
-      tabindex: "0",
-      "aria-describedby": tipId,
-      "data-testid": "distinctness",
-      onkeydown: (ev) => {
-        if (ev.key === "Escape") distTip.dataset.dismissed = "true";
-      },
-      onblur: () => delete distTip.dataset.dismissed,
-    });
-    const distBox = h("div", { class: "dist-box", hidden: true }, dist, distTip);
-    const outputs = h("ul", { class: "outputs" });
-    const details = h("details", { class: "outputs-box", hidden: true },
-      h("summary", {}, "Files in the ZIP"), outputs);
-    const retry = h("button", {
-      type: "button",
-      class: "btn btn-secondary btn-small",
-      hidden: true,
-      onclick: () => onRetry(video.id, retry),
-    }, "Retry");
-    const root = h("li", { class: "card video", "data-video-id": video.id },
-      h("div", { class: "title-row" }, h("div", { class: "video-title" }, name, size), vbadge),
-      bar, text, distBox, error, details, h("div", { class: "actions" }, retry));
-
-    let outputsKey = "";
-    const update = (v) => {
-      const p = ticks.videoProgress(job, v);
-      setText(name, v.name);
-      setText(size, formatBytes(v.size));
-      vbadge.update(v.status);
-      root.dataset.status = v.status;
-      bar.set(p, v.status);
-      bar.setAttribute("aria-valuetext", videoStatusText(v, p));
-      setText(text, videoStatusText(v, p));
-      error.hidden = !v.error;
-      setText(error, v.error || "");
-      retry.hidden = !(v.retryable && job && job.status !== "expired");
-      const outs = v.outputs || [];
-      const key = outs.map((o) => `${o.index}:${o.name}:${o.size}:${JSON.stringify(o.distance ?? null)}`)
-        .join("|");
-      if (key !== outputsKey) {
-        outputsKey = key;
-        replace(outputs, outs.map((o) => h("li", {},
-          h("span", { class: "file-name" }, o.name),
-          h("span", { class: "out-meta" },
-            outputDistance(o),
-            h("span", { class: "muted small" }, formatBytes(o.size))))));
-        const d = distinctness(outs);
-        distBox.hidden = !d;
-        if (d) {
-          replace(dist, distinctnessParts(d).map((part, i) => [
-            i ? " " : null, h("span", { class: "dist-part" }, part)]));
-          dist.dataset.level = d.level;
-          const help = distinctnessHelp(d);
-          dist.title = help;
-          setText(distTip, help);
-        }
-      }
-      details.hidden = outs.length === 0;
-    };
-    update(video);
-    return { root, update };
-  }
-
-  function render() {
-    if (!job) return;
-    head.setAttribute("aria-busy", "false");
+  /** Draw `job` with its overall `progress`, whether a cancel is on its way and the feed's mode. */
+  const update = (job, { progress, cancelling, mode }) => {
+    root.setAttribute("aria-busy", "false");
     setText(title, jobTitle(job, "Job"));
     status.hidden = false;
     status.update(job.status);
-    const metaParts = [
-      `Created ${formatDateTime(job.createdAt)}`,
-      `${plural(job.variationsPerVideo, "variation")} per video`,
-    ];
-    // The effects that differ from the defaults (the families come from /api/health).
-    metaParts.push(...effectWords(knownHealth().effects || [], job.excludedEffects));
-    const expiry = expiryText(job);
-    if (expiry) metaParts.push(expiry);
-    setText(meta, metaParts.join(" · "));
-
-    const videos = job.videos || [];
-    const order = videos.map((v) => v.id).join(",");
-    if (order !== cardOrder) {
-      cardOrder = order;
-      cards.clear();
-      replace(list, videos.map((v) => {
-        const card = makeCard(v);
-        cards.set(v.id, card);
-        return card.root;
-      }));
-    } else {
-      for (const v of videos) cards.get(v.id).update(v);
-    }
-
-    const progress = videos.length ? ticks.jobProgress(job) : 0;
+    setText(meta, metaText(job));
     overall.set(job.status === "completed" ? 100 : progress, job.status);
     const active = isActive(job.status);
     setText(overallText, active
       ? `${summaryText(job)} · ${formatPercent(progress)}`
       : summaryText(job));
-
     download.hidden = !hasDownload(job);
     download.href = downloadUrl(id);
     cancel.hidden = !active;
     cancel.disabled = cancelling;
     setText(cancel, cancelling ? "Cancelling…" : "Cancel job");
-    if (job.status === "expired") {
-      notice.hidden = false;
-      setText(notice, "These results have expired and their files were deleted.");
-    } else if (job.status === "cancelled") {
-      notice.hidden = false;
-      setText(notice, hasDownload(job)
-        ? "This job was cancelled. Videos that finished before that can still be downloaded."
-        : "This job was cancelled.");
-    } else {
-      notice.hidden = true;
-    }
+    const words = noticeText(job);
+    notice.hidden = !words;
+    setText(notice, words);
     connection.hidden = !active;
-    setText(connection, feed.mode === "live"
+    setText(connection, mode === "live"
       ? "Live updates on."
       : "Checking for updates every few seconds.");
-  }
+  };
 
-  function showAlert(message) {
+  /** Show (or with null, hide) an error; `source` says whose it is: "load" or "action". */
+  const showAlert = (message, source) => {
+    if (source) alert.dataset.source = source;
     setText(alert, message || "");
     alert.hidden = !message;
+  };
+  const alertSource = () => alert.dataset.source;
+
+  const notFound = () => {
+    root.setAttribute("aria-busy", "false");
+    replace(root,
+      h("h1", {}, "Job not found"),
+      h("p", {}, "There is no job with this id. It may have been deleted or expired."),
+      h("div", { class: "actions" },
+        h("a", { class: "btn btn-primary", href: "#/history" }, "See all jobs"),
+        h("a", { class: "btn btn-secondary", href: "#/upload" }, "New upload")));
+  };
+  return { root, update, showAlert, alertSource, notFound };
+}
+
+/** One video's card: status, progress, distinctness, error, its files and Retry. */
+function videoCard(video, onRetry) {
+  const name = h("h2", { class: "video-name" });
+  const size = h("span", { class: "muted small" });
+  const vbadge = badge(video.status);
+  const bar = progressBar(`Progress of ${video.name}`);
+  const text = h("p", { class: "progress-text small" });
+  const error = h("p", { class: "video-error", hidden: true });
+  const pill = distinctPill(video.id);
+  const outputs = h("ul", { class: "outputs" });
+  const details = h("details", { class: "outputs-box", hidden: true },
+    h("summary", {}, "Files in the ZIP"), outputs);
+  const retry = h("button", {
+    type: "button",
+    class: "btn btn-secondary btn-small",
+    hidden: true,
+    onclick: () => onRetry(video.id, retry),
+  }, "Retry");
+  const root = h("li", { class: "card video", "data-video-id": video.id },
+    h("div", { class: "title-row" }, h("div", { class: "video-title" }, name, size), vbadge),
+    bar, text, pill.root, error, details, h("div", { class: "actions" }, retry));
+
+  let outputsKey = "";
+  /** Draw `v` at `progress` percent; `canRetry`: whether its job still allows a retry. */
+  const update = (v, progress, canRetry) => {
+    setText(name, v.name);
+    setText(size, formatBytes(v.size));
+    vbadge.update(v.status);
+    root.dataset.status = v.status;
+    bar.set(progress, v.status);
+    bar.setAttribute("aria-valuetext", videoStatusText(v, progress));
+    setText(text, videoStatusText(v, progress));
+    error.hidden = !v.error;
+    setText(error, v.error || "");
+    retry.hidden = !(v.retryable && canRetry);
+    const outs = v.outputs || [];
+    const key = outs.map((o) => `${o.index}:${o.name}:${o.size}:${JSON.stringify(o.distance ?? null)}`)
+      .join("|");
+    if (key !== outputsKey) {
+      outputsKey = key;
+      replace(outputs, outputRows(outs));
+      pill.update(outs);
+    }
+    details.hidden = outs.length === 0;
+  };
+  return { root, update };
+}
+
+/** The list of video cards; the cards are made anew only when the videos change. */
+function videoList(onRetry) {
+  const root = h("ul", { class: "video-list", "aria-label": "Videos in this job" });
+  const cards = new Map(); // videoId -> videoCard
+  let order = "";
+  const update = (job, ticks) => {
+    const videos = job.videos || [];
+    const ids = videos.map((v) => v.id).join(",");
+    if (ids !== order) {
+      order = ids;
+      cards.clear();
+      for (const v of videos) cards.set(v.id, videoCard(v, onRetry));
+      replace(root, videos.map((v) => cards.get(v.id).root));
+    }
+    const canRetry = job.status !== "expired";
+    for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), canRetry);
+  };
+  return { root, update };
+}
+
+/** What a failed (or, with null, a good) load of the job means for the page. */
+function showLoadError(err, head, list) {
+  if (!err) {
+    if (head.alertSource() === "load") head.showAlert(null);
+  } else if (err.status === 404 && err.code !== "not_found") {
+    head.notFound(); // this job does not exist (any more)
+    list.root.replaceChildren();
+  } else {
+    head.showAlert(err.status === 0
+      ? "Cannot reach the server right now. Retrying…"
+      : err.message || "Could not load this job. Retrying…", "load");
+  }
+}
+
+// -- the page ---------------------------------------------------------------------------------
+
+export function renderJob(outlet, { id }) {
+  let job = null;
+  let cancelling = false;
+  const ticks = new ProgressTicks();
+  const head = jobHead(id, onCancel);
+  const list = videoList(onRetry);
+  outlet.append(head.root, list.root);
+
+  function render() {
+    if (!job) return;
+    const progress = (job.videos || []).length ? ticks.jobProgress(job) : 0;
+    head.update(job, { progress, cancelling, mode: feed.mode });
+    list.update(job, ticks);
   }
 
-  // -- live updates (the model: live.js) -------------------------------------------------
+  // Live updates (the model: live.js).
   const feed = new LiveFeed({
     jobId: id,
     load: () => getJob(id),
@@ -330,56 +260,33 @@ export function renderJob(outlet, { id }) {
       render();
     },
     onConnection: () => render(),
-    onError: (err) => {
-      if (!err) {
-        if (alert.dataset.source === "load") showAlert(null);
-        return;
-      }
-      if (err.status === 404 && err.code !== "not_found") {
-        // This job does not exist (any more).
-        head.setAttribute("aria-busy", "false");
-        replace(head,
-          h("h1", {}, "Job not found"),
-          h("p", {}, "There is no job with this id. It may have been deleted or expired."),
-          h("div", { class: "actions" },
-            h("a", { class: "btn btn-primary", href: "#/history" }, "See all jobs"),
-            h("a", { class: "btn btn-secondary", href: "#/upload" }, "New upload")));
-        list.replaceChildren();
-        return;
-      }
-      alert.dataset.source = "load";
-      showAlert(err.status === 0
-        ? "Cannot reach the server right now. Retrying…"
-        : err.message || "Could not load this job. Retrying…");
-    },
+    onError: (err) => showLoadError(err, head, list),
   });
 
   async function onCancel() {
     if (cancelling) return;
     cancelling = true;
     render();
-    alert.dataset.source = "action";
-    showAlert(null);
+    head.showAlert(null, "action");
     try {
       await cancelJob(id);
       feed.kick();
     } catch (err) {
       cancelling = false;
       render();
-      if (err.status !== 401) showAlert(actionError(err, "cancel jobs"));
+      if (err.status !== 401) head.showAlert(actionError(err, "cancel jobs"));
     }
   }
 
   async function onRetry(videoId, button) {
     button.disabled = true;
-    alert.dataset.source = "action";
-    showAlert(null);
+    head.showAlert(null, "action");
     try {
       await retryVideo(id, videoId);
       ticks.forget(id, videoId);
       feed.kick();
     } catch (err) {
-      if (err.status !== 401) showAlert(actionError(err, "retry videos"));
+      if (err.status !== 401) head.showAlert(actionError(err, "retry videos"));
     } finally {
       button.disabled = false;
     }
