@@ -34,7 +34,10 @@ export function refreshHealth() {
   if (!asking) {
     asking = getHealth()
       .then((body) => {
-        known = { limits: parseLimits(body) || known.limits, effects: parseEffects(body) || known.effects };
+        known = {
+          limits: parseLimits(body) || known.limits,
+          effects: parseEffects(body) || known.effects,
+        };
       })
       .catch(() => {})
       .then(() => {
