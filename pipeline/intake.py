@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from .context import IntakeContext
 from .effects import EffectOptions
 from .probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 from .scheduler import VideoQueued, is_disk_full
@@ -52,7 +53,8 @@ class IntakeRejected:
     status: int = 415
 
 
-async def intake_actor(service, receive: trio.MemoryReceiveChannel[IntakeRequest]) -> None:
+async def intake_actor(service: IntakeContext,
+                       receive: trio.MemoryReceiveChannel[IntakeRequest]) -> None:
     """Serve intake requests until the channel closes or the scope is cancelled."""
     async with receive:
         async for req in receive:
@@ -71,7 +73,7 @@ async def intake_actor(service, receive: trio.MemoryReceiveChannel[IntakeRequest
                 pass
 
 
-async def _handle(service, req: IntakeRequest) -> IntakeAccepted | IntakeRejected:
+async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted | IntakeRejected:
     infos: list[MediaInfo] = []
     for f in req.files:
         try:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import trio
 
+from .context import JanitorContext
 from .states import JobStatus, VideoStatus
 
 # Terminal jobs the janitor may evict to make room, oldest completion first.
@@ -89,7 +90,7 @@ class JanitorStatistics:
 
 
 class Janitor:
-    def __init__(self, service, *, orphan_grace: float = ORPHAN_GRACE):
+    def __init__(self, service: JanitorContext, *, orphan_grace: float = ORPHAN_GRACE):
         self.service = service
         self.settings = service.settings
         self.orphan_grace = orphan_grace

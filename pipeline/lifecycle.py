@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from .context import LifecycleContext
 from .states import JobStatus, VideoStatus
 from .zipper import Archive, NothingToZip, open_archive
 
@@ -52,14 +53,14 @@ def is_expired(job: dict, now: float) -> bool:
     )
 
 
-async def _job(service, job_id: str) -> dict:
+async def _job(service: LifecycleContext, job_id: str) -> dict:
     job = await service.store.get_job(job_id)
     if job is None:
         raise _not_found()
     return job
 
 
-async def open_download(service, job_id: str) -> tuple[dict, Archive]:
+async def open_download(service: LifecycleContext, job_id: str) -> tuple[dict, Archive]:
     """The job and its opened archive (the caller streams and closes it)."""
     job = await _job(service, job_id)
     if is_expired(job, service.clock()):
@@ -73,7 +74,7 @@ async def open_download(service, job_id: str) -> tuple[dict, Archive]:
     return job, archive
 
 
-async def cancel_job(service, job_id: str) -> dict:
+async def cancel_job(service: LifecycleContext, job_id: str) -> dict:
     """Stop the job's renders and drop its queued videos; finished outputs are kept.
 
     Returns the settled job. Raises ``Conflict`` when the job has already finished.
@@ -85,7 +86,7 @@ async def cancel_job(service, job_id: str) -> dict:
     return await _job(service, job_id)
 
 
-async def retry_video(service, job_id: str, video_id: str) -> dict:
+async def retry_video(service: LifecycleContext, job_id: str, video_id: str) -> dict:
     """Queue a failed, interrupted or cancelled video again, if its upload is still on disk.
 
     Returns the job as it is once the video is queued.
@@ -112,7 +113,7 @@ async def retry_video(service, job_id: str, video_id: str) -> dict:
     return await _job(service, job_id)
 
 
-async def delete_job(service, job_id: str) -> None:
+async def delete_job(service: LifecycleContext, job_id: str) -> None:
     """Cancel the job if it runs, then remove its files and rows."""
     if not await service.janitor.delete_job(job_id):
         raise _not_found()

@@ -27,6 +27,7 @@ import trio
 from . import distinct, quality
 from .child import Child, open_child, stop_child
 from .command import ProgressParser, build_render_command, output_graphs
+from .context import RunnerContext
 from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from .naming import safe_stem, variation_file
 from .probe import MediaInfo, probe
@@ -78,7 +79,7 @@ async def stop_process(proc: Child, grace: float) -> None:
         await stop_child(proc, 2.0)
 
 
-async def render_video(service, handle: RenderHandle) -> None:
+async def render_video(service: RunnerContext, handle: RenderHandle) -> None:
     """Render one queued video; record the result in the store and publish events.
 
     Error handling: FFmpeg failures and invalid outputs mark the video ``failed`` with a
@@ -129,10 +130,11 @@ async def render_video(service, handle: RenderHandle) -> None:
     await store.clear_upload_path(handle.video_id)
 
 
-async def _render(service, handle: RenderHandle, job: dict, video: dict, upload: Path,
+async def _render(service: RunnerContext, handle: RenderHandle, job: dict, video: dict,
+                  upload: Path,
                   out_dir: Path, cleanup: ExitStack) -> list[dict]:
     settings = service.settings
-    info = MediaInfo.from_dict(video["info"]) or await trio.to_thread.run_sync(probe, upload)
+    info = await trio.to_thread.run_sync(_source_info, video["info"], upload)
     options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))
     variations = sample_variations(job["seed"], video["index"], job["variationsPerVideo"], options)
     stem = safe_stem(video["name"])
@@ -189,7 +191,7 @@ async def _render(service, handle: RenderHandle, job: dict, video: dict, upload:
     return outputs
 
 
-async def _run_ffmpeg(service, handle: RenderHandle, cmd: list[str],
+async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[str],
                       parser: ProgressParser | None) -> None:
     """Run one render to its end; progress is published when ``parser`` is given.
 
@@ -261,6 +263,15 @@ def _failure_message(returncode: int, tail: str) -> str:
     )
 
 
+def _source_info(stored: dict, upload: Path) -> MediaInfo:
+    """Intake's probe of the upload, as stored; probed again when the row holds none (written
+    by an earlier version) or the file is no longer the one intake probed (another size)."""
+    info = MediaInfo.from_dict(stored)
+    if info is not None and info.size == upload.stat().st_size:
+        return info
+    return probe(upload)
+
+
 def _commit(part: Path, final: Path) -> int:
     """Fsync and rename one verified output (``quality.check_outputs``); returns its size."""
     with open(part, "rb") as fh:
@@ -278,7 +289,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-async def _read_progress(service, handle: RenderHandle, proc: Child, watch: _Watch) -> None:
+async def _read_progress(service: RunnerContext, handle: RenderHandle, proc: Child,
+                         watch: _Watch) -> None:
     assert proc.stdout is not None
     async for chunk in proc.stdout:
         updates = watch.parser.feed(chunk)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import trio
 
+from .context import SchedulerContext
 from .runner import RenderHandle, kill_orphan, render_video
 from .states import IllegalTransition, VideoStatus
 
@@ -67,7 +68,7 @@ class SchedulerStatistics:
 
 
 class Scheduler:
-    def __init__(self, service):
+    def __init__(self, service: SchedulerContext):
         self.service = service
         self.queue: deque[VideoQueued] = deque()
         self.running: dict[str, RenderHandle] = {}
