@@ -1,0 +1,106 @@
+"""The SQLite schema and its connection settings: WAL, ``synchronous=NORMAL``, foreign keys on,
+forward migrations counted in ``PRAGMA user_version``.
+
+Error handling: a database written by a newer version of the program raises ``StoreError``
+(start-up stops with that line) rather than being changed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL,
+        expires_at REAL,
+        variations INTEGER NOT NULL,
+        seed TEXT NOT NULL,
+        options_json TEXT NOT NULL DEFAULT '{}',
+        error TEXT
+    );
+    CREATE INDEX jobs_created ON jobs(created_at);
+    CREATE TABLE videos (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        upload_path TEXT,
+        size INTEGER NOT NULL,
+        duration REAL,
+        info_json TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        pid INTEGER,
+        error TEXT,
+        stderr_tail TEXT,
+        retryable INTEGER NOT NULL DEFAULT 1,
+        queued_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX videos_job ON videos(job_id, idx);
+    CREATE INDEX videos_status ON videos(status, queued_at);
+    CREATE TABLE outputs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        duration REAL,
+        seed TEXT,
+        params_json TEXT NOT NULL DEFAULT '{}',
+        graph TEXT NOT NULL DEFAULT '',
+        distance_json TEXT,
+        UNIQUE(video_id, idx)
+    );
+    """,
+}
+
+
+class StoreError(Exception):
+    pass
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply forward migrations up to ``SCHEMA_VERSION``; returns the version now in force."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema {version} is newer than this program ({SCHEMA_VERSION})"
+        )
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _split_sql(_MIGRATIONS[v]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={v}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _split_sql(script: str) -> Iterable[str]:
+    for stmt in script.split(";"):
+        if stmt.strip():
+            yield stmt
