@@ -17,10 +17,6 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from .filters import ROTATION_ZOOM_MARGIN, rotation_zoom
 
-# The filter text lived here once: still importable from here for tests/test_bench.py.
-from .filters import audio_filter as audio_filter
-from .filters import video_filter as video_filter
-
 FAMILIES: tuple[str, ...] = (
     "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
 )

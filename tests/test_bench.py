@@ -25,8 +25,9 @@ from bench.report import (
     write_docs,
 )
 from pipeline.command import build_render_command
-from pipeline.effects import VariationParams, video_filter
+from pipeline.effects import VariationParams
 from pipeline.ffmpeg import find_ffmpeg
+from pipeline.filters import video_filter
 from pipeline.probe import probe
 from tests.clips import make_clip
 from tests.server import ROOT

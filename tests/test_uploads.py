@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from web.uploads import _Framing, _full_name, raw_filename
+from web.multipart import Framing, full_name, raw_filename
 
 BODY = (b"--B0undary\r\nContent-Disposition: form-data; name=\"v\"\r\n\r\n1--B0undary-\r\n"
         b"--B0undary\r\nContent-Disposition: form-data; name=\"w\"\r\n\r\n\r\n--B0undary-"
@@ -17,7 +17,7 @@ HEADERS = [b"Content-Disposition: form-data; name=\"v\"", b"Content-Disposition:
 
 
 def _feed(pieces: list[bytes], headers: list | None = None) -> tuple[bool, bytes]:
-    end = _Framing(b"B0undary")
+    end = Framing(b"B0undary")
     used = b"".join(p[:end.feed(p)] for p in pieces)
     assert end.headers == (HEADERS if headers is None else headers)
     return end.seen, used
@@ -34,7 +34,7 @@ def test_the_close_delimiter_is_found_across_any_split(tail):
 def test_a_body_without_it_is_never_complete():
     for cut in range(len(BODY)):
         for i in range(cut + 1):
-            end = _Framing(b"B0undary")
+            end = Framing(b"B0undary")
             used = [end.feed(BODY[:i]), end.feed(BODY[i:cut])]
             assert not end.seen and used == [i, cut - i], (cut, i)
 
@@ -89,5 +89,5 @@ def test_raw_filename_of_undecodable_or_missing_headers():
     ("x.mp4", None, "x.mp4"),
     (None, None, ""),
 ])
-def test_full_name(parsed, raw, expected):
-    assert _full_name(parsed, raw) == expected
+def testfull_name(parsed, raw, expected):
+    assert full_name(parsed, raw) == expected
