@@ -50,20 +50,28 @@ def ffmpeg_version(binary: str) -> str:
     return parts[2] if len(parts) > 2 and parts[0] == "ffmpeg" else first.strip()
 
 
-def _die_with_parent() -> None:
-    """In the forked child, before FFmpeg starts: the kernel sends it SIGKILL when the process
-    that started it dies, even by ``kill -9`` (which no clean-up of ours can see). Without it
-    a killed server left its FFmpeg writing ``.part`` files for 20 s."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+@functools.cache
+def _prctl():
+    # Looked up once, in the parent: the forked child only makes the call (loading a library
+    # after ``fork`` in a threaded process could wait for a lock another thread held).
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def child_options() -> dict[str, Any]:
-    """Keyword options for ``trio.run_process``/``open_process``/``subprocess`` that make an
-    FFmpeg child die with this process (Linux; elsewhere none, and start-up recovery still
-    kills recorded leftovers).
+    """Keyword options for ``subprocess.Popen`` that make an FFmpeg child die with this process
+    (Linux; elsewhere none, and start-up recovery still kills recorded leftovers).
 
-    The kernel ties the child to the *thread* that forked it; trio starts processes from the
-    thread running the event loop, which lives as long as the service.
+    The kernel ties the signal to the *thread* that forked the child: ``pipeline/child.py``
+    forks from the thread running the event loop, which lives as long as the service.
     """
-    return {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+    if not sys.platform.startswith("linux"):
+        return {}
+    prctl = _prctl()
+
+    def die_with_parent() -> None:
+        """In the forked child, before FFmpeg starts: the kernel sends it SIGKILL when the
+        process that started it dies, even by ``kill -9`` (which no clean-up of ours can see).
+        Without it a killed server left its FFmpeg writing ``.part`` files for 20 s."""
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return {"preexec_fn": die_with_parent}
