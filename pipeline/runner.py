@@ -131,8 +131,7 @@ async def render_video(service: RunnerContext, handle: RenderHandle) -> None:
 
 
 async def _render(service: RunnerContext, handle: RenderHandle, job: dict, video: dict,
-                  upload: Path,
-                  out_dir: Path, cleanup: ExitStack) -> list[dict]:
+                  upload: Path, out_dir: Path, cleanup: ExitStack) -> list[dict]:
     settings = service.settings
     info = await trio.to_thread.run_sync(_source_info, video["info"], upload)
     options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))

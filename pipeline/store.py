@@ -297,12 +297,6 @@ class Store:
     def recorded_pids(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._read("SELECT id, pid FROM videos WHERE pid IS NOT NULL")]
 
-    # -- outputs --------------------------------------------------------------------------
-
-    def replace_outputs(self, video_id: str, outputs: list[dict]) -> None:
-        """Record a video's finished outputs (replacing any earlier attempt's rows)."""
-        self._tx(lambda c: _replace_outputs(c, video_id, outputs))
-
 
 def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[dict]) -> None:
     c.execute("DELETE FROM outputs WHERE video_id=?", (video_id,))

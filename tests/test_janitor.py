@@ -54,6 +54,7 @@ async def add_job(service, job_id: str, status: VideoStatus, *, at: float,
         videos=[{"id": vid, "name": f"{job_id}.mp4", "upload_path": str(upload),
                  "size": upload_bytes, "duration": 1.0, "info": {}}],
     )
+    rows = None
     if status == VideoStatus.COMPLETED:
         out_dir = s.outputs_dir / job_id / vid
         out_dir.mkdir(parents=True)
@@ -63,12 +64,11 @@ async def add_job(service, job_id: str, status: VideoStatus, *, at: float,
             path.write_bytes(b"o" * (out_bytes // outputs))
             rows.append({"index": i, "name": f"{job_id}_v{i + 1:02d}.mp4", "path": str(path),
                          "size": out_bytes // outputs})
-        await service.store.replace_outputs(vid, rows)
         upload.unlink()
         upload.parent.rmdir()
         await service.store.clear_upload_path(vid)
     if status != VideoStatus.QUEUED:
-        await service.store.set_video_state(vid, status, now=at, job_ttl=s.job_ttl)
+        await service.store.set_video_state(vid, status, now=at, job_ttl=s.job_ttl, outputs=rows)
     return await service.store.get_job(job_id)
 
 
