@@ -37,7 +37,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject
 COPY --from=build /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/*.whl \
  && rm -rf /tmp/wheels \
- && python -c "from pipeline.ffmpeg import find_ffmpeg, ffmpeg_version; print('ffmpeg', ffmpeg_version(find_ffmpeg()))" \
+ && python -c "from pipeline.media.ffmpeg import find_ffmpeg, ffmpeg_version; print('ffmpeg', ffmpeg_version(find_ffmpeg()))" \
  && python -c "import web.app; print('ui', web.app.UI_DIR)"
 
 RUN useradd --create-home --uid 10001 --user-group app \

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.ffmpeg import ffmpeg_version
+from pipeline.media.ffmpeg import ffmpeg_version
 
 HOST_FFMPEG_HINT = "Debian's FFmpeg 5.1: apt-get install ffmpeg"
 

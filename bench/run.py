@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.command import DEFAULT_CRF, build_render_command
 from pipeline.config import ConfigError, load_settings
-from pipeline.distinct import sample_times
-from pipeline.effects import EffectOptions, VariationParams, sample_variations
-from pipeline.ffmpeg import FFmpegNotFound, find_ffmpeg
-from pipeline.filters import video_filter
-from pipeline.probe import MediaInfo, probe
+from pipeline.media.command import DEFAULT_CRF, build_render_command
+from pipeline.media.distinct import sample_times
+from pipeline.media.effects import EffectOptions, VariationParams, sample_variations
+from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
+from pipeline.media.filters import video_filter
+from pipeline.media.probe import MediaInfo, probe
 
 from . import machine, media
 from .machine import Stalled, StallWatch

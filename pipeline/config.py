@@ -86,7 +86,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # An upload that sends nothing for this long is dropped (slow-loris clients).
     upload_idle_timeout: float = 60.0
-    # Least pHash distance (0–64, see pipeline/distinct.py) a variation must keep from its source
+    # Least pHash distance (0–64, see pipeline/media/distinct.py) a variation must keep from its source
     # and from each sibling, else it is re-rolled; 0 turns re-rolls off. A plain re-encode
     # measures 0–2 (measured on six kinds of generated footage), so 4 is the first value that
     # asks for more than a re-encode; real variations measure 2–22, median 8.

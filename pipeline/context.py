@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 if TYPE_CHECKING:  # imports for the annotations only: the actors import this module
-    from .config import Settings
-    from .janitor import Janitor
-    from .ledger import Ledger
-    from .scheduler import SchedulerMessage
-    from .store import AsyncStore
+    from pipeline.actors.janitor import Janitor
+    from pipeline.actors.scheduler import SchedulerMessage
+    from pipeline.config import Settings
+    from pipeline.state.ledger import Ledger
+    from pipeline.state.store import AsyncStore
 
 
 class RunnerContext(Protocol):

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import trio
 
-from .config import Settings
-from .effects import EffectOptions
-from .events import Progress, VideoChanged
-from .intake import IntakeRejected, UploadedFile
-from .naming import display_name
-from .service import Service
-from .states import VideoStatus
-from .zipper import NothingToZip, write_zip
+from pipeline.actors.intake import IntakeRejected, UploadedFile
+from pipeline.config import Settings
+from pipeline.delivery.zipper import NothingToZip, write_zip
+from pipeline.media.effects import EffectOptions
+from pipeline.media.naming import display_name
+from pipeline.service import Service
+from pipeline.state.events import Progress, VideoChanged
+from pipeline.state.states import VideoStatus
 
 BAR_WIDTH = 30
 

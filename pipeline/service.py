@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .config import Settings
-from .ffmpeg import find_ffmpeg
-from .intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
-from .janitor import Janitor
-from .ledger import Ledger
-from .progress import ProgressHub
-from .scheduler import CancelJob, Drain, RetryVideo, Scheduler, SchedulerMessage
-from .store import AsyncStore, Store
+from pipeline.actors.intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
+from pipeline.actors.janitor import Janitor
+from pipeline.actors.scheduler import CancelJob, Drain, RetryVideo, Scheduler, SchedulerMessage
+from pipeline.config import Settings
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.state.ledger import Ledger
+from pipeline.state.progress import ProgressHub
+from pipeline.state.store import AsyncStore, Store
 
 log = logging.getLogger("video_refresher")
 
@@ -44,7 +44,7 @@ class Service:
         self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
         self.store = AsyncStore(Store(self.settings.db_path))
         self.hub = ProgressHub()
-        # The one writer of job and video state (pipeline/ledger.py).
+        # The one writer of job and video state (pipeline/state/ledger.py).
         self.ledger = Ledger(self.store, self.hub, clock=self.clock, job_ttl=self.settings.job_ttl,
                              logger=self.log)
         self.scheduler = Scheduler(self)

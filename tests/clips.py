@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline.ffmpeg import find_ffmpeg
+from pipeline.media.ffmpeg import find_ffmpeg
 
 
 def _run(args: list[str]) -> None:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.ffmpeg import find_ffmpeg
+from pipeline.media.ffmpeg import find_ffmpeg
 
 # codec -> (file suffix, video encoder arguments, audio encoder arguments)
 CODECS: dict[str, tuple[str, list[str], list[str]]] = {

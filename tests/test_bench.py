@@ -24,11 +24,11 @@ from bench.report import (
     render,
     write_docs,
 )
-from pipeline.command import build_render_command
-from pipeline.effects import VariationParams
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.filters import video_filter
-from pipeline.probe import probe
+from pipeline.media.command import build_render_command
+from pipeline.media.effects import VariationParams
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.filters import video_filter
+from pipeline.media.probe import probe
 from tests.clips import make_clip
 from tests.server import ROOT
 

@@ -1,4 +1,4 @@
-"""FFmpeg children (pipeline/child.py) die with the service, even on ``kill -9``, and live as long
+"""FFmpeg children (pipeline/media/child.py) die with the service, even on ``kill -9``, and live as long
 as it does otherwise."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pipeline.child import open_child, run_child, stop_child
-from pipeline.ffmpeg import find_ffmpeg
+from pipeline.media.child import open_child, run_child, stop_child
+from pipeline.media.ffmpeg import find_ffmpeg
 from tests.server import ROOT, process_alive
 
 # An FFmpeg that runs for a minute and writes nothing to its pipes (no progress to fail on).
@@ -37,7 +37,7 @@ def test_children_die_when_the_service_is_killed(how):
     # does, prints its pid, then waits to be killed.
     script = textwrap.dedent(f"""
         import sys, trio
-        import pipeline.child as child
+        import pipeline.media.child as child
         QUIET = {QUIET!r}
 
         async def main():

@@ -4,7 +4,7 @@ from pathlib import Path
 import av
 import pytest
 
-from pipeline.command import (
+from pipeline.media.command import (
     Progress,
     ProgressParser,
     build_render_command,
@@ -13,9 +13,9 @@ from pipeline.command import (
     parse_progress,
     progress_total,
 )
-from pipeline.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.probe import MediaInfo, probe
+from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.probe import MediaInfo, probe
 from tests.clips import make_clip
 
 FF = "/opt/ffmpeg"
@@ -229,7 +229,7 @@ def test_render_three_outputs(tmp_path, audio):
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_render_taps_the_same_source_thumbnails_as_a_separate_decode(tmp_path, n):
-    from pipeline import distinct
+    from pipeline.media import distinct
 
     source = make_clip(tmp_path, seconds=1.0)
     src_info = probe(source)

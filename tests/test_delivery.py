@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.janitor import expected_output_bytes
+from pipeline.actors.janitor import expected_output_bytes
 from tests.clips import make_clip, make_damaged_clip
 from tests.server import ServerProcess, wait_for, wait_job
 from web.delivery import content_disposition

@@ -1,4 +1,4 @@
-"""Distinctness (pipeline/distinct.py): pure parts, then pHash distances on real renders."""
+"""Distinctness (pipeline/media/distinct.py): pure parts, then pHash distances on real renders."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import trio
 
-from pipeline import distinct, verify
-from pipeline.command import build_render_command
-from pipeline.distinct import DistanceTable
-from pipeline.effects import VariationParams as P
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.probe import probe
+from pipeline.media import distinct, verify
+from pipeline.media.command import build_render_command
+from pipeline.media.distinct import DistanceTable
+from pipeline.media.effects import VariationParams as P
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.probe import probe
 from tests.clips import make_clip
 
 FFMPEG = find_ffmpeg()

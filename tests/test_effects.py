@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from pipeline import effects
-from pipeline.effects import (
+from pipeline.media import effects
+from pipeline.media.effects import (
     FAMILIES,
     MIN_DISTANCE,
     OPT_IN,
@@ -16,7 +16,7 @@ from pipeline.effects import (
     nearest_distances,
     sample_variations,
 )
-from pipeline.filters import audio_filter, rotation_zoom, video_filter
+from pipeline.media.filters import audio_filter, rotation_zoom, video_filter
 
 ALL = EffectOptions(exclude=frozenset())  # every family on, the opt-in ones too
 DEFAULT = EffectOptions()

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.probe import probe
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.probe import probe
 from tests.clips import make_clip, make_damaged_clip
 from tests.server import ServerProcess, process_alive, wait_for, wait_job
 

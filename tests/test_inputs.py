@@ -20,10 +20,10 @@ from pathlib import Path
 import av
 import pytest
 
-from pipeline.effects import VariationParams
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.naming import safe_stem
-from pipeline.probe import probe, probe_source
+from pipeline.media.effects import VariationParams
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.naming import safe_stem
+from pipeline.media.probe import probe, probe_source
 from tests.clips import make_clip, make_corrupt_clip
 from tests.media_matrix import Point, make_input, matrix
 from tests.server import ROOT
@@ -135,7 +135,7 @@ def test_speed_changes_the_length_on_a_coarse_clock(tmp_path, container):
         source = tmp_path / "coarse.mp4"
         _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1", "-c:v", "libx264",
                 "-pix_fmt", "yuv420p", "-video_track_timescale", "25", f"file:{source}")
-    from pipeline.command import build_render_command
+    from pipeline.media.command import build_render_command
 
     info = probe(source)
     for speed in (0.95, 0.9625, 1.04):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.actors.janitor import expected_output_bytes
 from pipeline.config import Settings
-from pipeline.events import JobChanged
-from pipeline.janitor import expected_output_bytes
 from pipeline.service import Service
-from pipeline.states import JobStatus, VideoStatus
+from pipeline.state.events import JobChanged
+from pipeline.state.states import JobStatus, VideoStatus
 
 OLD = time.time() - 3600  # older than the orphan grace
 

@@ -1,4 +1,4 @@
-"""The ledger (pipeline/ledger.py): every transition writes the row, derives the job's status and
+"""The ledger (pipeline/state/ledger.py): every transition writes the row, derives the job's status and
 publishes one event; transitions the lifecycle does not allow raise and write nothing. Real
 SQLite in a temporary data folder, a fake wall clock."""
 
@@ -8,9 +8,9 @@ import pytest
 import trio
 
 from pipeline.config import Settings
-from pipeline.events import JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.service import Service
-from pipeline.states import IllegalTransition, JobStatus, VideoStatus
+from pipeline.state.events import JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.states import IllegalTransition, JobStatus, VideoStatus
 
 V, J = VideoStatus, JobStatus
 

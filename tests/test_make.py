@@ -7,7 +7,7 @@ import subprocess
 import sys
 import zipfile
 
-from pipeline.probe import probe
+from pipeline.media.probe import probe
 from tests.clips import make_damaged_clip
 from tests.server import ROOT
 

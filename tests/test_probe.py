@@ -1,11 +1,11 @@
-"""The probe's record (pipeline/probe.py ``MediaInfo``) as intake stores it for the runner."""
+"""The probe's record (pipeline/media/probe.py ``MediaInfo``) as intake stores it for the runner."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 
-from pipeline.probe import MediaInfo, probe_source
+from pipeline.media.probe import MediaInfo, probe_source
 from tests.server import wait_job
 
 

@@ -1,4 +1,4 @@
-"""The runner's verification step (pipeline/quality.py): re-rolls, bounded and recorded."""
+"""The runner's verification step (pipeline/media/quality.py): re-rolls, bounded and recorded."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from contextlib import ExitStack
 import pytest
 import trio
 
-from pipeline import quality
-from pipeline.command import build_render_command
-from pipeline.effects import EffectOptions, VariationParams, distance, reroll_variation
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.probe import probe
-from pipeline.verify import VerificationFailed
+from pipeline.media import quality
+from pipeline.media.command import build_render_command
+from pipeline.media.effects import EffectOptions, VariationParams, distance, reroll_variation
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.probe import probe
+from pipeline.media.verify import VerificationFailed
 from tests.clips import make_clip
 from tests.server import wait_job
 
@@ -99,7 +99,7 @@ async def test_a_copy_of_the_source_is_rerolled_and_replaced(source, tmp_path):
 
 
 async def test_source_thumbnails_from_the_render_are_used(source, tmp_path):
-    from pipeline import distinct
+    from pipeline.media import distinct
 
     clip, info = source
     times = distinct.sample_times(info.duration)

@@ -1,4 +1,4 @@
-"""Scheduler messages (pipeline/scheduler.py): a cancel is answered once the job's renders have
+"""Scheduler messages (pipeline/actors/scheduler.py): a cancel is answered once the job's renders have
 stopped, without holding up the messages behind it; retries go through the ledger."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import trio
 
+from pipeline.actors.runner import RenderHandle
+from pipeline.actors.scheduler import CancelJob, RetryVideo
 from pipeline.config import Settings
-from pipeline.runner import RenderHandle
-from pipeline.scheduler import CancelJob, RetryVideo
 from pipeline.service import Service
-from pipeline.states import VideoStatus
+from pipeline.state.states import VideoStatus
 
 
 @pytest.fixture

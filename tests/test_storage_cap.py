@@ -1,11 +1,11 @@
 """The storage cap holds for what uploads become, not only for the uploads: admission reserves
-room for the variations (pipeline/janitor.py ``expected_output_bytes``) until they land."""
+room for the variations (pipeline/actors/janitor.py ``expected_output_bytes``) until they land."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.janitor import expected_output_bytes
+from pipeline.actors.janitor import expected_output_bytes
 from tests.server import wait_job
 
 

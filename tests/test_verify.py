@@ -1,4 +1,4 @@
-"""Output verification (pipeline/verify.py) on real FFmpeg renders of tiny generated clips."""
+"""Output verification (pipeline/media/verify.py) on real FFmpeg renders of tiny generated clips."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import verify
-from pipeline.command import build_render_command
-from pipeline.effects import VariationParams, expected_duration
-from pipeline.ffmpeg import find_ffmpeg
-from pipeline.probe import probe
-from pipeline.verify import VerificationFailed
+from pipeline.media import verify
+from pipeline.media.command import build_render_command
+from pipeline.media.effects import VariationParams, expected_duration
+from pipeline.media.ffmpeg import find_ffmpeg
+from pipeline.media.probe import probe
+from pipeline.media.verify import VerificationFailed
 from tests.clips import make_clip
 
 FFMPEG = find_ffmpeg()

@@ -21,9 +21,9 @@ from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pipeline.config import Settings
-from pipeline.events import Progress, VideoChanged
 from pipeline.service import Service
-from pipeline.states import JobStatus, VideoStatus
+from pipeline.state.events import Progress, VideoChanged
+from pipeline.state.states import JobStatus, VideoStatus
 from tests.server import ServerProcess, free_port, wait_job
 from web.app import create_app
 from web.auth import Auth

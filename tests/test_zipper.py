@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from pipeline import ziplayout
-from pipeline.zipper import (
+from pipeline.delivery import ziplayout
+from pipeline.delivery.zipper import (
     MANIFEST,
     NothingToZip,
     archive_filename,

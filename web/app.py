@@ -13,7 +13,7 @@ from quart import Response, current_app, has_request_context, has_websocket_cont
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from pipeline.scheduler import is_disk_full
+from pipeline.actors.scheduler import is_disk_full
 from pipeline.service import Service
 
 from .auth import Auth, TokenError

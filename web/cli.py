@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_settings, validate
-from pipeline.ffmpeg import FFmpegNotFound
+from pipeline.media.ffmpeg import FFmpegNotFound
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Delivery and lifecycle endpoints: ZIP download, cancel, retry, delete, and the WebSocket.
 
-A thin face over ``pipeline.lifecycle`` (the rules) and ``pipeline.zipper`` (the archive); the
+A thin face over ``pipeline.actors.lifecycle`` (the rules) and ``pipeline.delivery.zipper`` (the archive); the
 HTTP mapping of refusals is ``_STATUS``. Every path here is under ``/api/``, so the app's
 ``before_request`` has already checked the token for HTTP (header, or ``?token=`` for the
 download); WebSockets skip ``before_request``, so ``/api/ws`` checks its own token.
@@ -28,7 +28,7 @@ from urllib.parse import quote
 import trio
 from quart import Blueprint, Response, current_app, jsonify, request, websocket
 
-from pipeline.lifecycle import (
+from pipeline.actors.lifecycle import (
     Conflict,
     Gone,
     JobNotFound,
@@ -38,8 +38,8 @@ from pipeline.lifecycle import (
     open_download,
     retry_video,
 )
-from pipeline.progress import SubscriberLagging
-from pipeline.zipper import archive_filename, stream_archive
+from pipeline.delivery.zipper import archive_filename, stream_archive
+from pipeline.state.progress import SubscriberLagging
 
 from .auth import TokenError
 from .errors import error_response

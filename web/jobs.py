@@ -16,10 +16,10 @@ import trio
 from quart import Blueprint, current_app, jsonify, request
 
 import pipeline
-from pipeline.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
-from pipeline.ffmpeg import ffmpeg_version
-from pipeline.intake import IntakeRejected, UploadedFile
-from pipeline.janitor import expected_output_bytes
+from pipeline.actors.intake import IntakeRejected, UploadedFile
+from pipeline.actors.janitor import expected_output_bytes
+from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
+from pipeline.media.ffmpeg import ffmpeg_version
 
 from .auth import client_address
 from .errors import APIError

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from quart import Blueprint, Response, current_app
 
-from pipeline.states import JobStatus
+from pipeline.state.states import JobStatus
 
 bp = Blueprint("metrics", __name__)
 

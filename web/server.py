@@ -17,7 +17,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from pipeline.config import Settings
-from pipeline.ffmpeg import ffmpeg_version
+from pipeline.media.ffmpeg import ffmpeg_version
 from pipeline.service import Service, log
 
 from .app import create_app

@@ -21,7 +21,7 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget, ValueTarget
 
-from pipeline.naming import display_name
+from pipeline.media.naming import display_name
 
 from .errors import APIError
 from .multipart import Framing, full_name, raw_filename

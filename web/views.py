@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pipeline.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
 
 
 def iso(ts: float | None) -> str | None:

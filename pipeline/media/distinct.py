@@ -32,7 +32,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from .child import run_child
+from pipeline.media.child import run_child
 
 SAMPLE_COUNT = 5
 # Frames are scaled (box filter) to this square grey thumbnail before hashing; pHash then

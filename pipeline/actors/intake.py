@@ -15,10 +15,10 @@ from pathlib import Path
 
 import trio
 
-from .context import IntakeContext
-from .effects import EffectOptions
-from .probe import MediaInfo, NotAVideo, Unrenderable, probe_source
-from .scheduler import VideoQueued, is_disk_full
+from pipeline.actors.scheduler import VideoQueued, is_disk_full
+from pipeline.context import IntakeContext
+from pipeline.media.effects import EffectOptions
+from pipeline.media.probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def child_options() -> dict[str, Any]:
     """Keyword options for ``subprocess.Popen`` that make an FFmpeg child die with this process
     (Linux; elsewhere none, and start-up recovery still kills recorded leftovers).
 
-    The kernel ties the signal to the *thread* that forked the child: ``pipeline/child.py``
+    The kernel ties the signal to the *thread* that forked the child: ``pipeline/media/child.py``
     forks from the thread running the event loop, which lives as long as the service.
     """
     if not sys.platform.startswith("linux"):

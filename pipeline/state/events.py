@@ -1,6 +1,6 @@
 """What the pipeline tells the outside world: one frozen event per state transition.
 
-The ledger (``pipeline/ledger.py``) publishes these to the progress hub; the web layer turns
+The ledger (``pipeline/state/ledger.py``) publishes these to the progress hub; the web layer turns
 them into JSON at the wire (``web/views.py: event_messages``) and nowhere else. Every event
 belongs to one job (``job_id``), which is what subscribers filter on.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .states import JobStatus, VideoStatus
+from pipeline.state.states import JobStatus, VideoStatus
 
 
 @dataclass(frozen=True)

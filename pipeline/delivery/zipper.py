@@ -6,7 +6,7 @@ recompressed (H.264 does not shrink), so the archive's exact length is known bef
 byte is sent, ZIP64 records included when needed.
 
 The bytes are a pure function of the members (names, sizes, modification times, contents) and
-the manifest, and the layout (``pipeline.ziplayout``, which owns the ZIP records and ZIP64)
+the manifest, and the layout (``pipeline.delivery.ziplayout``, which owns the ZIP records and ZIP64)
 gives every record's offset without reading a member: any byte range is produced by seeking
 inside the member files (``Archive.batches``), for resumed downloads (HTTP ``Range``), and
 ``Archive.etag`` names exactly these bytes. Local headers carry no CRC (a data descriptor after
@@ -46,9 +46,16 @@ from typing import BinaryIO
 
 import trio
 
-from .naming import unique_stems, variation_file
-from .states import VideoStatus
-from .ziplayout import LAYOUT_VERSION, Layout, central_directory, data_descriptor, layout, local_header
+from pipeline.delivery.ziplayout import (
+    LAYOUT_VERSION,
+    Layout,
+    central_directory,
+    data_descriptor,
+    layout,
+    local_header,
+)
+from pipeline.media.naming import unique_stems, variation_file
+from pipeline.state.states import VideoStatus
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -120,7 +127,7 @@ def build_manifest(job: dict, members: list[Member], sizes: dict[str, int],
                 "graph": m.output.get("graph") or "",
                 "duration": m.output.get("duration"),
                 "size": sizes[m.arcname],
-                # pHash distances to the source and siblings, re-rolls taken (pipeline/distinct.py);
+                # pHash distances to the source and siblings, re-rolls taken (pipeline/media/distinct.py);
                 # null for outputs rendered before distinctness was measured.
                 "distance": m.output.get("distance"),
             }

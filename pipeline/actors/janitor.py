@@ -39,8 +39,8 @@ from pathlib import Path
 
 import trio
 
-from .context import JanitorContext
-from .states import JobStatus, VideoStatus
+from pipeline.context import JanitorContext
+from pipeline.state.states import JobStatus, VideoStatus
 
 # Terminal jobs the janitor may evict to make room, oldest completion first.
 EVICTABLE = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

@@ -20,8 +20,14 @@ from typing import Any
 
 import trio
 
-from .schema import connect, migrate
-from .states import VIDEO_PENDING, IllegalTransition, JobStatus, VideoStatus, job_status_from_videos
+from pipeline.state.schema import connect, migrate
+from pipeline.state.states import (
+    VIDEO_PENDING,
+    IllegalTransition,
+    JobStatus,
+    VideoStatus,
+    job_status_from_videos,
+)
 
 
 def _loads(text: str | None) -> Any:

@@ -4,7 +4,7 @@ Pure: no I/O. The same parameters and frame size always give byte-identical filt
 job can be re-rendered (retry, recovery after a restart) with identical results. What this
 module owns: the chains (`video_filter`, `audio_filter`), the filter options chosen for cost
 (`ROTATE_BILINEAR`, `SCALE_FLAGS`), and the rotation cover geometry (`rotation_zoom`, with
-`ROTATION_ZOOM_MARGIN`) that both the chain and the sampling in ``pipeline.effects`` use.
+`ROTATION_ZOOM_MARGIN`) that both the chain and the sampling in ``pipeline.media.effects`` use.
 
 The cost of each filter was measured on this project's target machine (2 cores, FFmpeg 9);
 see ``docs/filter-costs.md`` for the table behind the choices made here.
@@ -16,12 +16,12 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .effects import VariationParams
+    from pipeline.media.effects import VariationParams
 
 # The clock of a speed-changed picture (the encoders' too, see command.build_render_command).
 SPEED_TIME_BASE = "1/90000"
 
-# Rotation is by far the costliest effect (why it is opt-in: `OPT_IN` in pipeline/effects.py).
+# Rotation is by far the costliest effect (why it is opt-in: `OPT_IN` in pipeline/media/effects.py).
 # `rotate` with bilinear=0 costs less than half as much as with bilinear interpolation. Its
 # price is a one-pixel step every ~100 px along straight edges, softened by the scale that
 # follows.

@@ -1,7 +1,7 @@
 """Variation parameters: which effects a job uses and the seeded sampling of each output's.
 
 Pure: no I/O, no clock, no global RNG. The same ``(job_seed, video_index, count, options)``
-always gives the same parameters (and ``pipeline.filters`` turns the same parameters into
+always gives the same parameters (and ``pipeline.media.filters`` turns the same parameters into
 byte-identical filter text), so a job can be re-rendered (retry, recovery after a restart) with
 identical results. What this module owns: the effect families and their options
 (`EffectOptions`), the parameters (`VariationParams`) and their ranges, the spacing between
@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
-from .filters import ROTATION_ZOOM_MARGIN, rotation_zoom
+from pipeline.media.filters import ROTATION_ZOOM_MARGIN, rotation_zoom
 
 FAMILIES: tuple[str, ...] = (
     "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
@@ -25,7 +25,7 @@ FAMILIES: tuple[str, ...] = (
 # 2 cores, two rotated outputs took a render from 9.7 s to 15.2 s, and `hue` (the one colour
 # filter FFmpeg cannot spread over threads) held the filter thread for 1.7 s of 4.7 s.
 OPT_IN: frozenset[str] = frozenset({"rotation", "hue"})
-# A job must keep one of these. The distinctness check (pipeline/distinct.py) measures pHash,
+# A job must keep one of these. The distinctness check (pipeline/media/distinct.py) measures pHash,
 # which sees geometry only: colour, grain, tempo and sound hardly move it, and it is taken over
 # the mirror images too, so a mirror does not count either. Without zoom or rotation every
 # variation measures as the source (0–2, a plain re-encode) and re-rolls cannot help.

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .distinct import tap_filter, tap_output
-from .effects import VariationParams, expected_duration
-from .filters import audio_filter, video_filter
-from .probe import MediaInfo
+from pipeline.media.distinct import tap_filter, tap_output
+from pipeline.media.effects import VariationParams, expected_duration
+from pipeline.media.filters import audio_filter, video_filter
+from pipeline.media.probe import MediaInfo
 
 DEFAULT_PRESET = "ultrafast"
 # x264 constant quality. At CRF 23 ultrafast measured as good as `medium` at CRF 23 (x264's

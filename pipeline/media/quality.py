@@ -40,10 +40,10 @@ from pathlib import Path
 
 import trio
 
-from . import distinct, verify
-from .distinct import DistanceTable, FrameHashes
-from .effects import EffectOptions, VariationParams, expected_duration, reroll_variation
-from .probe import MediaInfo
+from pipeline.media import distinct, verify
+from pipeline.media.distinct import DistanceTable, FrameHashes
+from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
+from pipeline.media.probe import MediaInfo
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import av
 
-from .child import run_child
-from .probe import MediaInfo, NotAVideo, probe
+from pipeline.media.child import run_child
+from pipeline.media.probe import MediaInfo, NotAVideo, probe
 
 DURATION_TOLERANCE = 0.02
 # FFmpeg's frame rate guess when a stream does not say; only used for the sync tolerance.

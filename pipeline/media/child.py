@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .ffmpeg import child_options
+from pipeline.media.ffmpeg import child_options
 
 # How long a child gets after SIGTERM before SIGKILL when its owner is cancelled.
 TERMINATE_GRACE = 5.0

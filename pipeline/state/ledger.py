@@ -4,7 +4,7 @@ Every state change of a job or a video goes through one method here, named for t
 transition (``job_queued``, ``started``, ``progressed``, ``finished``, ``failed``,
 ``cancelled``, ``interrupted``, ``requeued``, ``expired``, ``deleted``). Each writes the row in
 one transaction, derives the job's status from its videos (``states.job_status_from_videos``),
-publishes one frozen event (``pipeline/events.py``) and logs one line. No other module writes a
+publishes one frozen event (``pipeline/state/events.py``) and logs one line. No other module writes a
 status column; actors hold the ledger, not the store and the hub.
 
 Error handling: a transition from a state that does not allow it raises ``IllegalTransition``
@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import trio
 
-from .events import JobChanged, JobDeleted, Progress, VideoChanged
-from .progress import ProgressHub
-from .states import JobStatus, VideoStatus
-from .store import AsyncStore
+from pipeline.state.events import JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.progress import ProgressHub
+from pipeline.state.states import JobStatus, VideoStatus
+from pipeline.state.store import AsyncStore
 
 V = VideoStatus
 # The statuses each video transition may start from.

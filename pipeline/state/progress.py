@@ -1,4 +1,4 @@
-"""Progress hub: fans job/video events (``pipeline/events.py``) out to subscribers without ever
+"""Progress hub: fans job/video events (``pipeline/state/events.py``) out to subscribers without ever
 blocking the pipeline.
 
 Each subscriber has a bounded queue of state events plus a "latest tick per video" slot, so a
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .events import Event, Progress, VideoChanged
+from pipeline.state.events import Event, Progress, VideoChanged
 
 # At most this many progress ticks per second per video reach subscribers.
 TICKS_PER_SECOND = 4.0

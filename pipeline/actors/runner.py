@@ -24,15 +24,15 @@ from pathlib import Path
 
 import trio
 
-from . import distinct, quality
-from .child import Child, open_child, stop_child
-from .command import ProgressParser, build_render_command, output_graphs
-from .context import RunnerContext
-from .effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from .naming import safe_stem, variation_file
-from .probe import MediaInfo, probe
-from .states import VideoStatus
-from .verify import VerificationFailed
+from pipeline.context import RunnerContext
+from pipeline.media import distinct, quality
+from pipeline.media.child import Child, open_child, stop_child
+from pipeline.media.command import ProgressParser, build_render_command, output_graphs
+from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
+from pipeline.media.naming import safe_stem, variation_file
+from pipeline.media.probe import MediaInfo, probe
+from pipeline.media.verify import VerificationFailed
+from pipeline.state.states import VideoStatus
 
 STDERR_TAIL_LINES = 20
 

@@ -7,7 +7,7 @@ archive's exact length is known and any byte range can be produced without readi
 Local headers carry no CRC (a data descriptor after each member does): only the descriptors and
 the central directory need the members' CRC-32s, which the caller passes in.
 
-It knows nothing of jobs, files or I/O: ``pipeline.zipper`` chooses the members and produces the
+It knows nothing of jobs, files or I/O: ``pipeline.delivery.zipper`` chooses the members and produces the
 bytes of a range from the member files.
 """
 

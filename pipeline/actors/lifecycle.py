@@ -15,9 +15,9 @@ from pathlib import Path
 
 import trio
 
-from .context import LifecycleContext
-from .states import JobStatus, VideoStatus
-from .zipper import Archive, NothingToZip, open_archive
+from pipeline.context import LifecycleContext
+from pipeline.delivery.zipper import Archive, NothingToZip, open_archive
+from pipeline.state.states import JobStatus, VideoStatus
 
 RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
 

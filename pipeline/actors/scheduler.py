@@ -26,9 +26,9 @@ from pathlib import Path
 
 import trio
 
-from .context import SchedulerContext
-from .runner import RenderHandle, kill_orphan, render_video
-from .states import IllegalTransition, VideoStatus
+from pipeline.actors.runner import RenderHandle, kill_orphan, render_video
+from pipeline.context import SchedulerContext
+from pipeline.state.states import IllegalTransition, VideoStatus
 
 
 @dataclass(frozen=True)
