@@ -82,17 +82,17 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
         service.close()
     if show:
         sys.stderr.write("\n")
-    failed = [v for v in job["videos"] if v["status"] != "completed"]
+    failed = [v for v in job.videos if v.status != "completed"]
     for v in failed:
-        print(f"failed: {v['name']}: {v['error']}", file=sys.stderr)
+        print(f"failed: {v.name}: {v.error}", file=sys.stderr)
     try:
         size = await trio.to_thread.run_sync(write_zip, job, output)
     except NothingToZip:
         print("error: no video could be processed; no ZIP written", file=sys.stderr)
         return 1
-    done = sum(len(v["outputs"]) for v in job["videos"])
+    done = sum(len(v.outputs) for v in job.videos)
     print(f"wrote {output} ({size / 1e6:.1f} MB, {done} variations of "
-          f"{len(job['videos']) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
+          f"{len(job.videos) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
     return 1 if failed else 0
 
 

@@ -14,6 +14,7 @@ from pipeline.actors.janitor import expected_output_bytes
 from pipeline.config import Settings
 from pipeline.service import Service
 from pipeline.state.events import JobChanged
+from pipeline.state.rows import Output
 from pipeline.state.states import JobStatus, VideoStatus
 
 OLD = time.time() - 3600  # older than the orphan grace
@@ -62,8 +63,8 @@ async def add_job(service, job_id: str, status: VideoStatus, *, at: float,
         for i in range(outputs):
             path = out_dir / f"v{i + 1:02d}.mp4"
             path.write_bytes(b"o" * (out_bytes // outputs))
-            rows.append({"index": i, "name": f"{job_id}_v{i + 1:02d}.mp4", "path": str(path),
-                         "size": out_bytes // outputs})
+            rows.append(Output(index=i, name=f"{job_id}_v{i + 1:02d}.mp4", path=str(path),
+                               size=out_bytes // outputs))
         upload.unlink()
         upload.parent.rmdir()
         await service.store.clear_upload_path(vid)
@@ -79,7 +80,7 @@ def _age(path: Path, when: float = OLD) -> None:
 
 async def _status(service, job_id: str) -> str | None:
     job = await service.store.job_row(job_id)
-    return job["status"] if job else None
+    return job.status if job else None
 
 
 async def test_expired_jobs_lose_their_files_then_their_row(service, clock):
@@ -112,7 +113,7 @@ async def test_expired_jobs_lose_their_files_then_their_row(service, clock):
     report = await service.janitor.sweep()
     assert sorted(report.purged) == ["ja", "jd"]
     assert await _status(service, "ja") is None
-    assert [j["id"] for j in await service.store.list_jobs()] == ["jb", "jc"]
+    assert [j.id for j in await service.store.list_jobs()] == ["jb", "jc"]
 
 
 async def test_eviction_takes_the_oldest_completion_first_and_never_running_jobs(service, clock):
@@ -214,10 +215,10 @@ async def test_orphans_and_rows_without_files(service, clock):
     os.utime(part, (OLD, OLD))  # even an old part file belongs to its running render
 
     # Rows whose files are gone: one output of jdone, every output of jlost, jfail's upload.
-    Path(done["videos"][0]["outputs"][1]["path"]).unlink()
-    for o in lost["videos"][0]["outputs"]:
-        Path(o["path"]).unlink()
-    Path(failed["videos"][0]["uploadPath"]).unlink()
+    Path(done.videos[0].outputs[1].path).unlink()
+    for o in lost.videos[0].outputs:
+        Path(o.path).unlink()
+    Path(failed.videos[0].upload_path).unlink()
 
     report = await service.janitor.sweep()
     assert sorted(report.orphans_removed) == sorted([
@@ -228,10 +229,10 @@ async def test_orphans_and_rows_without_files(service, clock):
     assert report.outputs_forgotten == 3
     assert report.expired == ("jlost",)
     job = await service.store.get_job("jdone")
-    assert [o["index"] for o in job["videos"][0]["outputs"]] == [0]
-    assert job["status"] == "completed"
+    assert [o.index for o in job.videos[0].outputs] == [0]
+    assert job.status == "completed"
     assert await _status(service, "jlost") == "expired"
-    assert (await service.store.video("vjfail"))["uploadPath"] is None
+    assert (await service.store.video("vjfail")).upload_path is None
     assert await _status(service, "jrun") == "processing"
 
 

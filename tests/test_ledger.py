@@ -10,6 +10,7 @@ import trio
 from pipeline.config import Settings
 from pipeline.service import Service
 from pipeline.state.events import JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.rows import Output
 from pipeline.state.states import IllegalTransition, JobStatus, VideoStatus
 
 V, J = VideoStatus, JobStatus
@@ -53,25 +54,25 @@ async def test_a_job_through_every_transition(service):
 
         assert await ledger.started(a) == VideoChanged("j1", a, V.PROCESSING, J.PROCESSING, 0.0)
         await ledger.progressed("j1", a, 42.04)
-        assert (await service.store.video(a))["progress"] == 42.04
+        assert (await service.store.video(a)).progress == 42.04
         assert await _events(sub) == [VideoChanged("j1", a, V.PROCESSING, J.PROCESSING, 0.0),
                                       Progress("j1", a, 42.0)]
 
-        outputs = [{"index": 0, "name": "a_v01.mp4", "path": "/x/v01.mp4", "size": 5}]
+        outputs = [Output(index=0, name="a_v01.mp4", path="/x/v01.mp4", size=5)]
         assert (await ledger.finished(a, outputs)).job_status == J.PROCESSING  # b still queued
-        assert [o["name"] for o in (await service.store.get_job("j1"))["videos"][0]["outputs"]] \
+        assert [o.name for o in (await service.store.get_job("j1")).videos[0].outputs] \
             == ["a_v01.mp4"]
         await ledger.started(b)
         event = await ledger.failed(b, "broken", retryable=True, stderr_tail="tail")
         assert event == VideoChanged("j1", b, V.FAILED, J.COMPLETED, error="broken")
         job = await service.store.get_job("j1")
-        assert job["status"] == J.COMPLETED and job["expiresAt"] == 5_000.0 + 100.0
-        assert job["videos"][1]["error"] == "broken"
+        assert job.status == J.COMPLETED and job.expires_at == 5_000.0 + 100.0
+        assert job.videos[1].error == "broken"
 
         # A retry re-opens the job; its expiry is lifted until it finishes again.
         assert (await ledger.requeued(b)).job_status == J.PROCESSING
         job = await service.store.get_job("j1")
-        assert job["expiresAt"] is None and job["videos"][1]["error"] is None
+        assert job.expires_at is None and job.videos[1].error is None
         await ledger.started(b)
         assert (await ledger.cancelled(b)).job_status == J.COMPLETED
         await _events(sub)
@@ -92,7 +93,7 @@ async def test_interrupted_videos_are_requeued_and_attempts_counted(service):
     assert (await ledger.interrupted(a)).job_status == J.PROCESSING  # it will resume
     await ledger.requeued(a)
     await ledger.started(a)
-    assert (await service.store.video(a))["attempts"] == 2
+    assert (await service.store.video(a)).attempts == 2
     # Killed mid-render: the next start finds it processing and queues it again.
     assert (await ledger.requeued(a)).status == V.QUEUED
 
@@ -144,7 +145,7 @@ async def test_progress_reaches_the_row_at_most_once_a_second(service, autojump_
     await service.ledger.started(a)
     await service.ledger.progressed("j1", a, 10.0)
     await service.ledger.progressed("j1", a, 20.0)  # same instant: the hub has it, the row not
-    assert (await service.store.video(a))["progress"] == 10.0
+    assert (await service.store.video(a)).progress == 10.0
     await trio.sleep(1.0)
     await service.ledger.progressed("j1", a, 30.0)
-    assert (await service.store.video(a))["progress"] == 30.0
+    assert (await service.store.video(a)).progress == 30.0

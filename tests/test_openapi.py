@@ -96,3 +96,16 @@ def test_the_documented_shapes_are_the_ones_served(srv, token, tmp_path):
                    data={"variations": "1"})
         job = wait_job(c, r.json()["jobId"])
     _fields_documented(Job, job, "job")
+
+
+def test_a_body_cannot_carry_a_field_its_documented_model_lacks():
+    """The views fill the very classes the document is made from, and those refuse unknown
+    fields: a new field must be declared (and so documented) before it can be served."""
+    import pydantic
+
+    from web import models, openapi, views
+
+    assert openapi.Job is models.Job and views.models is models
+    with pytest.raises(pydantic.ValidationError):
+        models.Output(index=0, name="a_v01.mp4", size=1, undocumented=True)
+    assert "distance" not in models.Output(index=0, name="a_v01.mp4", size=1).dump()

@@ -62,7 +62,7 @@ async def test_retry_requeues_through_the_ledger_once(service):
     await service.ledger.started(vid)
     await service.ledger.failed(vid, "broken", retryable=True)
     assert await _ask(scheduler, lambda r: RetryVideo("jr", vid, r)) is True
-    assert (await service.store.video(vid))["status"] == VideoStatus.QUEUED
+    assert (await service.store.video(vid)).status == VideoStatus.QUEUED
     assert [m.video_id for m in scheduler.queue] == [vid]
     # A second retry of the same video finds it queued: refused, queued once.
     assert await _ask(scheduler, lambda r: RetryVideo("jr", vid, r)) is False

@@ -12,6 +12,7 @@ import random
 import re
 import time
 import zipfile
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -647,8 +648,10 @@ def test_polling_fallback_when_the_socket_is_unavailable(page):
 
 
 class FakeSocket:
-    """``/api/ws`` played by the test: every connection gets a ``hello`` list, and each
-    ``{"subscribe": jobId}`` is answered with a ``subscribed`` snapshot of ``state["job"]``."""
+    """``/api/ws`` played by the test: a connection opened with ``?job=<id>`` starts with a
+    ``subscribed`` snapshot of ``state["job"]``, any other with a ``hello`` list; each
+    ``{"subscribe": jobId}`` is answered with a snapshot too. ``subscribes`` lists the job
+    each connection or message asked to follow."""
 
     def __init__(self, state: dict):
         self.state = state
@@ -658,6 +661,11 @@ class FakeSocket:
     def route(self, ws) -> None:
         self.sockets.append(ws)
         ws.on_message(lambda message: self._received(ws, message))
+        follow = parse_qs(urlsplit(ws.url).query).get("job")
+        if follow:
+            self.subscribes.append(follow[0])
+            ws.send(json.dumps({"type": "subscribed", "jobId": follow[0], "job": self.state["job"]}))
+            return
         other = {**fake_job("processing", "processing", 1.0), "id": "jother"}
         ws.send(json.dumps({"type": "hello", "jobs": [other, self.state["job"]]}))
 

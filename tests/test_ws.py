@@ -172,6 +172,17 @@ async def test_subscribe_narrows_events_to_one_job(app_server):
             await trio.sleep(0.01)
 
 
+async def test_a_socket_opened_for_one_job_starts_with_its_snapshot_only(app_server):
+    """``?job=<id>``: no history ``hello`` (which can list 200 jobs), the job's snapshot first,
+    then only that job's events."""
+    service, url = app_server
+    async with open_websocket_url(f"{url}&job=jA") as ws:
+        assert await _receive(ws) == {"type": "subscribed", "jobId": "jA", "job": None}
+        service.hub.publish(_video_event("jB", 1))
+        service.hub.publish(_video_event("jA", 2))
+        assert [await _receive(ws), await _receive(ws)] == _video_messages("jA", 2)
+
+
 async def test_a_client_that_falls_behind_is_closed_4408(app_server):
     service, url = app_server
     async with open_websocket_url(url) as ws:

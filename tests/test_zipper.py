@@ -11,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,27 @@ from pipeline.delivery.zipper import (
     stream_archive,
     write_zip,
 )
+from pipeline.state.rows import Job, Output, Video
+from pipeline.state.states import JobStatus, VideoStatus
 
 
-def make_job(tmp_path: Path, sources: list[tuple[str, str, list[int]]]) -> dict:
-    """A job dict like ``Store.get_job``: (name, status, sizes of its outputs) per source."""
+def row_video(vi: int, name: str, status: str, outputs: tuple[Output, ...]) -> Video:
+    return Video(id=f"v{vi}", job_id="jtest", index=vi, name=name, upload_path=None, size=1,
+                 duration=1.5, info={}, status=VideoStatus(status), progress=100.0,
+                 attempts=1, pid=None, error=None, stderr_tail=None, retryable=False,
+                 outputs=outputs)
+
+
+def row_job(videos: tuple[Video, ...], job_id: str = "jtest", variations: int = 2,
+            options: dict | None = None) -> Job:
+    return Job(id=job_id, status=JobStatus.COMPLETED, created_at=0.0, started_at=0.0,
+               completed_at=60.0, expires_at=None, variations=variations, seed="seed",
+               options={"exclude": ["mirror"]} if options is None else options, error=None,
+               videos=videos)
+
+
+def make_job(tmp_path: Path, sources: list[tuple[str, str, list[int]]]) -> Job:
+    """A job as ``Store.get_job`` gives it: (name, status, sizes of its outputs) per source."""
     videos = []
     for vi, (name, status, sizes) in enumerate(sources):
         outputs = []
@@ -37,15 +55,12 @@ def make_job(tmp_path: Path, sources: list[tuple[str, str, list[int]]]) -> dict:
             path = tmp_path / f"v{vi}" / f"v{oi + 1:02d}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(os.urandom(size))
-            outputs.append({"index": oi, "name": f"x_v{oi + 1:02d}.mp4", "path": str(path),
-                            "size": size, "duration": 1.5, "seed": f"s:{vi}:{oi}",
-                            "params": {"zoom": 1.02 + oi / 100}, "graph": f"[0:v]crop=w{oi}",
-                            "distance": {"source": 10 + oi}})
-        videos.append({"id": f"v{vi}", "index": vi, "name": name, "status": status,
-                       "outputs": outputs})
-    return {"id": "jtest", "seed": "seed", "variationsPerVideo": 2,
-            "options": {"exclude": ["mirror"]}, "createdAt": 0.0, "completedAt": 60.0,
-            "videos": videos}
+            outputs.append(Output(index=oi, name=f"x_v{oi + 1:02d}.mp4", path=str(path),
+                                  size=size, duration=1.5, seed=f"s:{vi}:{oi}",
+                                  params={"zoom": 1.02 + oi / 100}, graph=f"[0:v]crop=w{oi}",
+                                  distance={"source": 10 + oi}))
+        videos.append(row_video(vi, name, status, tuple(outputs)))
+    return row_job(tuple(videos))
 
 
 def test_members_get_one_safe_unique_folder_per_source(tmp_path):
@@ -63,7 +78,7 @@ def test_members_get_one_safe_unique_folder_per_source(tmp_path):
         "Été 2024/Été 2024_v01.mp4",
     ]
     assert archive_filename(job) == "video-refresher-jtest.zip"
-    assert archive_filename({**job, "videos": job["videos"][:1]}) == "Promo-variations.zip"
+    assert archive_filename(replace(job, videos=job.videos[:1])) == "Promo-variations.zip"
 
 
 # (source display name, its folder): every script's letters in the order they were typed, with
@@ -124,9 +139,9 @@ def test_write_zip_is_exact_stored_and_byte_identical(tmp_path):
                                  "b/b_v02.mp4"]
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
         assert zf.testzip() is None
-        sources = [o for v in job["videos"] for o in v["outputs"]]
+        sources = [o for v in job.videos for o in v.outputs]
         for name, out in zip(zf.namelist()[1:], sources, strict=True):
-            assert zf.read(name) == Path(out["path"]).read_bytes()
+            assert zf.read(name) == Path(out.path).read_bytes()
         manifest = json.loads(zf.read(MANIFEST))
 
     assert manifest["jobId"] == "jtest" and manifest["seed"] == "seed"
@@ -159,11 +174,11 @@ async def test_streamed_bytes_equal_the_written_file(tmp_path):
 
 def test_missing_files_are_left_out_and_named(tmp_path):
     job = make_job(tmp_path / "out", [("a.mp4", "completed", [10, 10])])
-    Path(job["videos"][0]["outputs"][0]["path"]).unlink()
+    Path(job.videos[0].outputs[0].path).unlink()
     with open_archive(job) as archive:
         assert archive.manifest["missing"] == ["a/a_v01.mp4"]
         assert [v["file"] for v in archive.manifest["variations"]] == ["a/a_v02.mp4"]
-    Path(job["videos"][0]["outputs"][1]["path"]).unlink()
+    Path(job.videos[0].outputs[1].path).unlink()
     with pytest.raises(NothingToZip):
         open_archive(job)
 
@@ -195,10 +210,9 @@ def test_big_member_streams_exactly_with_flat_memory(tmp_path, size):
         fh.truncate(size)
         fh.seek(size - 4)
         fh.write(b"TAIL")
-    job = {"id": "jbig", "seed": "s", "variationsPerVideo": 1, "options": {}, "createdAt": 0.0,
-           "completedAt": 1.0,
-           "videos": [{"id": "v0", "index": 0, "name": "big.mp4", "status": "completed",
-                       "outputs": [{"index": 0, "path": str(big), "size": size}]}]}
+    job = row_job((row_video(0, "big.mp4", "completed",
+                             (Output(index=0, name="big_v01.mp4", path=str(big), size=size),)),),
+                  job_id="jbig", variations=1, options={})
     out = tmp_path / "big.zip"
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     written = 0
@@ -230,18 +244,18 @@ def test_big_member_streams_exactly_with_flat_memory(tmp_path, size):
 # -- byte ranges ------------------------------------------------------------------------------
 
 
-def _copy_outputs(job: dict, to: Path) -> dict:
+def _copy_outputs(job: Job, to: Path) -> Job:
     """The job with its outputs copied (new files, same bytes and times): nothing cached."""
     to.mkdir()
     videos = []
-    for v in job["videos"]:
+    for v in job.videos:
         outs = []
-        for o in v["outputs"]:
-            dst = to / f"{v['id']}-{o['index']}.mp4"
-            shutil.copy2(o["path"], dst)
-            outs.append({**o, "path": str(dst)})
-        videos.append({**v, "outputs": outs})
-    return {**job, "videos": videos}
+        for o in v.outputs:
+            dst = to / f"{v.id}-{o.index}.mp4"
+            shutil.copy2(o.path, dst)
+            outs.append(replace(o, path=str(dst)))
+        videos.append(replace(v, outputs=tuple(outs)))
+    return replace(job, videos=tuple(videos))
 
 
 def _offsets(lay: ziplayout.Layout) -> list[int]:
@@ -295,12 +309,11 @@ def test_the_etag_names_the_bytes(tmp_path):
         assert one.etag == two.etag and one.etag.startswith('"') and one.etag.endswith('"')
         assert b"".join(one.batches()) == b"".join(two.batches())
         assert one.last_modified.endswith(" GMT")
-    path = Path(job["videos"][0]["outputs"][1]["path"])
+    path = Path(job.videos[0].outputs[1].path)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
     with open_archive(job) as touched:
         assert touched.etag != one.etag
-    more = {**job, "videos": [*job["videos"], *make_job(tmp_path / "more", [
-        ("b.mp4", "completed", [10])])["videos"]]}
-    more["videos"][1] = {**more["videos"][1], "id": "v1", "index": 1}
+    extra = make_job(tmp_path / "more", [("b.mp4", "completed", [10])]).videos[0]
+    more = replace(job, videos=(*job.videos, replace(extra, id="v1", index=1)))
     with open_archive(more) as grown:
         assert grown.etag != touched.etag

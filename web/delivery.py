@@ -180,11 +180,18 @@ async def ws():
         return
     await websocket.accept()
     service = _service()
+    # ``?job=<id>`` follows one job from the start: its first message is that job's
+    # ``subscribed`` snapshot instead of the whole history's ``hello``.
+    follow = websocket.args.get("job") or None
     # Subscribe before taking the snapshot: every event after it is then either already in
     # the snapshot or delivered after it, so the client ends up with the current state.
-    with service.hub.subscribe(None, max_events=WS_QUEUE) as sub:
-        jobs = await service.store.list_jobs()
-        await _send(websocket, {"type": "hello", "jobs": [job_json(j) for j in jobs]})
+    with service.hub.subscribe(follow, max_events=WS_QUEUE) as sub:
+        if follow is None:
+            jobs = await service.store.list_jobs()
+            await _send(websocket, {"type": "hello", "jobs": [job_json(j) for j in jobs]})
+        else:
+            for message in event_messages(Snapshot(follow, await service.store.get_job(follow))):
+                await _send(websocket, message)
         code, reason = CLOSE_UNAUTHORIZED, "Your session has expired. Log in again."
         with trio.move_on_after(max(0.0, token_expires - time.time())):
             async with trio.open_nursery() as nursery:

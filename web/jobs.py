@@ -21,11 +21,12 @@ from pipeline.actors.janitor import expected_output_bytes
 from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.media.ffmpeg import ffmpeg_version
 
+from . import models
 from .auth import client_address
 from .errors import APIError
 from .metrics import count_upload
 from .uploads import ReceivedFile, receive_upload
-from .views import iso, job_json
+from .views import iso, job_json, job_model
 
 bp = Blueprint("jobs", __name__)
 
@@ -52,23 +53,23 @@ async def health():
         await trio.to_thread.run_sync(_check_writable, settings.data_dir)
     except OSError as exc:
         problems.append(f"data dir: {exc}")
-    body = {
-        "status": "ok" if not problems else "unavailable",
-        "version": pipeline.__version__,
-        "ffmpeg": await trio.to_thread.run_sync(ffmpeg_version, service.ffmpeg),
-        "ffmpegPath": service.ffmpeg,
+    body = models.Health(
+        status="ok" if not problems else "unavailable",
+        version=pipeline.__version__,
+        ffmpeg=await trio.to_thread.run_sync(ffmpeg_version, service.ffmpeg),
+        ffmpegPath=service.ffmpeg,
         # What the upload form checks before sending (the server enforces them anyway).
-        "limits": {"maxUpload": settings.max_upload, "maxFiles": settings.max_files,
-                   "maxVariations": MAX_VARIATIONS},
+        limits=models.Limits(maxUpload=settings.max_upload, maxFiles=settings.max_files,
+                             maxVariations=MAX_VARIATIONS),
         # The effect families and which are on unless turned off (`-name`) or only when
         # asked for (`+name`): the upload form and the job page read them from here.
-        "effects": [{"name": name, "default": name not in OPT_IN,
-                     "geometric": name in GEOMETRIC} for name in FAMILIES],
-    }
+        effects=[models.EffectFamily(name=name, default=name not in OPT_IN,
+                                     geometric=name in GEOMETRIC) for name in FAMILIES],
+    )
     if problems:
-        body["problems"] = problems
-        return jsonify(body), 503
-    return jsonify(body)
+        body.problems = problems
+        return jsonify(body.dump()), 503
+    return jsonify(body.dump())
 
 
 @bp.post("/api/auth")
@@ -87,7 +88,7 @@ async def login():
         auth.record_failure(client)
         raise APIError(401, "wrong_password", "That password is not right.")
     token, expires = auth.issue()
-    return jsonify({"token": token, "expiresAt": iso(expires)})
+    return jsonify(models.Token(token=token, expiresAt=iso(expires)).dump())
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ async def login():
 @bp.get("/api/jobs")
 async def list_jobs():
     jobs = await _service().store.list_jobs()
-    return jsonify({"jobs": [job_json(j) for j in jobs]})
+    return jsonify(models.JobList(jobs=[job_model(j) for j in jobs]).dump())
 
 
 @bp.post("/api/jobs")
@@ -132,14 +133,14 @@ async def create_job():
             # Synchronous on purpose: this also runs while the handler is being cancelled
             # (client gone), and must leave nothing behind.
             shutil.rmtree(job_dir, ignore_errors=True)
-    return jsonify({
-        "jobId": job_id,
-        "status": "queued",
-        "videos": list(result.videos),
-        "variationsPerVideo": variations,
-        "seed": result.seed,
-        "statusUrl": f"/api/jobs/{job_id}",
-    }), 202
+    return jsonify(models.JobCreated(
+        jobId=job_id,
+        status="queued",
+        videos=[models.UploadedVideo(**v) for v in result.videos],
+        variationsPerVideo=variations,
+        seed=result.seed,
+        statusUrl=f"/api/jobs/{job_id}",
+    ).dump()), 202
 
 
 @bp.get("/api/jobs/<job_id>")

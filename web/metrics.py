@@ -64,7 +64,7 @@ class Metrics:
         async with self._lock:
             rows = await self.service.store.job_rows()
             usage = await trio.to_thread.run_sync(self.service.janitor.disk_usage)
-            self._gathered = _Gathered(dict(Tally(str(r["status"]) for r in rows)), usage.total)
+            self._gathered = _Gathered(dict(Tally(str(r.status) for r in rows)), usage.total)
             return generate_latest(self.registry)
 
 

@@ -1,11 +1,12 @@
 """The OpenAPI document of the HTTP API, served at ``/api/openapi.json`` (public).
 
-Quart-Schema builds it from the app's routes; the shapes are pydantic models of what
-``web.views`` returns. The views themselves stay plain: ``install_openapi`` attaches the
-documentation to the registered view functions from the ``_DOCS`` table, and a small provider
-subclass adds what the decorators cannot say (summaries, error responses, non-JSON bodies, public
-routes). The upload is documented as ``multipart/form-data`` but still parsed by our streaming
-parser (``web.uploads``), never by Quart-Schema.
+Quart-Schema builds it from the app's routes; the response shapes are the pydantic models of
+``web.models``, the very classes ``web.views`` fills to make each body. The views stay plain:
+``install_openapi`` attaches the documentation to the registered view functions from the
+``_DOCS`` table, and a small provider subclass adds what the decorators cannot say (summaries,
+error responses, non-JSON bodies, public routes). The upload is documented as
+``multipart/form-data`` but still parsed by our streaming parser (``web.uploads``), never by
+Quart-Schema.
 
 Error handling: a ``RequestSchemaValidationError`` (a view validated with Quart-Schema) answers
 400 in the API's JSON error shape, not Quart-Schema's HTML page.
@@ -14,7 +15,6 @@ Error handling: a ``RequestSchemaValidationError`` (a view validated with Quart-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, Field
 from quart_schema import (
@@ -31,120 +31,16 @@ from quart_schema.openapi import OpenAPIProvider
 import pipeline
 
 from .errors import error_response
+from .models import Error, Health, Job, JobCreated, JobList, Token
 
 OPENAPI_PATH = "/api/openapi.json"
 
 
-# -- shapes (field names are the API's camelCase) ------------------------------------------------
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable snake_case code.")
-    message: str = Field(description="A human sentence.")
-
-
-class Error(BaseModel):
-    """An error: a stable code and a human sentence."""
-
-    error: ErrorDetail
-
-
-class Limits(BaseModel):
-    maxUpload: int = Field(description="Bytes per upload request.")
-    maxFiles: int = Field(description="Files per upload request.")
-    maxVariations: int
-
-
-class EffectFamily(BaseModel):
-    name: str
-    default: bool = Field(description="On unless turned off with -name; false: only with +name.")
-    geometric: bool = Field(description="Changes the picture's geometry (a job keeps one).")
-
-
-class Health(BaseModel):
-    """Service health, the FFmpeg in use, the upload limits and the effect families."""
-
-    status: str = Field(description='"ok", or "unavailable" with problems listed')
-    version: str
-    ffmpeg: str
-    ffmpegPath: str
-    limits: Limits
-    effects: list[EffectFamily]
-    problems: list[str] | None = None
+# -- request shapes (responses: web.models) ----------------------------------------------------
 
 
 class AuthRequest(BaseModel):
     password: str
-
-
-class Token(BaseModel):
-    """A signed token for the Authorization header (or ?token= on download links)."""
-
-    token: str
-    expiresAt: str
-
-
-class Output(BaseModel):
-    index: int
-    name: str
-    size: int
-    duration: float | None = None
-    distance: dict[str, Any] | None = None
-
-
-class Video(BaseModel):
-    id: str
-    name: str
-    size: int
-    duration: float | None = None
-    status: str
-    progress: float
-    error: str | None = None
-    attempts: int
-    retryable: bool
-    log: str | None = None
-    outputs: list[Output] | None = None
-    outputCount: int | None = None
-
-
-class Job(BaseModel):
-    """A job with its videos."""
-
-    id: str
-    status: str = Field(description="queued, processing, completed, failed, cancelled or expired")
-    createdAt: str
-    startedAt: str | None = None
-    completedAt: str | None = None
-    expiresAt: str | None = None
-    variationsPerVideo: int
-    seed: str
-    excludedEffects: list[str]
-    progress: float
-    counts: dict[str, int]
-    videos: list[Video]
-
-
-class JobList(BaseModel):
-    """Jobs, newest first."""
-
-    jobs: list[Job]
-
-
-class UploadedVideo(BaseModel):
-    id: str
-    name: str
-    size: int
-
-
-class JobCreated(BaseModel):
-    """The upload was accepted and queued."""
-
-    jobId: str
-    status: str
-    videos: list[UploadedVideo]
-    variationsPerVideo: int
-    seed: str
-    statusUrl: str
 
 
 class UploadForm(BaseModel):

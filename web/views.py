@@ -1,5 +1,6 @@
 """Presenters: store rows and pipeline events → the public JSON shapes (camelCase, no server
-paths). The only place that makes the API's JSON."""
+paths). The only place that makes the API's JSON; each body is one of ``web.models``' classes,
+filled here and dumped, and the OpenAPI document is made from the same classes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.rows import Job, Output, Video
+from pipeline.state.states import RETRYABLE
+
+from . import models
 
 
 def iso(ts: float | None) -> str | None:
@@ -15,52 +20,59 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def video_json(v: dict) -> dict:
-    out = {
-        "id": v["id"],
-        "name": v["name"],
-        "size": v["size"],
-        "duration": v["duration"],
-        "status": v["status"],
-        "progress": round(v["progress"] or 0.0, 1),
-        "error": v["error"],
-        "attempts": v["attempts"],
-        "retryable": bool(v["retryable"]) and v["status"] in ("failed", "interrupted", "cancelled")
-        and bool(v.get("uploadPath")),
+def output_model(o: Output) -> models.Output:
+    fields = {"index": o.index, "name": o.name, "size": o.size, "duration": o.duration}
+    if o.distance is not None:
+        fields["distance"] = o.distance
+    return models.Output(**fields)
+
+
+def video_model(v: Video) -> models.Video:
+    fields = {
+        "id": v.id,
+        "name": v.name,
+        "size": v.size,
+        "duration": v.duration,
+        "status": str(v.status),
+        "progress": round(v.progress, 1),
+        "error": v.error,
+        "attempts": v.attempts,
+        "retryable": v.retryable and v.status in RETRYABLE and bool(v.upload_path),
     }
-    if v.get("stderrTail"):
-        out["log"] = v["stderrTail"]
-    if "outputs" in v:
-        out["outputs"] = [
-            {"index": o["index"], "name": o["name"], "size": o["size"], "duration": o["duration"],
-             **({"distance": o["distance"]} if o.get("distance") is not None else {})}
-            for o in v["outputs"]
-        ]
+    if v.stderr_tail:
+        fields["log"] = v.stderr_tail
+    if v.outputs is not None:
+        fields["outputs"] = [output_model(o) for o in v.outputs]
     else:
-        out["outputCount"] = v.get("outputCount", 0)
-    return out
+        fields["outputCount"] = v.output_count
+    return models.Video(**fields)
 
 
-def job_json(job: dict) -> dict:
-    videos = [video_json(v) for v in job.get("videos", [])]
-    progress = sum(v["progress"] for v in videos) / len(videos) if videos else 0.0
+def job_model(job: Job) -> models.Job:
+    videos = [video_model(v) for v in job.videos]
+    progress = sum(v.progress for v in videos) / len(videos) if videos else 0.0
     counts: dict[str, int] = {}
     for v in videos:
-        counts[v["status"]] = counts.get(v["status"], 0) + 1
-    return {
-        "id": job["id"],
-        "status": job["status"],
-        "createdAt": iso(job["createdAt"]),
-        "startedAt": iso(job["startedAt"]),
-        "completedAt": iso(job["completedAt"]),
-        "expiresAt": iso(job["expiresAt"]),
-        "variationsPerVideo": job["variationsPerVideo"],
-        "seed": job["seed"],
-        "excludedEffects": job["options"].get("exclude", []),
-        "progress": round(progress, 1),
-        "counts": counts,
-        "videos": videos,
-    }
+        counts[v.status] = counts.get(v.status, 0) + 1
+    return models.Job(
+        id=job.id,
+        status=str(job.status),
+        createdAt=iso(job.created_at),
+        startedAt=iso(job.started_at),
+        completedAt=iso(job.completed_at),
+        expiresAt=iso(job.expires_at),
+        variationsPerVideo=job.variations,
+        seed=job.seed,
+        excludedEffects=job.options.get("exclude", []),
+        progress=round(progress, 1),
+        counts=counts,
+        videos=videos,
+    )
+
+
+def job_json(job: Job) -> dict:
+    """``GET /api/jobs/{id}`` (and each entry of the list, the WebSocket's snapshots)."""
+    return job_model(job).dump()
 
 
 def event_messages(event: Event) -> list[dict]:
@@ -94,4 +106,4 @@ class Snapshot(Event):
     job, or ``job_id`` None for all jobs). Sent through the subscriber's queue, so it is ordered
     with the events around it."""
 
-    job: dict | None = field(default=None, compare=False)
+    job: Job | None = field(default=None, compare=False)

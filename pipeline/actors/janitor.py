@@ -40,6 +40,7 @@ from pathlib import Path
 import trio
 
 from pipeline.context import JanitorContext
+from pipeline.state.rows import Job
 from pipeline.state.states import JobStatus, VideoStatus
 
 # Terminal jobs the janitor may evict to make room, oldest completion first.
@@ -179,7 +180,7 @@ class Janitor:
             if usage.total + need <= cap:
                 return True
             rows = await self.service.store.job_rows()
-            evictable = sum(usage.by_job.get(j["id"], 0) for j in rows if j["status"] in EVICTABLE)
+            evictable = sum(usage.by_job.get(j.id, 0) for j in rows if j.status in EVICTABLE)
             if usage.total - evictable + need > cap:
                 return False
             evicted, usage = await self._evict_until(lambda u: u.total + need <= cap)
@@ -200,7 +201,7 @@ class Janitor:
         job = await service.store.job_row(job_id)
         if job is None:
             return False
-        if job["status"] in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
             await service.cancel_job(job_id)
         async with self._lock:
             # Files first: on a full disk SQLite cannot write the deletion ("database or disk
@@ -215,15 +216,15 @@ class Janitor:
         store = self.service.store
         expired, purged = [], []
         for job in await store.job_rows():
-            exp = job["expiresAt"]
-            if job["status"] == JobStatus.EXPIRED:
+            exp = job.expires_at
+            if job.status == JobStatus.EXPIRED:
                 if exp is None or exp + self.settings.expired_keep <= now:
-                    await trio.to_thread.run_sync(self._remove_job_files, job["id"])
-                    await self.service.ledger.deleted(job["id"])
-                    purged.append(job["id"])
-            elif exp is not None and exp <= now and job["status"] in EVICTABLE:
-                if await self._retire(job["id"]):
-                    expired.append(job["id"])
+                    await trio.to_thread.run_sync(self._remove_job_files, job.id)
+                    await self.service.ledger.deleted(job.id)
+                    purged.append(job.id)
+            elif exp is not None and exp <= now and job.status in EVICTABLE:
+                if await self._retire(job.id):
+                    expired.append(job.id)
         return expired, purged
 
     async def _evict_until(self, enough) -> tuple[list[str], DiskUsage]:
@@ -233,10 +234,10 @@ class Janitor:
         if enough(usage):
             return evicted, usage
         for job in await self.service.store.job_rows():
-            if job["status"] not in EVICTABLE or not usage.by_job.get(job["id"]):
+            if job.status not in EVICTABLE or not usage.by_job.get(job.id):
                 continue
-            if await self._retire(job["id"], "evicted"):
-                evicted.append(job["id"])
+            if await self._retire(job.id, "evicted"):
+                evicted.append(job.id)
                 usage = await trio.to_thread.run_sync(self.disk_usage)
                 if enough(usage):
                     break
@@ -253,34 +254,34 @@ class Janitor:
         store = self.service.store
         jobs = {}
         for row in await store.job_rows():
-            job = await store.get_job(row["id"])
+            job = await store.get_job(row.id)
             if job is not None:
-                jobs[job["id"]] = job
+                jobs[job.id] = job
         removed = await trio.to_thread.run_sync(self._remove_unknown_files, jobs)
 
         # Rows whose files are gone.
         forgotten = 0
         lost: list[str] = []
         for job in jobs.values():
-            if job["status"] == JobStatus.EXPIRED:
+            if job.status == JobStatus.EXPIRED:
                 continue
             had_outputs = left = 0
-            for v in job["videos"]:
-                if v["uploadPath"] and v["status"] not in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
-                    if not await trio.to_thread.run_sync(os.path.exists, v["uploadPath"]):
-                        await store.clear_upload_path(v["id"])
-                if v["status"] != VideoStatus.COMPLETED:
+            for v in job.videos:
+                if v.upload_path and v.status not in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
+                    if not await trio.to_thread.run_sync(os.path.exists, v.upload_path):
+                        await store.clear_upload_path(v.id)
+                if v.status != VideoStatus.COMPLETED:
                     continue
-                for o in v["outputs"]:
+                for o in v.outputs:
                     had_outputs += 1
-                    if await trio.to_thread.run_sync(os.path.exists, o["path"]):
+                    if await trio.to_thread.run_sync(os.path.exists, o.path):
                         left += 1
                     else:
-                        await store.delete_output(v["id"], o["index"])
+                        await store.delete_output(v.id, o.index)
                         forgotten += 1
-            if had_outputs and not left and job["status"] in EVICTABLE:
-                if await self._retire(job["id"], "files_gone"):
-                    lost.append(job["id"])
+            if had_outputs and not left and job.status in EVICTABLE:
+                if await self._retire(job.id, "files_gone"):
+                    lost.append(job.id)
         return removed, forgotten, lost
 
     # -- blocking helpers (run in a worker thread) --------------------------------------------
@@ -310,7 +311,7 @@ class Janitor:
             if _is_plain_name(job_id):
                 _remove_path(root / job_id)
 
-    def _remove_unknown_files(self, jobs: dict[str, dict]) -> list[str]:
+    def _remove_unknown_files(self, jobs: dict[str, Job]) -> list[str]:
         """Delete what no row knows, skipping anything touched within the orphan grace."""
         removed: list[str] = []
         fresh_after = time.time() - self.orphan_grace
@@ -326,17 +327,17 @@ class Janitor:
             if job is None or not entry.is_dir(follow_symlinks=False):
                 drop(path)
                 continue
-            videos = {v["id"]: v for v in job["videos"]}
+            videos = {v.id: v for v in job.videos}
             for ventry in _scandir(path):
                 vpath = Path(ventry.path)
                 video = videos.get(ventry.name)
                 if video is None or not ventry.is_dir(follow_symlinks=False) \
-                        or job["status"] == JobStatus.EXPIRED:
+                        or job.status == JobStatus.EXPIRED:
                     drop(vpath)
                     continue
-                if video["status"] in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
+                if video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
                     continue  # the runner owns this folder (and its *.part files)
-                keep = {Path(o["path"]).name for o in video["outputs"]}
+                keep = {Path(o.path).name for o in video.outputs}
                 for fentry in _scandir(vpath):
                     if fentry.name not in keep:
                         drop(Path(fentry.path))
@@ -345,10 +346,10 @@ class Janitor:
             path = Path(entry.path)
             job = jobs.get(entry.name)
             if job is None or not entry.is_dir(follow_symlinks=False) \
-                    or job["status"] == JobStatus.EXPIRED:
+                    or job.status == JobStatus.EXPIRED:
                 drop(path)
                 continue
-            keep = {Path(v["uploadPath"]).name for v in job["videos"] if v["uploadPath"]}
+            keep = {Path(v.upload_path).name for v in job.videos if v.upload_path}
             for fentry in _scandir(path):
                 if fentry.name not in keep:
                     drop(Path(fentry.path))

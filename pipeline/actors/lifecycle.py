@@ -17,9 +17,8 @@ import trio
 
 from pipeline.context import LifecycleContext
 from pipeline.delivery.zipper import Archive, NothingToZip, open_archive
-from pipeline.state.states import JobStatus, VideoStatus
-
-RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
+from pipeline.state.rows import Job
+from pipeline.state.states import RETRYABLE, JobStatus, VideoStatus
 
 
 class LifecycleError(Exception):
@@ -47,25 +46,25 @@ def _not_found(what: str = "job") -> JobNotFound:
     return JobNotFound("job_not_found", "There is no job with this id.")
 
 
-def is_expired(job: dict, now: float) -> bool:
-    return job["status"] == JobStatus.EXPIRED or (
-        job["expiresAt"] is not None and job["expiresAt"] <= now
+def is_expired(job: Job, now: float) -> bool:
+    return job.status == JobStatus.EXPIRED or (
+        job.expires_at is not None and job.expires_at <= now
     )
 
 
-async def _job(service: LifecycleContext, job_id: str) -> dict:
+async def _job(service: LifecycleContext, job_id: str) -> Job:
     job = await service.store.get_job(job_id)
     if job is None:
         raise _not_found()
     return job
 
 
-async def open_download(service: LifecycleContext, job_id: str) -> tuple[dict, Archive]:
+async def open_download(service: LifecycleContext, job_id: str) -> tuple[Job, Archive]:
     """The job and its opened archive (the caller streams and closes it)."""
     job = await _job(service, job_id)
     if is_expired(job, service.clock()):
         raise Gone("job_expired", "This job's results have expired and were deleted.")
-    if not any(v["status"] == VideoStatus.COMPLETED and v["outputs"] for v in job["videos"]):
+    if not any(v.status == VideoStatus.COMPLETED and v.outputs for v in job.videos):
         raise Conflict("not_ready", "Nothing to download yet: no video of this job has finished.")
     try:
         archive = await trio.to_thread.run_sync(open_archive, job)
@@ -74,36 +73,36 @@ async def open_download(service: LifecycleContext, job_id: str) -> tuple[dict, A
     return job, archive
 
 
-async def cancel_job(service: LifecycleContext, job_id: str) -> dict:
+async def cancel_job(service: LifecycleContext, job_id: str) -> Job:
     """Stop the job's renders and drop its queued videos; finished outputs are kept.
 
     Returns the settled job. Raises ``Conflict`` when the job has already finished.
     """
     job = await _job(service, job_id)
-    if job["status"] not in (JobStatus.QUEUED, JobStatus.PROCESSING):
-        raise Conflict("not_running", f"This job is {job['status']}: there is nothing to cancel.")
+    if job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        raise Conflict("not_running", f"This job is {job.status}: there is nothing to cancel.")
     await service.cancel_job(job_id)
     return await _job(service, job_id)
 
 
-async def retry_video(service: LifecycleContext, job_id: str, video_id: str) -> dict:
+async def retry_video(service: LifecycleContext, job_id: str, video_id: str) -> Job:
     """Queue a failed, interrupted or cancelled video again, if its upload is still on disk.
 
     Returns the job as it is once the video is queued.
     """
     job = await _job(service, job_id)
-    video = next((v for v in job["videos"] if v["id"] == video_id), None)
+    video = next((v for v in job.videos if v.id == video_id), None)
     if video is None:
         raise _not_found("video")
     if is_expired(job, service.clock()):
         raise Gone("job_expired", "This job has expired; upload the video again.")
-    if video["status"] not in RETRYABLE:
+    if video.status not in RETRYABLE:
         raise Conflict(
             "not_retryable",
-            f"This video is {video['status']}; only failed, interrupted or cancelled videos "
+            f"This video is {video.status}; only failed, interrupted or cancelled videos "
             "can be retried.",
         )
-    upload = video["uploadPath"]
+    upload = video.upload_path
     if not upload or not await trio.to_thread.run_sync(os.path.isfile, Path(upload)):
         raise Conflict("upload_gone",
                        "The original upload of this video is no longer on the server; "

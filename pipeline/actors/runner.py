@@ -32,6 +32,7 @@ from pipeline.media.effects import EffectOptions, VariationParams, expected_dura
 from pipeline.media.naming import safe_stem, variation_file
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
+from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
 
 STDERR_TAIL_LINES = 20
@@ -89,11 +90,11 @@ async def render_video(service: RunnerContext, handle: RenderHandle) -> None:
     store, ledger = service.store, service.ledger
     job = await store.job_row(handle.job_id)
     video = await store.video(handle.video_id)
-    if job is None or video is None or video["status"] not in (
+    if job is None or video is None or video.status not in (
         VideoStatus.QUEUED, VideoStatus.INTERRUPTED
     ):
         return
-    upload = Path(video["uploadPath"]) if video["uploadPath"] else None
+    upload = Path(video.upload_path) if video.upload_path else None
     if upload is None or not upload.exists():
         await ledger.failed(handle.video_id, "the uploaded file is gone", retryable=False)
         return
@@ -130,13 +131,13 @@ async def render_video(service: RunnerContext, handle: RenderHandle) -> None:
     await store.clear_upload_path(handle.video_id)
 
 
-async def _render(service: RunnerContext, handle: RenderHandle, job: dict, video: dict,
-                  upload: Path, out_dir: Path, cleanup: ExitStack) -> list[dict]:
+async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video: Video,
+                  upload: Path, out_dir: Path, cleanup: ExitStack) -> list[Output]:
     settings = service.settings
-    info = await trio.to_thread.run_sync(_source_info, video["info"], upload)
-    options = EffectOptions(exclude=frozenset(job["options"].get("exclude", [])))
-    variations = sample_variations(job["seed"], video["index"], job["variationsPerVideo"], options)
-    stem = safe_stem(video["name"])
+    info = await trio.to_thread.run_sync(_source_info, video.info, upload)
+    options = EffectOptions(exclude=frozenset(job.options.get("exclude", [])))
+    variations = sample_variations(job.seed, video.index, job.variations, options)
+    stem = safe_stem(video.name)
     finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
     outputs = [part_path(f) for f in finals]
     # The source's thumbnails for the distinctness measure, taken off the render's decode.
@@ -163,8 +164,8 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: dict, video
             quality.Rendered(
                 ffmpeg=service.ffmpeg, source=upload, info=info, variations=tuple(variations),
                 parts=tuple(outputs), names=tuple(names),
-                seeds=tuple(f"{job['seed']}:{video['index']}:{i + 1}" for i in range(len(variations))),
-                job_seed=job["seed"], video_index=video["index"], options=options,
+                seeds=tuple(f"{job.seed}:{video.index}:{i + 1}" for i in range(len(variations))),
+                job_seed=job.seed, video_index=video.index, options=options,
             ),
             min_distance=settings.min_distance, rerender=rerender, cleanup=cleanup,
             source_thumbnails=thumbs,
@@ -176,17 +177,11 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: dict, video
     outputs = []
     for i, (v, final) in enumerate(zip(checked, finals, strict=True)):
         size = await trio.to_thread.run_sync(_commit, v.part, final)
-        outputs.append({
-            "index": i,
-            "name": names[i],
-            "path": str(final),
-            "size": size,
-            "duration": v.duration,
-            "seed": v.seed,
-            "params": v.params.to_dict(),
-            "graph": output_graphs(info, [v.params])[0],
-            "distance": v.distance,
-        })
+        outputs.append(Output(
+            index=i, name=names[i], path=str(final), size=size, duration=v.duration,
+            seed=v.seed, params=v.params.to_dict(), graph=output_graphs(info, [v.params])[0],
+            distance=v.distance,
+        ))
     return outputs
 
 

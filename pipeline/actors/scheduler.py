@@ -92,14 +92,14 @@ class Scheduler:
             await store.set_video_pid(video_id, None)
         await trio.to_thread.run_sync(_remove_parts, service.settings.outputs_dir)
         for v in await store.pending_videos():
-            upload = v["uploadPath"]
+            upload = v.upload_path
             if upload and Path(upload).exists():
-                if v["status"] != VideoStatus.QUEUED:
-                    await service.ledger.requeued(v["id"])
-                self.queue.append(VideoQueued(v["jobId"], v["id"]))
+                if v.status != VideoStatus.QUEUED:
+                    await service.ledger.requeued(v.id)
+                self.queue.append(VideoQueued(v.job_id, v.id))
             else:
                 await service.ledger.failed(
-                    v["id"], "the service stopped and the uploaded file is gone", retryable=False)
+                    v.id, "the service stopped and the uploaded file is gone", retryable=False)
 
     async def run(self, receive: trio.MemoryReceiveChannel[SchedulerMessage], *,
                   task_status=trio.TASK_STATUS_IGNORED) -> None:

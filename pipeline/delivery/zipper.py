@@ -55,6 +55,7 @@ from pipeline.delivery.ziplayout import (
     local_header,
 )
 from pipeline.media.naming import unique_stems, variation_file
+from pipeline.state.rows import Job, Output
 from pipeline.state.states import VideoStatus
 
 MANIFEST = "manifest.json"
@@ -77,65 +78,65 @@ class Member:
     path: Path
     source: str  # the source video's display name
     video_id: str
-    output: dict = field(compare=False, repr=False)
+    output: Output = field(compare=False, repr=False)
 
 
 # -- pure core ----------------------------------------------------------------------------------
 
 
-def archive_members(job: dict) -> list[Member]:
+def archive_members(job: Job) -> list[Member]:
     """The archive's variation members, in video then variation order. Pure.
 
     Only completed videos contribute. Folder names are computed over *all* the job's videos (in
     upload order), so a video's folder keeps its name whichever videos have finished.
     """
-    videos = sorted(job.get("videos", []), key=lambda v: v["index"])
-    stems = unique_stems([v["name"] for v in videos])
+    videos = sorted(job.videos, key=lambda v: v.index)
+    stems = unique_stems([v.name for v in videos])
     members = []
     for video, stem in zip(videos, stems, strict=True):
-        if video["status"] != VideoStatus.COMPLETED:
+        if video.status != VideoStatus.COMPLETED:
             continue
-        for out in sorted(video.get("outputs", []), key=lambda o: o["index"]):
+        for out in sorted(video.outputs or (), key=lambda o: o.index):
             members.append(Member(
-                arcname=f"{stem}/{variation_file(stem, out['index'])}",
-                path=Path(out["path"]),
-                source=video["name"],
-                video_id=video["id"],
+                arcname=f"{stem}/{variation_file(stem, out.index)}",
+                path=Path(out.path),
+                source=video.name,
+                video_id=video.id,
                 output=out,
             ))
     return members
 
 
-def build_manifest(job: dict, members: list[Member], sizes: dict[str, int],
+def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                    missing: list[str] = ()) -> dict:
     """The ``manifest.json`` document. Pure; ``sizes`` maps arcname to the bytes stored."""
     doc = {
         "manifestVersion": MANIFEST_VERSION,
-        "jobId": job["id"],
-        "seed": job.get("seed"),
-        "variationsPerVideo": job.get("variationsPerVideo"),
-        "excludedEffects": (job.get("options") or {}).get("exclude", []),
-        "createdAt": _iso(job.get("createdAt")),
-        "completedAt": _iso(job.get("completedAt")),
+        "jobId": job.id,
+        "seed": job.seed,
+        "variationsPerVideo": job.variations,
+        "excludedEffects": job.options.get("exclude", []),
+        "createdAt": _iso(job.created_at),
+        "completedAt": _iso(job.completed_at),
         "variations": [
             {
                 "source": m.source,
                 "file": m.arcname,
-                "index": m.output["index"] + 1,
-                "seed": m.output.get("seed"),
-                "params": m.output.get("params") or {},
-                "graph": m.output.get("graph") or "",
-                "duration": m.output.get("duration"),
+                "index": m.output.index + 1,
+                "seed": m.output.seed,
+                "params": m.output.params,
+                "graph": m.output.graph,
+                "duration": m.output.duration,
                 "size": sizes[m.arcname],
                 # pHash distances to the source and siblings, re-rolls taken (pipeline/media/distinct.py);
                 # null for outputs rendered before distinctness was measured.
-                "distance": m.output.get("distance"),
+                "distance": m.output.distance,
             }
             for m in members
         ],
     }
-    unfinished = [v["name"] for v in sorted(job.get("videos", []), key=lambda v: v["index"])
-                  if v["status"] != VideoStatus.COMPLETED]
+    unfinished = [v.name for v in sorted(job.videos, key=lambda v: v.index)
+                  if v.status != VideoStatus.COMPLETED]
     if unfinished:
         doc["unfinishedSources"] = unfinished
     if missing:
@@ -147,12 +148,12 @@ def manifest_bytes(doc: dict) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def archive_filename(job: dict) -> str:
+def archive_filename(job: Job) -> str:
     """The download's file name: ``<source stem>-variations.zip`` for one source, else by job id."""
-    videos = job.get("videos", [])
+    videos = job.videos
     if len(videos) == 1:
-        return f"{unique_stems([videos[0]['name']])[0]}-variations.zip"
-    return f"video-refresher-{job['id']}.zip"
+        return f"{unique_stems([videos[0].name])[0]}-variations.zip"
+    return f"video-refresher-{job.id}.zip"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -306,7 +307,7 @@ def _pread(fh: BinaryIO, lo: int, hi: int) -> Iterator[bytes]:
         yield chunk
 
 
-def open_archive(job: dict) -> Archive:
+def open_archive(job: Job) -> Archive:
     """Open the job's finished outputs as a STORE ZIP of known length. Blocking (run in a
     thread). Reads no member data.
 
@@ -364,7 +365,7 @@ async def stream_archive(archive: Archive, start: int = 0,
         archive.close()
 
 
-def write_zip(job: dict, path: Path) -> int:
+def write_zip(job: Job, path: Path) -> int:
     """Write the job's ZIP to ``path`` (atomically: ``*.part``, fsync, rename). Returns its size.
 
     Same bytes as the download. Blocking. Raises ``NothingToZip`` like ``open_archive``.

@@ -21,6 +21,7 @@ import trio
 
 from pipeline.state.events import JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.state.progress import ProgressHub
+from pipeline.state.rows import Output
 from pipeline.state.states import JobStatus, VideoStatus
 from pipeline.state.store import AsyncStore
 
@@ -104,7 +105,7 @@ class Ledger:
             self._progress_written[key] = now
             await self.store.set_video_progress(video_id, percent, self.clock())
 
-    async def finished(self, video_id: str, outputs: list[dict]) -> VideoChanged | None:
+    async def finished(self, video_id: str, outputs: list[Output]) -> VideoChanged | None:
         """Every output is verified and in place: record them and complete the video."""
         return await self._video(video_id, V.COMPLETED, progress=100.0, outputs=outputs)
 
@@ -127,7 +128,7 @@ class Ledger:
     async def _video(self, video_id: str, status: VideoStatus, *, progress: float | None = None,
                      error: str | None = None, retryable: bool | None = None,
                      stderr_tail: str | None = None,
-                     outputs: list[dict] | None = None) -> VideoChanged | None:
+                     outputs: list[Output] | None = None) -> VideoChanged | None:
         result = await self.store.set_video_state(
             video_id, status, now=self.clock(), progress=progress, error=error,
             stderr_tail=stderr_tail, retryable=retryable, job_ttl=self.job_ttl,

@@ -32,6 +32,8 @@ JOB_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCE
 VIDEO_TERMINAL = frozenset({VideoStatus.COMPLETED, VideoStatus.FAILED, VideoStatus.CANCELLED})
 # Videos that still need (or may again need) FFmpeg time.
 VIDEO_PENDING = frozenset({VideoStatus.QUEUED, VideoStatus.PROCESSING, VideoStatus.INTERRUPTED})
+# Videos that a retry may queue again (when their upload is still kept).
+RETRYABLE = frozenset({VideoStatus.FAILED, VideoStatus.INTERRUPTED, VideoStatus.CANCELLED})
 
 
 def job_status_from_videos(statuses: list[str]) -> JobStatus:

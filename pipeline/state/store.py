@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from pipeline.state.rows import Job, Output, Video
 from pipeline.state.schema import connect, migrate
 from pipeline.state.states import (
     VIDEO_PENDING,
@@ -28,10 +29,6 @@ from pipeline.state.states import (
     VideoStatus,
     job_status_from_videos,
 )
-
-
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text else None
 
 
 class Store:
@@ -112,18 +109,18 @@ class Store:
 
         self._tx(tx)
 
-    def job_row(self, job_id: str) -> dict | None:
+    def job_row(self, job_id: str) -> Job | None:
+        """The job without its videos, or None."""
         rows = self._read("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return _job_dict(rows[0]) if rows else None
+        return Job.from_row(rows[0]) if rows else None
 
-    def get_job(self, job_id: str) -> dict | None:
+    def get_job(self, job_id: str) -> Job | None:
         """The job with its videos (ordered) and each video's outputs, or None."""
         with self._tx_lock:
             c = self._conn
             row = c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 return None
-            job = _job_dict(row)
             vids = c.execute(
                 "SELECT * FROM videos WHERE job_id=? ORDER BY idx", (job_id,)
             ).fetchall()
@@ -132,15 +129,14 @@ class Store:
                 " WHERE v.job_id=? ORDER BY o.idx",
                 (job_id,),
             ).fetchall()
-        by_video: dict[str, list[dict]] = {}
+        by_video: dict[str, list[Output]] = {}
         for o in outs:
-            by_video.setdefault(o["video_id"], []).append(_output_dict(o))
-        job["videos"] = [
-            {**_video_dict(v), "outputs": by_video.get(v["id"], [])} for v in vids
-        ]
-        return job
+            by_video.setdefault(o["video_id"], []).append(Output.from_row(o))
+        return Job.from_row(row, tuple(
+            Video.from_row(v, tuple(by_video.get(v["id"], ()))) for v in vids
+        ))
 
-    def list_jobs(self, limit: int = 200) -> list[dict]:
+    def list_jobs(self, limit: int = 200) -> list[Job]:
         """Jobs newest first, with per-video summaries (no outputs)."""
         with self._tx_lock:
             c = self._conn
@@ -156,17 +152,10 @@ class Store:
                     f" AS n_outputs FROM videos v WHERE job_id IN ({marks}) ORDER BY idx",
                     ids,
                 ).fetchall()
-        by_job: dict[str, list[dict]] = {}
+        by_job: dict[str, list[Video]] = {}
         for v in vids:
-            d = _video_dict(v)
-            d["outputCount"] = v["n_outputs"]
-            by_job.setdefault(v["job_id"], []).append(d)
-        jobs = []
-        for r in rows:
-            j = _job_dict(r)
-            j["videos"] = by_job.get(r["id"], [])
-            jobs.append(j)
-        return jobs
+            by_job.setdefault(v["job_id"], []).append(Video.from_row(v, output_count=v["n_outputs"]))
+        return [Job.from_row(r, tuple(by_job.get(r["id"], ()))) for r in rows]
 
     def delete_job(self, job_id: str) -> bool:
         return self._tx(lambda c: c.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0)
@@ -174,12 +163,12 @@ class Store:
     def all_job_ids(self) -> set[str]:
         return {r[0] for r in self._read("SELECT id FROM jobs")}
 
-    def job_rows(self) -> list[dict]:
+    def job_rows(self) -> list[Job]:
         """Every job row (no videos), oldest completion first, then oldest creation (janitor)."""
         rows = self._read(
             "SELECT * FROM jobs ORDER BY completed_at IS NULL, completed_at, created_at, rowid"
         )
-        return [_job_dict(r) for r in rows]
+        return [Job.from_row(r) for r in rows]
 
     def expire_job(self, job_id: str, now: float) -> bool:
         """Mark a finished job ``expired`` (its files are gone); ``expires_at`` becomes the time
@@ -200,9 +189,9 @@ class Store:
 
     # -- videos ---------------------------------------------------------------------------
 
-    def video(self, video_id: str) -> dict | None:
+    def video(self, video_id: str) -> Video | None:
         rows = self._read("SELECT * FROM videos WHERE id=?", (video_id,))
-        return _video_dict(rows[0]) if rows else None
+        return Video.from_row(rows[0]) if rows else None
 
     def pending_renders(self) -> list[tuple[str, str, int]]:
         """``(job id, video id, source size × variations)`` of each video still to render
@@ -215,14 +204,14 @@ class Store:
         )
         return [(r[0], r[1], int(r[2])) for r in rows]
 
-    def pending_videos(self) -> list[dict]:
+    def pending_videos(self) -> list[Video]:
         """Videos that are queued, processing or interrupted, oldest first (for recovery)."""
         marks = ",".join("?" * len(VIDEO_PENDING))
         rows = self._read(
             f"SELECT * FROM videos WHERE status IN ({marks}) ORDER BY queued_at, idx",
             tuple(VIDEO_PENDING),
         )
-        return [_video_dict(r) for r in rows]
+        return [Video.from_row(r) for r in rows]
 
     def set_video_state(
         self,
@@ -237,7 +226,7 @@ class Store:
         clear_pid: bool = True,
         job_ttl: float | None = None,
         allowed_from: frozenset[VideoStatus] | None = None,
-        outputs: list[dict] | None = None,
+        outputs: list[Output] | None = None,
     ) -> tuple[str, str] | None:
         """Set a video's status and recompute its job's status, in one transaction; with
         ``outputs``, also record them (replacing an earlier attempt's).
@@ -304,16 +293,16 @@ class Store:
         return [(r[0], r[1]) for r in self._read("SELECT id, pid FROM videos WHERE pid IS NOT NULL")]
 
 
-def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[dict]) -> None:
+def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[Output]) -> None:
     c.execute("DELETE FROM outputs WHERE video_id=?", (video_id,))
     for o in outputs:
         c.execute(
             "INSERT INTO outputs(video_id,idx,name,path,size,duration,seed,params_json,"
             "graph,distance_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
-                video_id, o["index"], o["name"], o["path"], o["size"], o.get("duration"),
-                o.get("seed"), json.dumps(o.get("params", {})), o.get("graph", ""),
-                json.dumps(o["distance"]) if o.get("distance") is not None else None,
+                video_id, o.index, o.name, o.path, o.size, o.duration, o.seed,
+                json.dumps(o.params), o.graph,
+                json.dumps(o.distance) if o.distance is not None else None,
             ),
         )
 
@@ -336,55 +325,6 @@ def _refresh_job(c: sqlite3.Connection, job_id: str, now: float, job_ttl: float 
         sets += ["completed_at=NULL", "expires_at=NULL"]
     c.execute(f"UPDATE jobs SET {','.join(sets)} WHERE id=?", (*args, job_id))
     return str(new)
-
-
-def _job_dict(r: sqlite3.Row) -> dict:
-    return {
-        "id": r["id"],
-        "status": r["status"],
-        "createdAt": r["created_at"],
-        "startedAt": r["started_at"],
-        "completedAt": r["completed_at"],
-        "expiresAt": r["expires_at"],
-        "variationsPerVideo": r["variations"],
-        "seed": r["seed"],
-        "options": _loads(r["options_json"]) or {},
-        "error": r["error"],
-    }
-
-
-def _video_dict(r: sqlite3.Row) -> dict:
-    return {
-        "id": r["id"],
-        "jobId": r["job_id"],
-        "index": r["idx"],
-        "name": r["name"],
-        "uploadPath": r["upload_path"],
-        "size": r["size"],
-        "duration": r["duration"],
-        "info": _loads(r["info_json"]) or {},
-        "status": r["status"],
-        "progress": r["progress"],
-        "attempts": r["attempts"],
-        "pid": r["pid"],
-        "error": r["error"],
-        "stderrTail": r["stderr_tail"],
-        "retryable": bool(r["retryable"]),
-    }
-
-
-def _output_dict(r: sqlite3.Row) -> dict:
-    return {
-        "index": r["idx"],
-        "name": r["name"],
-        "path": r["path"],
-        "size": r["size"],
-        "duration": r["duration"],
-        "seed": r["seed"],
-        "params": _loads(r["params_json"]) or {},
-        "graph": r["graph"],
-        "distance": _loads(r["distance_json"]),
-    }
 
 
 class AsyncStore:

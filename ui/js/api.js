@@ -146,10 +146,12 @@ export function downloadUrl(id) {
   return `/api/jobs/${encodeURIComponent(id)}/download?token=${encodeURIComponent(token)}`;
 }
 
-export function websocketUrl() {
+/** The live socket; with `jobId` it follows that job only and opens with its snapshot. */
+export function websocketUrl(jobId = null) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   const token = getToken() || "";
-  return `${scheme}//${window.location.host}/api/ws?token=${encodeURIComponent(token)}`;
+  const job = jobId ? `&job=${encodeURIComponent(jobId)}` : "";
+  return `${scheme}//${window.location.host}/api/ws?token=${encodeURIComponent(token)}${job}`;
 }
 
 /**

@@ -169,7 +169,7 @@ export class LiveFeed {
     this.reconnectPending = false;
     let ws;
     try {
-      ws = new WebSocket(websocketUrl());
+      ws = new WebSocket(websocketUrl(this.jobId));
     } catch {
       this.scheduleReconnect();
       return;
@@ -179,8 +179,8 @@ export class LiveFeed {
       if (this.ws !== ws) return;
       this.wsOpen = true;
       clearTimeout(this.pollTimer);
-      // The answer (`subscribed`, or `hello` for all jobs) re-syncs what we missed.
-      if (this.jobId) ws.send(JSON.stringify({ subscribe: this.jobId }));
+      // The first message (`subscribed` for the followed job, `hello` for all jobs) re-syncs
+      // what we missed.
       this.onConnection("live");
     };
     ws.onmessage = (msg) => {

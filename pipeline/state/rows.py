@@ -1,0 +1,105 @@
+"""Typed rows: what the store returns (``Job``, ``Video``, ``Output``), frozen and in the
+pipeline's own names. The API's JSON is made from them in one place (``web/views.py``).
+
+``Video.outputs`` is filled by ``Store.get_job`` (the job page); ``Store.list_jobs`` (history)
+gives only ``output_count`` and leaves ``outputs`` None, so a summary is never mistaken for a
+video without outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.state.states import JobStatus, VideoStatus
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One verified variation file of a video."""
+
+    index: int
+    name: str
+    path: str
+    size: int
+    duration: float | None = None
+    seed: str | None = None
+    params: dict = field(default_factory=dict)
+    graph: str = ""
+    # The distinctness figures (``quality``), None where the source could not be sampled.
+    distance: dict | None = None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Output:
+        return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],
+                   duration=r["duration"], seed=r["seed"], params=_loads(r["params_json"]) or {},
+                   graph=r["graph"] or "", distance=_loads(r["distance_json"]))
+
+
+@dataclass(frozen=True)
+class Video:
+    """One source video of a job and where its render stands."""
+
+    id: str
+    job_id: str
+    index: int
+    name: str
+    upload_path: str | None
+    size: int
+    duration: float | None
+    info: dict
+    status: VideoStatus
+    progress: float
+    attempts: int
+    pid: int | None
+    error: str | None
+    stderr_tail: str | None
+    retryable: bool
+    outputs: tuple[Output, ...] | None = None
+    output_count: int = 0
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row, outputs: tuple[Output, ...] | None = None,
+                 output_count: int | None = None) -> Video:
+        return cls(
+            id=r["id"], job_id=r["job_id"], index=r["idx"], name=r["name"],
+            upload_path=r["upload_path"], size=r["size"], duration=r["duration"],
+            info=_loads(r["info_json"]) or {}, status=VideoStatus(r["status"]),
+            progress=r["progress"] or 0.0, attempts=r["attempts"], pid=r["pid"],
+            error=r["error"], stderr_tail=r["stderr_tail"], retryable=bool(r["retryable"]),
+            outputs=outputs,
+            output_count=len(outputs) if output_count is None and outputs is not None
+            else output_count or 0,
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A batch of videos rendered with the same seed and options."""
+
+    id: str
+    status: JobStatus
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    expires_at: float | None
+    variations: int
+    seed: str
+    options: dict
+    error: str | None
+    videos: tuple[Video, ...] = ()
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row, videos: tuple[Video, ...] = ()) -> Job:
+        return cls(
+            id=r["id"], status=JobStatus(r["status"]), created_at=r["created_at"],
+            started_at=r["started_at"], completed_at=r["completed_at"],
+            expires_at=r["expires_at"], variations=r["variations"], seed=r["seed"],
+            options=_loads(r["options_json"]) or {}, error=r["error"], videos=videos,
+        )
