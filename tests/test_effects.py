@@ -1,6 +1,7 @@
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -32,16 +33,20 @@ def graphs(variations, w=1280, h=720):
 @pytest.mark.parametrize(
     "text, excluded",
     [
-        (None, {"rotation", "hue"}),
-        ("", {"rotation", "hue"}),
-        ("-mirror", {"mirror", "rotation", "hue"}),
-        ("-mirror,-noise", {"mirror", "noise", "rotation", "hue"}),
-        (" -Mirror , -NOISE ,", {"mirror", "noise", "rotation", "hue"}),
-        ("-mirror,+mirror", {"rotation", "hue"}),
-        ("zoom", {"rotation", "hue"}),
-        ("+rotation", {"hue"}),
-        ("+Rotation, hue", set()),
-        ("+hue,-hue", {"rotation", "hue"}),
+        (None, {"rotation", "hue", "pitch"}),
+        ("", {"rotation", "hue", "pitch"}),
+        ("-mirror", {"mirror", "rotation", "hue", "pitch"}),
+        ("-mirror,-noise", {"mirror", "noise", "rotation", "hue", "pitch"}),
+        (" -Mirror , -NOISE ,", {"mirror", "noise", "rotation", "hue", "pitch"}),
+        ("-mirror,+mirror", {"rotation", "hue", "pitch"}),
+        ("zoom", {"rotation", "hue", "pitch"}),
+        ("+rotation", {"hue", "pitch"}),
+        ("+Rotation, hue", {"pitch"}),
+        ("+hue,-hue", {"rotation", "hue", "pitch"}),
+        ("+pitch", {"rotation", "hue"}),
+        (" PITCH ,-audio", {"rotation", "hue", "audio"}),
+        ("+pitch,-pitch", {"rotation", "hue", "pitch"}),
+        ("+rotation,+hue,+pitch", set()),
     ],
 )
 def test_parse_options(text, excluded):
@@ -51,8 +56,10 @@ def test_parse_options(text, excluded):
 def test_default_options_leave_out_the_opt_in_families():
     assert EffectOptions() == EffectOptions.parse("")
     assert not DEFAULT.allows("rotation") and not DEFAULT.allows("hue")
+    assert not DEFAULT.allows("pitch")
     vs = [v for seed in range(40) for v in sample_variations(seed, 0, 5, DEFAULT)]
-    assert not any(v.rotation_deg or v.hue_deg for v in vs)
+    assert not any(v.rotation_deg or v.hue_deg or v.pitch != 1.0 for v in vs)
+    assert not any("asetrate" in audio_filter(v) for v in vs)
     assert not any("rotate" in video_filter(v, 1280, 720) or "hue" in video_filter(v, 1280, 720)
                    for v in vs)
     # Everything else is on by default.
@@ -87,6 +94,7 @@ _NO_GEOMETRY = [
     "-zoom,-color,-noise,-mirror",
     "-zoom,-color,-noise,-speed,-mirror,-audio",
     "-zoom,+hue",
+    "-zoom,+pitch",
     "+rotation,-zoom,-rotation",
     " -ZOOM ",
     ",".join(f"-{f}" for f in FAMILIES),
@@ -113,7 +121,8 @@ def test_options_text_round_trip():
     assert opts.to_text() == "+rotation,-noise,-mirror"
     assert EffectOptions.parse(opts.to_text()) == opts
     assert DEFAULT.to_text() == ""
-    assert ALL.to_text() == "+rotation,+hue"
+    assert ALL.to_text() == "+rotation,+hue,+pitch"
+    assert EffectOptions.parse("-mirror, +pitch").to_text() == "-mirror,+pitch"
     with pytest.raises(ValueError):
         EffectOptions(exclude=frozenset({"blur"}))
 
@@ -149,7 +158,7 @@ def test_first_draw_uses_design_seed_key():
 
 
 def test_ranges_for_many_seeds():
-    seen_rotation = seen_plain = seen_mirror = 0
+    seen_rotation = seen_plain = seen_mirror = seen_up = 0
     for seed in range(150):
         for v in sample_variations(seed, 0, 5, ALL):
             assert 1.02 <= v.zoom <= 1.10
@@ -170,10 +179,13 @@ def test_ranges_for_many_seeds():
             assert 0 < v.noise_seed < 2**31 - 1
             assert 0.95 <= v.speed <= 1.06
             assert -1 <= v.gain_db <= 1
+            assert 0.03 <= abs(v.pitch - 1) <= 0.05
+            seen_up += v.pitch > 1
             seen_mirror += v.mirror
     total = seen_rotation + seen_plain
     assert seen_plain == 0  # asked for, every variation is tilted
     assert 0.4 < seen_mirror / total < 0.6
+    assert 0.4 < seen_up / total < 0.6  # up or down alike
 
 
 def test_params_json_round_trip():
@@ -187,7 +199,7 @@ def test_normalised_in_unit_cube():
     assert all(0 <= x <= 1 for x in VariationParams().normalised())
     for v in sample_variations("n", 0, 20, ALL):
         n = v.normalised()
-        assert len(n) == 13
+        assert len(n) == 14
         assert all(0 <= x <= 1 for x in n)
 
 
@@ -356,3 +368,61 @@ def test_distance_is_symmetric_and_zero_for_equal():
     assert distance(a, a) == 0
     assert distance(a, b) == distance(b, a) > 0
     assert nearest_distances([a]) == [math.inf]
+
+
+# --- pitch (opt-in) ------------------------------------------------------------------------
+
+PITCH = EffectOptions.parse("+pitch")
+
+
+def test_pitch_is_seeded_and_leaves_the_other_families_drawn_as_before():
+    # Pinned: the draws of a job without pitch are what they were before the family existed.
+    plain = sample_variations("pin", 0, 2, DEFAULT)
+    assert [(v.zoom, v.pan_x, v.contrast, v.noise_seed, v.speed, v.mirror, v.gain_db, v.pitch)
+            for v in plain] == [(1.0831, 0.17, 0.9523, 1167079497, 1.0109, True, -0.95, 1.0),
+                                (1.0343, 0.792, 1.0486, 704219093, 1.0307, False, 0.14, 1.0)]
+    pitched = sample_variations("pin", 0, 2, PITCH)
+    assert [v.pitch for v in pitched] == [0.9508, 1.0319]
+    assert pitched == sample_variations("pin", 0, 2, PITCH)
+    # Pitch is drawn last: asking for it changes no other value of the same draw.
+    import random
+
+    for seed in range(50):
+        key = f"p:{seed}:1"
+        with_pitch = effects._draw(random.Random(key), PITCH)
+        assert replace(with_pitch, pitch=1.0) == effects._draw(random.Random(key), DEFAULT)
+        assert with_pitch.pitch != 1.0
+
+
+def test_pitch_keeps_its_distance_from_siblings():
+    for seed in range(10):
+        vs = sample_variations(seed, 0, 10, PITCH)
+        assert min(nearest_distances(vs)) >= MIN_DISTANCE
+    # A job's stored parameters from before the family: no pitch shift.
+    old = {k: v for k, v in sample_variations("j", 0, 1, DEFAULT)[0].to_dict().items()
+           if k != "pitch"}
+    assert VariationParams.from_dict(old).pitch == 1.0
+
+
+@pytest.mark.parametrize("speed", [0.95, 1.0, 1.0307, 1.06])
+@pytest.mark.parametrize("pitch", [0.95, 0.9692, 1.03, 1.05])
+def test_pitch_chain_keeps_the_duration(speed, pitch):
+    g = audio_filter(VariationParams(speed=speed, pitch=pitch, gain_db=0.5))
+    m = re.fullmatch(r"aresample=48000,asetrate=(\d+),aresample=48000,atempo=([\d.]+),"
+                     r"volume=0\.50dB", g)
+    assert m, g
+    rate, tempo = int(m.group(1)), float(m.group(2))
+    assert rate == round(48000 * pitch)
+    # asetrate plays rate/48000 faster; atempo makes up the rest of the speed: the audio lasts
+    # source/speed, like the picture.
+    assert rate / 48000 * tempo == pytest.approx(speed, abs=1e-6)
+    assert 0.5 <= tempo <= 2.0  # atempo's range for one instance
+
+
+def test_pitch_filter_text():
+    assert audio_filter(VariationParams(pitch=1.0319, speed=1.0307)) == (
+        "aresample=48000,asetrate=49531,aresample=48000,atempo=0.998841")
+    assert audio_filter(VariationParams(speed=1.0307)) == "atempo=1.0307"
+    # The video chain does not change with the pitch.
+    v = sample_variations("pin", 0, 1, PITCH)[0]
+    assert video_filter(v, 1280, 720) == video_filter(replace(v, pitch=1.0), 1280, 720)

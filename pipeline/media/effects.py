@@ -18,13 +18,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pipeline.media.filters import ROTATION_ZOOM_MARGIN, rotation_zoom
 
 FAMILIES: tuple[str, ...] = (
-    "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
+    "zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio", "pitch",
 )
 # Families a job gets only when it asks for them (`+rotation`, `+hue`): each costs more render
 # time than it adds uniqueness (docs/benchmarks.md, "Effect defaults"). At 1080p, five outputs,
 # 2 cores, two rotated outputs took a render from 9.7 s to 15.2 s, and `hue` (the one colour
 # filter FFmpeg cannot spread over threads) held the filter thread for 1.7 s of 4.7 s.
-OPT_IN: frozenset[str] = frozenset({"rotation", "hue"})
+# `pitch` costs little (see `PITCH_RANGE`) but is heard: a voice 3–5 % higher or lower is a
+# change the user should choose.
+OPT_IN: frozenset[str] = frozenset({"rotation", "hue", "pitch"})
 # A job must keep one of these. The distinctness check (pipeline/media/distinct.py) measures pHash,
 # which sees geometry only: colour, grain, tempo and sound hardly move it, and it is taken over
 # the mirror images too, so a mirror does not count either. Without zoom or rotation every
@@ -47,6 +49,13 @@ HUE_RANGE = (-4.0, 4.0)  # degrees
 NOISE_RANGE = (1, 1)
 SPEED_RANGE = (0.95, 1.06)
 GAIN_RANGE = (-1.0, 1.0)  # dB
+# Pitch shift, either sign, tempo kept (`filters.audio_filter`): what moves an audio fingerprint
+# (pipeline/media/fingerprint.py), which tempo and gain hardly do. Rendered from ten seconds of
+# speech, the default variations measured 0.86-0.99 against the source and the same ones with
+# a 3-5 % shift 0.24-0.40 lower; a 2 % shift lowered them by only 0.10-0.20 (0.100 with a
+# 0.95x tempo), so the range starts at 3 %. It added about 3 % to the CPU time of a five-output
+# render (filters.PITCH_RATE).
+PITCH_RANGE = (0.03, 0.05)
 MIRROR_SHARE = 0.5
 
 # Rotation costs more than every other effect together: at 1080p, five outputs, 2 cores, a
@@ -88,6 +97,7 @@ _DECIMALS = {
     "hue_deg": 2,
     "speed": 4,
     "gain_db": 2,
+    "pitch": 4,
 }
 
 # Range of each field for `normalised()`, in field order; noise_seed is not a distance
@@ -106,6 +116,7 @@ _NORMALISE = {
     "speed": SPEED_RANGE,
     "mirror": (0, 1),
     "gain_db": GAIN_RANGE,
+    "pitch": (1.0 - PITCH_RANGE[1], 1.0 + PITCH_RANGE[1]),
 }
 
 
@@ -126,7 +137,7 @@ class EffectOptions:
 
         Each item names a family with a leading ``-`` to turn it off; ``+name`` (or a bare
         name) turns it on. Families not named keep their default: on, except the opt-in ones
-        (`OPT_IN`: rotation, hue). Spaces and case are ignored; an empty or missing text means
+        (`OPT_IN`: rotation, hue, pitch). Spaces and case are ignored; an empty or missing text means
         the defaults.
 
         Error handling: an unknown family, or options that leave no family of `GEOMETRIC`
@@ -193,6 +204,7 @@ class VariationParams:
     speed: float = 1.0  # playback speed factor; >1 is faster and shorter
     mirror: bool = False
     gain_db: float = 0.0
+    pitch: float = 1.0  # pitch factor, tempo kept; >1 is higher; 1.0 = off
 
     def to_dict(self) -> dict[str, float | int | bool]:
         """A JSON-able dict with snake_case keys."""
@@ -336,6 +348,8 @@ def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
     speed = rng.uniform(*SPEED_RANGE)
     mirror = rng.random() < MIRROR_SHARE
     gain = rng.uniform(*GAIN_RANGE)
+    # Families added later draw after all the others, so that the values above stay the same.
+    pitch = 1.0 + rng.uniform(*PITCH_RANGE) * rng.choice((-1.0, 1.0))
 
     p = VariationParams()
     if options.allows("zoom"):
@@ -368,6 +382,8 @@ def _draw(rng: random.Random, options: EffectOptions) -> VariationParams:
         p = replace(p, mirror=mirror)
     if options.allows("audio"):
         p = replace(p, gain_db=_round("gain_db", gain))
+    if options.allows("pitch"):
+        p = replace(p, pitch=_round("pitch", pitch))
     return p
 
 
