@@ -37,8 +37,9 @@ def test_health_reports_version_and_ffmpeg(server):
     assert body["ffmpeg"].startswith(("n", "7", "8", "9", "5", "6"))
     assert "ffmpeg" in body["ffmpegPath"]
     effects = {e["name"]: e for e in body["effects"]}
-    assert list(effects) == ["zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio"]
-    assert [n for n, e in effects.items() if not e["default"]] == ["rotation", "hue"]
+    assert list(effects) == ["zoom", "rotation", "color", "hue", "noise", "speed", "mirror", "audio",
+                             "pitch"]
+    assert [n for n, e in effects.items() if not e["default"]] == ["rotation", "hue", "pitch"]
     assert [n for n, e in effects.items() if e["geometric"]] == ["zoom", "rotation"]
 
 

@@ -56,13 +56,13 @@ def test_make_is_reproducible_and_can_exclude_mirror(tmp_path, clips):
     assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "--exclude", "mirror",
                  "-o", str(b)).returncode == 0
     assert not any("hflip" in e["graph"] for e in _manifest(b)["variations"])
-    assert _manifest(b)["excludedEffects"] == ["hue", "mirror", "rotation"]
+    assert _manifest(b)["excludedEffects"] == ["hue", "mirror", "pitch", "rotation"]
     # Rotation and hue are opt-in: not in the default graphs, there when asked for.
     assert not any("rotate" in g or "hue" in g for _, g in graphs[0])
     assert _make(str(clips["a"]), "-n", "6", "--seed", "same", "--include", "rotation",
                  "--include", "hue", "-o", str(c)).returncode == 0
     tilted = _manifest(c)
-    assert tilted["excludedEffects"] == []
+    assert tilted["excludedEffects"] == ["pitch"]
     assert any("rotate=" in e["graph"] for e in tilted["variations"])
     assert all("hue=" in e["graph"] for e in tilted["variations"])
 

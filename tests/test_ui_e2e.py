@@ -370,7 +370,7 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     screenshot(page, "job-completed")
     assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
     assert job["variationsPerVideo"] == 2
-    assert job["excludedEffects"] == ["hue", "mirror"]
+    assert job["excludedEffects"] == ["hue", "mirror", "pitch"]
     expect(page.locator(".job-meta")).to_contain_text("no mirror · with tilt")
 
     # Coming back later (a new tab) shows the current state.

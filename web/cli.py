@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--exclude", action="append", default=[],
                    help="effect family to leave out (e.g. mirror); repeatable")
     m.add_argument("--include", action="append", default=[],
-                   help="opt-in effect family to add (rotation, hue); repeatable")
+                   help="opt-in effect family to add (rotation, hue, pitch); repeatable")
     m.add_argument("-o", "--output", type=Path, required=True, help="ZIP file to write")
     m.add_argument("--work-dir", type=Path, help="scratch folder (default: next to the output)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -49,7 +49,7 @@ class UploadForm(BaseModel):
     seed: str | None = Field(None, max_length=64, description="Seed for reproducible variations.")
     effects: str | None = Field(None, description=(
         "Comma list of effect families to turn off (-zoom, -color, -noise, -speed, -mirror, "
-        "-audio) or on (+rotation, +hue: off by default), e.g. -mirror,+rotation."))
+        "-audio) or on (+rotation, +hue, +pitch: off by default), e.g. -mirror,+rotation."))
 
 
 class DownloadQuery(BaseModel):

@@ -23,6 +23,13 @@ const WORDS = {
     on: { id: "with-hue", label: "Hue shift",
       hint: "Shift colours by up to 4°. Adds about 20 % to the render time." },
   },
+  pitch: {
+    noun: "pitch shift",
+    on: { id: "with-pitch", label: "Pitch shift",
+      hint: "Raise or lower the sound by 3–5 % at the same tempo, so the audio no longer "
+        + "fingerprints as the same recording. Voices sound slightly higher or deeper; music "
+        + "moves off its key (fine for most ads, not for a jingle that must match a brand)." },
+  },
 };
 
 /** The families in a health answer ([{ name, default }], in order), or null when missing. */
