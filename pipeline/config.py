@@ -86,11 +86,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # An upload that sends nothing for this long is dropped (slow-loris clients).
     upload_idle_timeout: float = 60.0
-    # Least pHash distance (0–64, see pipeline/media/distinct.py) a variation must keep from its source
-    # and from each sibling, else it is re-rolled; 0 turns re-rolls off. A plain re-encode
-    # measures 0–2 (measured on six kinds of generated footage), so 4 is the first value that
-    # asks for more than a re-encode; real variations measure 2–22, median 8.
-    min_distance: float = 4.0
+    # PDQ match threshold (bits of 256, see pipeline/media/distinct.py): two frames at most this
+    # far apart are the same picture. A variation with a frame that matches its source or a
+    # sibling is re-rolled. 31 is PDQ's own recommendation; a plain re-encode, a mirror or a
+    # speed change measure 0–2, default variations mostly 40–110. -1: nothing matches, which
+    # turns re-rolls off.
+    pdq_match: int = 31
     # Where the client address for the login limit comes from: None = the socket peer; "fly" =
     # the Fly-Client-IP header; N = the Nth address from the right of X-Forwarded-For. Only set
     # it behind such proxies: anyone can send those headers.
@@ -132,7 +133,7 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_TOKEN_TTL", "token_ttl", parse_duration),
     ("VR_STOP_GRACE", "stop_grace", parse_duration),
     ("VR_STALL_TIMEOUT", "stall_timeout", parse_duration),
-    ("VR_MIN_DISTANCE", "min_distance", float),
+    ("VR_PDQ_MATCH", "pdq_match", int),
     ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
     ("VR_UPLOAD_IDLE_TIMEOUT", "upload_idle_timeout", parse_duration),
     ("VR_TRUSTED_PROXY", "trusted_proxy", parse_trusted_proxy),
@@ -175,5 +176,5 @@ def validate(s: Settings) -> None:
         raise ConfigError("VR_UPLOAD_IDLE_TIMEOUT: must be more than 0 seconds")
     if s.max_upload < 1 or s.storage_cap < 1:
         raise ConfigError("VR_MAX_UPLOAD and VR_STORAGE_CAP must be positive")
-    if not (0.0 <= s.min_distance <= 64.0):
-        raise ConfigError(f"VR_MIN_DISTANCE: {s.min_distance} must be between 0 and 64")
+    if not (-1 <= s.pdq_match <= 256):
+        raise ConfigError(f"VR_PDQ_MATCH: {s.pdq_match} must be between -1 and 256")

@@ -227,32 +227,79 @@ def test_render_three_outputs(tmp_path, audio):
     assert outs[0].read_bytes() != outs[1].read_bytes()
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_render_taps_the_same_source_thumbnails_as_a_separate_decode(tmp_path, n):
+def test_taps_add_a_branch_per_output_and_one_for_the_source():
     from pipeline.media import distinct
 
-    source = make_clip(tmp_path, seconds=1.0)
+    vs = variations(2)
+    taps = distinct.Taps((1.0, 2.0), (320, 180), (Path("/o/v1.frames"), Path("/o/v2.frames")),
+                         Path("/o/src.frames"))
+    args = build_render_command(FF, Path("in.mp4"), info(), vs, outputs(2), taps=taps)
+    graph = args[args.index("-filter_complex") + 1]
+    assert graph.startswith("[0:V:0]scale=1280:720,split=3[vs0][vs1][vs2];")
+    for i, p in enumerate(vs):
+        # Split off after the variation's own filters: the frames its encoder gets.
+        assert f"format=yuv420p,split=2[v{i}][vt{i}];[vt{i}]select=" in graph
+        t = distinct.output_times([1.0], p.speed)[0]
+        assert f"gte(t\\,{t:.6f})" in graph.split(f"[vt{i}]")[2].split(f"[tap{i}]")[0]
+    assert "[vs2]select=" in graph and "scale=320:180:flags=area,format=rgb24[tapsrc]" in graph
+    maps = [args[j + 1] for j, a in enumerate(args) if a == "-map"]
+    assert maps[-3:] == ["[tap0]", "[tap1]", "[tapsrc]"]
+    assert args[-1] == "file:/o/src.frames" and "file:/o/v1.frames" in args
+    # Output taps only, no source tap: no extra source branch.
+    graph = filter_graph(info(), vs, distinct.Taps((1.0,), (320, 180), taps.outputs))
+    assert "split=2[vs0][vs1]" in graph and "[tapsrc]" not in graph
+    with pytest.raises(ValueError):
+        filter_graph(info(), vs, distinct.Taps((1.0,), (320, 180), taps.outputs[:1]))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_render_taps_source_and_output_frames(tmp_path, n):
+    from pipeline.media import distinct
+
+    source = make_clip(tmp_path, seconds=1.0, fps=30)
     src_info = probe(source)
-    times = distinct.sample_times(src_info.duration)
-    thumbs = tmp_path / "thumbs.part"
     vs = sample_variations("tap", 0, n, EffectOptions())
     outs = [tmp_path / f"v{i}.mp4.part" for i in range(n)]
-    args = build_render_command(find_ffmpeg(), source, src_info, vs, outs,
-                                thumbnails=(times, thumbs))
-    graph = args[args.index("-filter_complex") + 1]
-    assert f"split={n + 1}" in graph and "format=gray[thumbs]" in graph
-    assert args[-9:-7] == ["-map", "[thumbs]"] and args[-1] == f"file:{thumbs}"
+    taps = distinct.Taps.plan(src_info.duration, src_info.fps, 160, 120,
+                              [distinct.frames_path(o) for o in outs], tmp_path / "src.frames")
+    assert taps.size == (320, 240) and len(taps.times) == 14
+    args = build_render_command(find_ffmpeg(), source, src_info, vs, outs, taps=taps)
     done = subprocess.run(args, stdin=subprocess.PIPE, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
-    separate = subprocess.run(distinct.source_command(find_ffmpeg(), source, times),
+    # The source's frames are those a separate decode of the source gives, byte for byte.
+    separate = subprocess.run(distinct.sample_command(find_ffmpeg(), source, taps.times, taps.size),
                               capture_output=True, check=True).stdout
-    assert len(separate) == len(times) * distinct.THUMB ** 2
-    assert thumbs.read_bytes() == separate
-    # The outputs are the same as without the tap.
+    assert len(separate) == len(taps.times) * 320 * 240 * 3
+    assert taps.source.read_bytes() == separate
+    # Each output's frames are its own (after its effects), before encoding: PDQ of the
+    # encoded file's frames at the same moments is a few bits away.
+    for v, out, tap in zip(vs, outs, taps.outputs, strict=True):
+        tapped = distinct.frame_hashes(distinct.read_frames_file(tap, taps.size))
+        raw = subprocess.run(distinct.sample_command(
+            find_ffmpeg(), out, distinct.output_times(taps.times, v.speed), taps.size),
+            capture_output=True, check=True).stdout
+        encoded = distinct.frame_hashes(distinct.read_frames(raw, taps.size))
+        assert len(tapped) == len(encoded) == len(taps.times)
+        assert max(distinct.frame_distance(a, b) for a, b in zip(tapped, encoded, strict=True)) <= 10
+    # The outputs are the same as without the taps.
     plain = [tmp_path / f"p{i}.mp4.part" for i in range(n)]
     subprocess.run(build_render_command(find_ffmpeg(), source, src_info, vs, plain),
                    stdin=subprocess.PIPE, capture_output=True, check=True, timeout=60)
     assert [o.read_bytes() for o in outs] == [p.read_bytes() for p in plain]
+
+
+def test_the_older_source_only_tap_still_renders(tmp_path):
+    from pipeline.media import distinct
+
+    source = make_clip(tmp_path, seconds=1.0)
+    src_info = probe(source)
+    times = distinct.sample_times(src_info.duration, 4)
+    frames = tmp_path / "src.frames"
+    args = build_render_command(find_ffmpeg(), source, src_info, variations(1),
+                                [tmp_path / "v.mp4"], thumbnails=(times, frames))
+    assert args[-9:-7] == ["-map", "[tapsrc]"]
+    subprocess.run(args, stdin=subprocess.PIPE, capture_output=True, check=True, timeout=60)
+    assert len(distinct.read_frames_file(frames, distinct.tap_size(160, 120))) == 4
 
 
 def test_rotated_source_gives_upright_output_without_metadata(tmp_path):

@@ -1,89 +1,159 @@
-"""Distinctness (pipeline/media/distinct.py): pure parts, then pHash distances on real renders."""
+"""Distinctness (pipeline/media/distinct.py): pure parts, then PDQ figures on real renders whose
+frames the render itself tapped."""
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
-import imagehash
 import numpy as np
+import pdqhash
 import pytest
-import trio
+from PIL import Image, ImageDraw
 
-from pipeline.media import distinct, verify
+from pipeline.media import distinct
 from pipeline.media.command import build_render_command
-from pipeline.media.distinct import DistanceTable
+from pipeline.media.distinct import Comparison, DistanceTable, Taps
+from pipeline.media.effects import EffectOptions, sample_variations
 from pipeline.media.effects import VariationParams as P
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.probe import probe
-from tests.clips import make_clip
 
 FFMPEG = find_ffmpeg()
+T = distinct.MATCH_THRESHOLD
 
 # -- pure -------------------------------------------------------------------------------------------
 
 
-def test_sample_times_avoid_the_ends_and_follow_the_speed():
-    assert distinct.sample_times(10.0) == [1.0, 3.0, 5.0, 7.0, 9.0]
+def test_sample_times_avoid_the_ends_follow_the_speed_and_fit_short_clips():
+    assert distinct.sample_times(8.0, 4) == [1.0, 3.0, 5.0, 7.0]
+    assert len(distinct.sample_times(10.0)) == distinct.FRAME_COUNT == 16
     assert distinct.sample_times(0.0) == []
     # Content time 5 s of the source plays at 5/1.25 = 4 s in an output at speed 1.25.
     assert distinct.output_times([5.0], 1.25) == [pytest.approx(4.0 - distinct.TIME_SLACK)]
+    # More than two frames of footage per target, so that no two targets pick the same frame.
+    assert distinct.frame_count(10.0, 30.0) == 16
+    assert distinct.frame_count(1.0, 30.0) == 14
+    assert distinct.frame_count(1.0, 15.0) == 7
+    assert distinct.frame_count(0.1, 30.0) == 1
+    assert distinct.frame_count(1.0, None) == 16
 
 
-def test_tap_args_select_one_frame_per_time_and_thumbnails_split_its_output():
-    args = distinct.tap_args([1.0, 2.5])
-    vf = args[args.index("-vf") + 1]
-    assert vf.count("gte(t") == 2 and "2.500000" in vf and f"scale={distinct.THUMB}" in vf
-    assert args[-1] == "pipe:1"
-    size = distinct.THUMB * distinct.THUMB
-    thumbs = distinct.thumbnails(bytes(range(256)) * (2 * size // 256) + b"\0" * 10)
-    assert len(thumbs) == 2 and thumbs[0].size == (distinct.THUMB, distinct.THUMB)
+def test_tap_size_filter_and_file_names():
+    assert distinct.tap_size(1280, 720) == (320, 180)
+    assert distinct.tap_size(1080, 1920) == (320, 568)
+    assert distinct.tap_size(161, 121) == (320, 240)
+    assert all(v % 2 == 0 for v in distinct.tap_size(333, 97))
+    vf = distinct.tap_filter([1.0, 2.5], (320, 180))
+    assert vf.count("gte(t") == 2 and "2.500000" in vf
+    assert vf.endswith("scale=320:180:flags=area,format=rgb24")
+    with pytest.raises(ValueError):
+        distinct.tap_filter([], (320, 180))
+    assert distinct.frames_path(Path("/o/v01.mp4.part")) == Path("/o/v01.frames.part")
+    assert distinct.frames_path(Path("/o/v01.reroll2.mp4.part")) == Path("/o/v01.reroll2.frames.part")
+    taps = Taps.plan(10.0, 30.0, 1920, 1080, [Path("a")], Path("s"))
+    assert len(taps.times) == 16 and taps.size == (320, 180) and taps.outputs == (Path("a"),)
 
 
-def _table(source, siblings):
-    return DistanceTable(source=tuple(source), siblings=tuple(tuple(r) for r in siblings))
+def test_read_frames_splits_a_tap():
+    size = (4, 2)
+    one = bytes(range(4 * 2 * 3))
+    frames = distinct.read_frames(one * 2 + b"\0" * 5, size)
+    assert len(frames) == 2 and frames[0].shape == (2, 4, 3)
+    assert frames[1][1, 3].tolist() == [21, 22, 23]
+    assert distinct.read_frames_file(None, size) == []
+    assert distinct.read_frames_file(Path("/nonexistent/x.frames.part"), size) == []
 
 
-def test_report_and_what_is_too_close():
-    t = _table([14, 2, 10], [[None, 12, 3], [12, None, 20], [3, 20, None]])
-    assert t.report(0) == {"source": 14, "siblingsMin": 3, "siblingsMedian": 7.5, "rerolls": 0}
+def _picture(seed: int, w: int = 320, h: int = 180) -> np.ndarray:
+    """Shapes of many colours on grey: edges everywhere, as in a real frame."""
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGB", (w, h), (90, 90, 90))
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = [x0, y0, x0 + int(rng.integers(10, 80)), y0 + int(rng.integers(10, 60))]
+        fill = tuple(int(v) for v in rng.integers(0, 255, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+    return np.asarray(im)
+
+
+def test_frame_distance_ignores_mirrors():
+    img, other = _picture(3), _picture(4)
+    (a,) = distinct.frame_hashes([img])
+    assert a.bits.shape == (8, 256) and a.quality >= distinct.MIN_QUALITY
+    (mirrored,) = distinct.frame_hashes([img[:, ::-1]])
+    (turned,) = distinct.frame_hashes([np.rot90(img)])
+    (far,) = distinct.frame_hashes([other])
+    assert distinct.frame_distance(a, a) == 0
+    # TAP_WIDTH is 5 × 64: PDQ's downsampling is symmetric left to right, so a mirror is exact.
+    assert distinct.frame_distance(a, mirrored) == distinct.frame_distance(mirrored, a) == 0
+    assert distinct.frame_distance(a, turned) <= 2
+    # Without the dihedral minimum a mirror is as far as an unrelated picture.
+    mirror_bits = pdqhash.compute(np.ascontiguousarray(img[:, ::-1]))[0]
+    assert int((pdqhash.compute(img)[0] != mirror_bits).sum()) > 3 * T
+    assert distinct.frame_distance(a, far) > 3 * T
+
+
+def test_compare_leaves_out_flat_frames_unless_all_are():
+    detailed = distinct.frame_hashes([_picture(1), _picture(2), _picture(5)])
+    flat = distinct.frame_hashes([np.zeros((180, 320, 3), np.uint8)])
+    assert flat[0].quality < distinct.MIN_QUALITY
+    c = distinct.compare(detailed, (detailed[0], flat[0], detailed[2]))
+    assert c == Comparison((0, 0))  # the black frame says nothing either way
+    only_flat = distinct.compare(flat, flat)
+    assert only_flat == Comparison((0,))
+    assert distinct.compare(detailed, ()) is None
+    assert distinct.compare(detailed[:2], detailed) == Comparison((0, 0))
+    assert Comparison((10, 40, 20, 90)).median == 20  # the lower median: a measured one
+    assert Comparison((10, 40, 31, 32)).matches(31) == 2
+
+
+def _table(source, siblings, threshold=T):
+    def c(v):
+        return None if v is None else Comparison(tuple(v))
+    return DistanceTable(tuple(c(s) for s in source), tuple(tuple(c(x) for x in r) for r in siblings),
+                         threshold)
+
+
+FAR4 = (80, 90, 100, 110)
+
+
+def test_report_shape_and_what_is_too_close():
+    t = _table([FAR4, (10, 90, 90, 90), FAR4],
+               [[None, FAR4, (40, 20, 60, 80)], [FAR4, None, (50, 50, 50, 50)],
+                [(40, 20, 60, 80), (50, 50, 50, 50), None]])
+    assert t.report(0) == {
+        "video": {"metric": "pdq", "frames": 4, "sourceMatches": 0, "sourceDistance": 90,
+                  "siblingMatches": 1, "siblingDistance": 40},
+        "audio": None, "rerolls": 0,
+    }
     assert t.report(1, rerolls=2)["rerolls"] == 2
-    # 1 is too close to the source; of the close pair (0, 2) the later one goes.
-    assert t.too_close(4) == [1, 2]
-    assert t.too_close(2) == []
-    assert t.too_close(0) == []  # 0 turns re-rolls off
-    assert t.score(0) == 3 and t.score(1) == 2
-    # Re-rolling one of a close pair is enough: a pair where one side already goes is settled.
-    t = _table([2, 10], [[None, 0], [0, None]])
-    assert t.too_close(4) == [0]
-    alone = _table([8], [[None]])
-    assert alone.report(0)["siblingsMin"] is None and alone.too_close(4) == []
-    unmeasured = _table([None, None], [[None, None], [None, None]])
-    assert unmeasured.too_close(64) == [] and unmeasured.report(0)["source"] is None
-
-
-def test_hash_distance_ignores_mirrors_and_turns():
-    rng = np.random.default_rng(3)
-    img = distinct.Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8))
-    other = distinct.Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8))
-    a = distinct.frame_hashes([img] * 3)
-    mirrored = distinct.frame_hashes([img.transpose(distinct.Image.Transpose.FLIP_LEFT_RIGHT)] * 3)
-    turned = distinct.frame_hashes([img.transpose(distinct.Image.Transpose.ROTATE_90)] * 3)
-    assert distinct.hash_distance(a, a) == 0
-    assert distinct.hash_distance(a, mirrored) == 0 and distinct.hash_distance(mirrored, a) == 0
-    assert distinct.hash_distance(a, turned) == 0
-    far = distinct.hash_distance(a, distinct.frame_hashes([other] * 3))
-    assert far >= 16
-    assert imagehash.phash(img) - imagehash.phash(other) >= far
-    assert distinct.hash_distance(a, []) is None
+    assert t.report(1)["video"]["sourceMatches"] == 1
+    # The worst sibling of 1: no matches either way, then the smaller median (50 < 90).
+    assert t.report(1)["video"]["siblingDistance"] == 50
+    # 1 matches its source; of the matching pair (0, 2) the later one goes.
+    assert t.too_close() == [1, 2]
+    assert t.score(0) == (-1, 40) and t.score(1) == (-1, 50)
+    assert t.score(0) < _table([FAR4], [[None]]).score(0)
+    # Nothing is within -1 bits: matching, and so re-rolling, is off.
+    off = _table([FAR4, (0, 0, 0, 0)], [[None, (0,)], [(0,), None]], -1)
+    assert off.too_close() == [] and off.report(1)["video"]["sourceMatches"] == 0
+    # Re-rolling one of a matching pair is enough: a pair where one side already goes is settled.
+    t = _table([(0,), FAR4], [[None, (0,)], [(0,), None]])
+    assert t.too_close() == [0]
+    alone = _table([FAR4], [[None]])
+    assert alone.report(0)["video"]["siblingMatches"] is None
+    assert alone.report(0)["video"]["siblingDistance"] is None and alone.too_close() == []
+    unmeasured = _table([None, None], [[None, None], [None, None]], 256)
+    assert unmeasured.too_close() == [] and unmeasured.report(0) is None
 
 
 def test_replacing_one_variation_remeasures_like_a_fresh_table():
-    rng = np.random.default_rng(5)
+    seeds = iter(range(100, 200))
 
     def clip():
-        return distinct.frame_hashes(
-            [distinct.Image.fromarray((rng.random((64, 64)) * 255).astype(np.uint8)) for _ in range(3)]
-        )
+        return distinct.frame_hashes([_picture(next(seeds)) for _ in range(3)])
 
     source, variations = clip(), [clip() for _ in range(4)]
     table = DistanceTable.measure(source, variations)
@@ -93,70 +163,84 @@ def test_replacing_one_variation_remeasures_like_a_fresh_table():
 
 # -- real renders -------------------------------------------------------------------------------
 
+
+def textured_clip(d: Path, name: str = "life.mp4", seconds: float = 2.0, fps: int = 30,
+                  size: str = "320x240", audio: bool = False) -> Path:
+    """Game-of-life cells with coloured mould: detail everywhere, as a real frame has (the test
+    pattern's large flat areas let a small zoom keep a few frames within the threshold), and
+    a tone when ``audio``."""
+    out = d / name
+    args = ["-f", "lavfi", "-i",
+            f"life=size={size}:rate={fps}:seed=7:ratio=0.3:mold=6:mold_color=#3070a0"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                 "-c:a", "aac", "-b:a", "64k"]
+    subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *args,
+                    "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-g", str(fps), "file:" + str(out)],
+                   check=True, capture_output=True, timeout=60)
+    return out
+
+
 VARIANTS = {
     "same": P(),
     "mirror": P(mirror=True),
-    # Colour, grain and tempo leave the picture's layout alone: pHash does not count them.
-    "subtle": P(speed=0.95, mirror=True, brightness=0.04, contrast=1.06, noise=7, noise_seed=3),
+    "speed": P(speed=1.05),
+    # Colour, grain and tempo leave the picture alone: PDQ sees the same picture.
+    "subtle": P(speed=0.95, mirror=True, brightness=0.04, contrast=1.06, noise=1, noise_seed=3),
     "left": P(zoom=1.08, pan_x=0.0, pan_y=0.0),
     "right": P(zoom=1.08, pan_x=1.0, pan_y=1.0, speed=1.06),
     "tilted": P(zoom=1.10, rotation_deg=0.8, mirror=True, speed=1.03),
 }
+DEFAULTS = sample_variations("distinct", 0, 5, EffectOptions())
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    return trio.run(_measure, tmp_path_factory.mktemp("distinct"))
-
-
-async def _measure(d):
-    source = make_clip(d, "src.mp4", seconds=2.0, size="320x240", fps=15, audio=False)
+    d = tmp_path_factory.mktemp("distinct")
+    source = textured_clip(d)
     info = probe(source)
-    params = list(VARIANTS.values())
-    outs = [d / f"{name}.mp4" for name in VARIANTS]
-    subprocess.run(build_render_command(FFMPEG, source, info, params, outs), check=True,
-                   capture_output=True, timeout=60)
-    times = distinct.sample_times(info.duration)
-    source_hashes = distinct.frame_hashes(await distinct.sample_source(FFMPEG, source, times))
-    hashes = {}
-    for name, p, out in zip(VARIANTS, params, outs, strict=True):
-        raw = await verify.decode(FFMPEG, out, distinct.tap_args(distinct.output_times(times, p.speed)),
-                                  has_audio=False)
-        hashes[name] = distinct.frame_hashes(distinct.thumbnails(raw))
-    # The same frames without accounting for the speed factor, to show that it matters.
-    raw = await verify.decode(FFMPEG, outs[list(VARIANTS).index("right")], distinct.tap_args(times),
-                              has_audio=False)
-    unaligned = distinct.frame_hashes(distinct.thumbnails(raw))
+    names = [*VARIANTS, *(f"default{i}" for i in range(len(DEFAULTS)))]
+    params = [*VARIANTS.values(), *DEFAULTS]
+    outs = [d / f"{name}.mp4" for name in names]
+    taps = Taps.plan(info.duration, info.fps, info.display_width, info.display_height,
+                     [distinct.frames_path(o) for o in outs], d / "source.frames")
+    subprocess.run(build_render_command(FFMPEG, source, info, params, outs, taps=taps),
+                   check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    source_hashes = distinct.frame_hashes(distinct.read_frames_file(taps.source, taps.size))
+    hashes = {name: distinct.frame_hashes(distinct.read_frames_file(path, taps.size))
+              for name, path in zip(names, taps.outputs, strict=True)}
+    # The speed-changed output's frames at the source's times, to show that alignment matters.
+    right = outs[names.index("right")]
+    raw = subprocess.run(distinct.sample_command(FFMPEG, right, taps.times, taps.size),
+                         capture_output=True, check=True).stdout
+    unaligned = distinct.frame_hashes(distinct.read_frames(raw, taps.size))
     return source_hashes, hashes, unaligned
 
 
-# On this clip (measured): same/mirror/subtle 0; the zoomed variations 12–24 from the source and
-# from each other. The thresholds below leave margins both ways.
-NEAR, FAR = 2, 8
-
-
-def test_identical_and_mirrored_and_colour_only_variations_measure_about_zero(measured):
+def test_copies_mirrors_tempo_and_colour_changes_match_the_source(measured):
     source, hashes, _ = measured
-    assert len(source) == distinct.SAMPLE_COUNT
-    for name in ("same", "mirror", "subtle"):
-        assert len(hashes[name]) == distinct.SAMPLE_COUNT
-        assert distinct.hash_distance(source, hashes[name]) <= NEAR, name
-    assert distinct.hash_distance(hashes["same"], hashes["mirror"]) <= NEAR
+    assert len(source) == distinct.FRAME_COUNT
+    for name in ("same", "mirror", "speed", "subtle"):
+        assert len(hashes[name]) == distinct.FRAME_COUNT, name
+        c = distinct.compare(source, hashes[name])
+        assert c.matches(T) == distinct.FRAME_COUNT and c.median <= 8, (name, c)
+    assert distinct.compare(hashes["same"], hashes["mirror"]).matches(T) == distinct.FRAME_COUNT
 
 
-def test_real_variations_are_clearly_apart_from_the_source_and_each_other(measured):
+def test_real_variations_match_neither_the_source_nor_each_other(measured):
     source, hashes, unaligned = measured
-    names = ("left", "right", "tilted")
+    names = ("left", "right", "tilted", *(f"default{i}" for i in range(len(DEFAULTS))))
     for name in names:
-        assert distinct.hash_distance(source, hashes[name]) >= FAR, name
+        c = distinct.compare(source, hashes[name])
+        assert c.matches(T) == 0 and c.median > 2 * T, (name, c)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            assert distinct.hash_distance(hashes[a], hashes[b]) >= FAR, (a, b)
-    table = DistanceTable.measure(source, [hashes[n] for n in VARIANTS])
-    left, same = (table.report(list(VARIANTS).index(n)) for n in ("left", "same"))
-    assert left["source"] >= FAR and left["siblingsMin"] >= FAR
-    assert same["source"] <= NEAR and same["siblingsMin"] <= NEAR  # "mirror" is its twin
-    assert table.too_close(4) == [0, 1, 2]  # the three that only re-encode the source's layout
+            assert distinct.compare(hashes[a], hashes[b]).matches(T) == 0, (a, b)
+    table = DistanceTable.measure(source, [hashes[n] for n in names])
+    assert table.too_close() == []
+    assert all(table.report(k)["video"]["sourceMatches"] == 0 for k in range(len(names)))
     # Content times matter: frames taken at the source's times from a sped-up output differ.
-    aligned = distinct.hash_distance(hashes["right"], unaligned)
-    assert aligned is not None and aligned > NEAR
+    aligned = distinct.compare(hashes["right"], unaligned)
+    assert aligned is not None and aligned.median > T
+

@@ -6,10 +6,12 @@ path (success, failure, cancellation) the process is stopped in a shielded scope
 
 Outputs are written as ``*.part``; when FFmpeg succeeded, each part is verified and measured for
 distinctness (``quality.check_outputs``: full decode, duration, sync, faststart, no source
-metadata, display size; variations too close to their source or a sibling are re-rolled and
-rendered again in one more FFmpeg run), then fsynced and renamed, and only then does the ledger
-record them with each output's ``distance`` figures (``Ledger.finished``). Every state change
-goes through the ledger.
+metadata, display size; variations with a frame matching their source or a sibling (PDQ) are
+re-rolled and rendered again in one more FFmpeg run), then fsynced and renamed, and only then
+does the ledger record them with each output's distinctness figures (``Ledger.finished``).
+The render also taps a few frames of the source and of every output (``distinct.Taps``): the
+measure's, and the contact strips written beside the outputs (``v01.preview.jpg``,
+``source.preview.jpg``). Every state change goes through the ledger.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
 
 STDERR_TAIL_LINES = 20
+SOURCE_PREVIEW = "source.preview.jpg"
 
 
 class RenderFailed(Exception):
@@ -140,39 +143,44 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     stem = safe_stem(video.name)
     finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
     outputs = [part_path(f) for f in finals]
-    # The source's thumbnails for the distinctness measure, taken off the render's decode.
-    thumbs = out_dir / "source-thumbs.part"
-    for part in (*outputs, thumbs):
+    # The frames of the distinctness measure (and the previews), taken off the render's decode:
+    # the source's and each output's after its effects.
+    source_frames = out_dir / "source.frames.part"
+    taps = quality.plan_taps(info, outputs, source_frames)
+    scratch = [*outputs, *taps.outputs, source_frames]
+    for part in scratch:
         cleanup.callback(_unlink_quiet, part)
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
-    _remove([*outputs, thumbs])  # left by an earlier attempt
+    _remove(scratch)  # left by an earlier attempt
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
-                               preset=settings.preset,
-                               thumbnails=(distinct.sample_times(info.duration), thumbs))
+                               preset=settings.preset, taps=taps)
     expected = [expected_duration(info.duration, p) for p in variations]
     await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
-    async def rerender(params: list[VariationParams], paths: list[Path]) -> None:
+    async def rerender(params: list[VariationParams], paths: list[Path],
+                       frames: distinct.Taps) -> None:
         # Only the re-rolled variations, in one more FFmpeg process; its progress is not shown
         # (the video stays just under 100 % while it runs).
         await _run_ffmpeg(service, handle, build_render_command(
-            service.ffmpeg, upload, info, params, paths, preset=settings.preset), None)
+            service.ffmpeg, upload, info, params, paths, preset=settings.preset, taps=frames),
+            None)
 
     names = [variation_file(stem, i) for i in range(len(variations))]
     try:
-        checked = await quality.check_outputs(
+        result = await quality.check_outputs(
             quality.Rendered(
                 ffmpeg=service.ffmpeg, source=upload, info=info, variations=tuple(variations),
                 parts=tuple(outputs), names=tuple(names),
                 seeds=tuple(f"{job.seed}:{video.index}:{i + 1}" for i in range(len(variations))),
-                job_seed=job.seed, video_index=video.index, options=options,
+                job_seed=job.seed, video_index=video.index, options=options, taps=taps,
             ),
-            min_distance=settings.min_distance, rerender=rerender, cleanup=cleanup,
-            source_thumbnails=thumbs,
+            match_threshold=settings.pdq_match, rerender=rerender, cleanup=cleanup,
         )
     except VerificationFailed as exc:
         raise RenderFailed(f"output failed verification: {exc.message}") from None
-    _remove([thumbs])
+    checked = result.variations
+    _remove(scratch[len(outputs):])
+    await trio.to_thread.run_sync(_write_previews, result, finals)
 
     outputs = []
     for i, (v, final) in enumerate(zip(checked, finals, strict=True)):
@@ -273,6 +281,30 @@ def _commit(part: Path, final: Path) -> int:
     os.replace(part, final)
     _fsync_dir(final.parent)
     return final.stat().st_size
+
+
+def preview_path(final: Path) -> Path:
+    """A variation's contact strip, beside it: ``v01.mp4`` → ``v01.preview.jpg``."""
+    return final.with_name(f"{final.stem}.preview.jpg")
+
+
+def source_preview_path(out_dir: Path) -> Path:
+    """The source's contact strip, beside its variations."""
+    return out_dir / SOURCE_PREVIEW
+
+
+def _write_previews(result: quality.Checked, finals: list[Path]) -> None:
+    """The contact strips of the source and of each kept variation (``quality.check_outputs``
+    made them from the tapped frames); a strip that could not be made leaves no file."""
+    strips = [(source_preview_path(finals[0].parent), result.source_preview)]
+    strips += [(preview_path(f), v.preview) for v, f in zip(result.variations, finals, strict=True)]
+    for path, data in strips:
+        if data is None:
+            _unlink_quiet(path)
+            continue
+        part = part_path(path)
+        part.write_bytes(data)
+        os.replace(part, path)
 
 
 def _fsync_dir(path: Path) -> None:

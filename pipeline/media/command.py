@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media.distinct import tap_filter, tap_output
+from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output, tap_size
 from pipeline.media.effects import VariationParams, expected_duration
 from pipeline.media.filters import audio_filter, video_filter
 from pipeline.media.probe import MediaInfo
@@ -31,10 +31,13 @@ X264_PRESETS = (
 
 
 def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
-                 thumbnail_times: Sequence[float] = ()) -> str:
-    """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per variation,
-    and ``[thumbs]`` when ``thumbnail_times`` are given: the source's thumbnails for the
-    distinctness measure (``distinct.tap_filter``), taken off the same decode.
+                 taps: Taps | None = None) -> str:
+    """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per variation.
+
+    With ``taps`` (``distinct.Taps``), also the frames of the distinctness measure, off the
+    same decode: ``[tap0]``… for each variation, split off after its effects (the frames its
+    encoder gets) at its ``distinct.output_times``, and ``[tapsrc]`` for the source when
+    ``taps.source`` is set (``distinct.tap_filter``: a few RGB frames of ``taps.size``).
 
     Filters run at the *display* size: FFmpeg turns rotated phone videos upright while decoding
     (autorotate), so the frames the graph sees are already the way the viewer sees them.
@@ -46,9 +49,13 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
     n = len(variations)
     if n < 1:
         raise ValueError("at least one variation is needed")
+    tap_source = taps is not None and taps.source is not None and bool(taps.times)
+    tap_outputs = taps is not None and bool(taps.outputs) and bool(taps.times)
+    if tap_outputs and len(taps.outputs) != n:
+        raise ValueError(f"{n} variations but {len(taps.outputs)} frame taps")
     w, h = info.display_width, info.display_height
     parts: list[str] = []
-    branches = n + (1 if thumbnail_times else 0)
+    branches = n + (1 if tap_source else 0)
     # `V` (capital) skips cover art and thumbnails that MP4/MOV files may carry as video streams.
     source = f"[0:V:0]scale={w}:{h},"
     if branches == 1:
@@ -57,9 +64,15 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
         video_inputs = [f"[vs{i}]" for i in range(branches)]
         parts.append(source + "split=" + str(branches) + "".join(video_inputs))
     for i, params in enumerate(variations):
-        parts.append(f"{video_inputs[i]}{video_filter(params, w, h)}[v{i}]")
-    if thumbnail_times:
-        parts.append(f"{video_inputs[n]}{tap_filter(thumbnail_times)}[thumbs]")
+        chain = f"{video_inputs[i]}{video_filter(params, w, h)}"
+        if tap_outputs:
+            parts.append(f"{chain},split=2[v{i}][vt{i}]")
+            times = output_times(taps.times, params.speed)
+            parts.append(f"[vt{i}]{tap_filter(times, taps.size)}[tap{i}]")
+        else:
+            parts.append(f"{chain}[v{i}]")
+    if tap_source:
+        parts.append(f"{video_inputs[n]}{tap_filter(taps.times, taps.size)}[tapsrc]")
     if info.has_audio:
         if n == 1:
             audio_inputs = ["[0:a:0]"]
@@ -93,6 +106,7 @@ def build_render_command(
     preset: str = DEFAULT_PRESET,
     threads: int | None = None,
     crf: int = DEFAULT_CRF,
+    taps: Taps | None = None,
     thumbnails: tuple[Sequence[float], Path] | None = None,
 ) -> list[str]:
     """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
@@ -105,16 +119,18 @@ def build_render_command(
       ``yuv420p`` and AAC when the source has audio; upright at the source's display size with
       no rotation flag; no metadata from the source and no encoder tags.
     - ``threads`` sets each encoder's thread count (``None``: FFmpeg's choice).
-    - ``thumbnails=(times, path)`` also writes the source's thumbnails at ``times`` to ``path``
-      as raw grey bytes (``distinct.thumbnails`` reads them): the distinctness measure needs
-      them, and taking them here spares a second decode of the source (1.1 CPU seconds for a
-      5 s 1080p clip; the render took no longer with the extra branch).
+    - ``taps`` (``distinct.Taps``) also writes the distinctness measure's frames as raw RGB:
+      each variation's after its effects to ``taps.outputs[i]``, the source's to
+      ``taps.source`` (one decode for all; the outputs are byte-identical with or without).
+      ``thumbnails=(times, path)`` is the older form: the source's frames only.
 
     Error handling: raises ``ValueError`` when the lists do not match or the preset is unknown.
     """
     if len(variations) != len(outputs):
         raise ValueError(f"{len(variations)} variations but {len(outputs)} output paths")
-    thumb_times, thumb_path = thumbnails if thumbnails else ((), None)
+    if thumbnails is not None and taps is None:
+        taps = Taps(tuple(thumbnails[0]), tap_size(info.display_width, info.display_height),
+                    source=thumbnails[1])
     if preset not in X264_PRESETS:
         raise ValueError(f"unknown x264 preset {preset!r}")
     args = [
@@ -125,7 +141,7 @@ def build_render_command(
         "-nostats",
         "-progress", "pipe:1",
         "-i", _file_url(source),
-        "-filter_complex", filter_graph(info, variations, thumb_times),
+        "-filter_complex", filter_graph(info, variations, taps),
     ]
     for i, out in enumerate(outputs):
         args += ["-map", f"[v{i}]"]
@@ -161,8 +177,18 @@ def build_render_command(
             "-f", "mp4",
             _file_url(out),
         ]
-    if thumb_times and thumb_path is not None:
-        args += ["-map", "[thumbs]", *tap_output(_file_url(thumb_path))]
+    return args + _tap_outputs(taps)
+
+
+def _tap_outputs(taps: Taps | None) -> list[str]:
+    """The raw-frame outputs of `filter_graph` 's ``[tap…]`` labels."""
+    if taps is None or not taps.times:
+        return []
+    args: list[str] = []
+    for i, path in enumerate(taps.outputs):
+        args += ["-map", f"[tap{i}]", *tap_output(_file_url(path))]
+    if taps.source is not None:
+        args += ["-map", "[tapsrc]", *tap_output(_file_url(taps.source))]
     return args
 
 

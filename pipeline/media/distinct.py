@@ -1,22 +1,27 @@
 """Distinctness: how different each variation looks from its source and from its siblings.
 
-The measure is the perceptual hash (pHash, ``imagehash``: the signs of the 8×8 lowest DCT
-coefficients of a 32×32 grey thumbnail, 64 bits) of a few frames taken at the same *content*
-times in every file. A variation played at speed ``s`` shows content time ``t`` at ``t / s``.
-Two files are as far apart as the median Hamming distance over those frames, minimised over the
-8 dihedral transforms (identity, mirrors, quarter turns, transposes) applied to one side: a
-plain mirror or turn does not make a creative different, so it does not count. pHash hardly
-sees colour, grain or tempo either; what moves it is geometry (zoom, pan, tilt).
+The measure is Meta's PDQ (``pdqhash``: a 256-bit hash of a frame's 16×16 lowest DCT
+coefficients, made to find near-duplicate images) of ``FRAME_COUNT`` frames taken at the same
+*content* times in every file: a variation played at speed ``s`` shows content time ``t`` at
+``t / s``. Two frames *match* when their hashes differ in at most ``MATCH_THRESHOLD`` bits (the
+``VR_PDQ_MATCH`` setting; 31 is what PDQ's authors give for "the same picture"): a matcher would
+call such a frame a copy. Each frame is compared under the 8 dihedral transforms of the other
+side (identity, mirrors, quarter turns, transposes) and the smallest distance counts, so a plain
+mirror or turn does not make a variation different. Unrelated frames differ in about 128 bits.
 
-Scale: 0 means the same picture; unrelated clips measure 22–30 (half the bits differ, less the
-minimum over 8 transforms). Every hash has exactly 32 bits set, so distances between single
-frames are even. Measurements and the choice of the default minimum: docs/distinctness.md.
+Where the frames come from: the render taps them (``Taps``, ``command.build_render_command``):
+the source's off its own decode, and each variation's after its effects, before it is encoded,
+as small RGB frames (``TAP_WIDTH`` wide) written to a raw file per output. The same frames make
+the preview strips (``pipeline.media.preview``). When a tap is missing or short, ``sample_frames``
+decodes the file instead (the start of it, up to just past the last time).
 
-Cost: the frames come off decodes that happen anyway (``tap_args`` rides on the verification
-decode of each output) plus one partial decode of the source (``sample_source``); hashing five
-64×64 thumbnails eight ways takes milliseconds.
+Why 16 frames: hashing costs about 0.8 ms a frame with all 8 transforms, so the count is set by
+what the figures need, not by cost: 16 frames give a match count fine enough to tell one bad
+moment from a copy, a median that one odd frame does not move, and every fourth frame for a
+4-frame preview strip. Short clips get fewer (``frame_count``: more than two frames of footage
+per target, so that no two targets pick the same frame).
 
-Pure except ``sample_source`` (runs FFmpeg through ``child.run_child``, which reaps it on
+Pure except ``sample_frames`` (runs FFmpeg through ``child.run_child``, which reaps it on
 cancellation).
 """
 
@@ -28,43 +33,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
-from PIL import Image
+import pdqhash
 
 from pipeline.media.child import run_child
 
-SAMPLE_COUNT = 5
-# Frames are scaled (box filter) to this square grey thumbnail before hashing; pHash then
-# resizes to 32×32 itself. Squashing the aspect ratio is harmless: every file is squashed alike.
-THUMB = 64
+FRAME_COUNT = 16
+# The tapped frames' width (height follows the display aspect, even): what PDQ is given and what
+# the preview strips show. PDQ downsamples to 64×64 itself (a 3-pixel box every 5 pixels at this
+# width). 320 = 5 × 64 makes that downsampling symmetric left to right, so a mirrored frame hashes
+# to exactly the source's mirror transform (0 bits); at other sizes the box windows shift under a
+# flip (a vertical flip, which no effect makes, measured 26–44 bits at a height of 180).
+TAP_WIDTH = 320
+# Default match threshold (bits of 256): PDQ's own recommendation for near-duplicate matching.
+MATCH_THRESHOLD = 31
+# PDQ's quality (0–100) says how much detail a frame has; below 50 its hash is mostly noise
+# (a black or flat frame hashes alike whatever is done to it), so such frames are not compared,
+# unless no frame of the pair is better (then all are, to keep a figure).
+MIN_QUALITY = 50
 # Frames are picked at or after each target time; output timestamps are rounded to 1/90000 s,
 # so targets in an output are moved this much earlier to pick the very frame the source shows.
 TIME_SLACK = 0.001
 
-_TRANSPOSES = (
-    None,
-    Image.Transpose.FLIP_LEFT_RIGHT,
-    Image.Transpose.FLIP_TOP_BOTTOM,
-    Image.Transpose.ROTATE_90,
-    Image.Transpose.ROTATE_180,
-    Image.Transpose.ROTATE_270,
-    Image.Transpose.TRANSPOSE,
-    Image.Transpose.TRANSVERSE,
-)
-
-# One frame's hashes: index 0 is the frame as it is, 1..7 its other dihedral transforms.
-FrameHashes = tuple[imagehash.ImageHash, ...]
-
 
 class SamplingFailed(Exception):
-    """FFmpeg could not take the thumbnails from a file."""
+    """FFmpeg could not take the frames from a file."""
 
 
 # -- where to look ------------------------------------------------------------------------------
 
 
-def sample_times(duration: float, count: int = SAMPLE_COUNT) -> list[float]:
+def frame_count(duration: float, fps: float | None, count: int = FRAME_COUNT) -> int:
+    """How many frames to compare: ``count``, fewer when the clip has no more than two frames
+    per target (targets closer than that could pick the same frame, and with exactly two the
+    last target falls on the last frame's time, which rounding can put past it)."""
+    if not fps or fps <= 0:
+        return count
+    return max(1, min(count, (int(duration * fps) - 1) // 2))
+
+
+def sample_times(duration: float, count: int = FRAME_COUNT) -> list[float]:
     """``count`` content times at the middles of equal slices of the source (never the very
     first or last frame, which are often black or a fade)."""
     if duration <= 0 or count < 1:
@@ -77,171 +85,232 @@ def output_times(times: Sequence[float], speed: float) -> list[float]:
     return [max(0.0, t / speed - TIME_SLACK) for t in times]
 
 
-def tap_filter(times: Sequence[float]) -> str:
+def tap_size(width: int, height: int) -> tuple[int, int]:
+    """The tapped frames' size for a picture of display size ``width``×``height``:
+    ``TAP_WIDTH`` wide, the height following the aspect ratio, rounded to an even number."""
+    return TAP_WIDTH, max(2, round(TAP_WIDTH * height / max(1, width) / 2) * 2)
+
+
+def tap_filter(times: Sequence[float], size: tuple[int, int]) -> str:
     """The video filter that keeps the first frame at or after each of ``times`` (seconds from
-    the start) and turns it into a grey ``THUMB``×``THUMB`` thumbnail; ``select`` sees every
-    frame, and the thumbnails come out in time order."""
+    the start) and turns it into an RGB frame of ``size``; ``select`` sees every frame, and the
+    frames come out in time order."""
     if not times:
         raise ValueError("at least one time is needed")
     terms = "+".join(
         f"gte(t\\,{t:.6f})*(isnan(prev_t)+lt(prev_t\\,{t:.6f}))" for t in times
     )
-    return f"select='{terms}',scale={THUMB}:{THUMB}:flags=area,format=gray"
+    w, h = size
+    return f"select='{terms}',scale={w}:{h}:flags=area,format=rgb24"
 
 
 def tap_output(target: str) -> list[str]:
-    """FFmpeg output arguments (after the ``-map``) that write a `tap_filter` 's thumbnails as
-    raw bytes to ``target`` (``pipe:1`` or a ``file:`` URL), on the input's own clock (as in
+    """FFmpeg output arguments (after the ``-map``) that write a `tap_filter` 's frames as raw
+    bytes to ``target`` (``pipe:1`` or a ``file:`` URL), on the input's own clock (as in
     ``verify.decode_command``: no frame re-timing)."""
     return ["-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-f", "rawvideo", target]
 
 
-def tap_args(times: Sequence[float]) -> list[str]:
-    """FFmpeg output arguments that write, to stdout, the `tap_filter` thumbnails of the first
-    video stream at ``times``.
+@dataclass(frozen=True)
+class Taps:
+    """What a render taps: frames at content ``times`` of ``size``, the source's to ``source``
+    and each variation's (after its effects, at `output_times`) to ``outputs`` (in variation
+    order; empty: none)."""
 
-    Meant as the video output of a decode (see ``verify.decode_command``).
-    """
-    return ["-map", "0:v:0", "-vf", tap_filter(times), *tap_output("pipe:1")]
+    times: tuple[float, ...]
+    size: tuple[int, int]
+    outputs: tuple[Path, ...] = ()
+    source: Path | None = None
+
+    @classmethod
+    def plan(cls, duration: float, fps: float | None, width: int, height: int,
+             outputs: Sequence[Path] = (), source: Path | None = None) -> Taps:
+        """The taps for a source of this duration, rate and display size."""
+        times = sample_times(duration, frame_count(duration, fps))
+        return cls(tuple(times), tap_size(width, height), tuple(outputs), source)
 
 
-def thumbnails(raw: bytes) -> list[Image.Image]:
-    """Split a tap's stdout into its grey thumbnails (a trailing partial one is dropped)."""
-    size = THUMB * THUMB
-    return [
-        Image.fromarray(np.frombuffer(raw, np.uint8, size, i).reshape(THUMB, THUMB))
-        for i in range(0, len(raw) - size + 1, size)
-    ]
+def frames_path(part: Path) -> Path:
+    """Where a render taps an output's frames: ``v01.mp4.part`` → ``v01.frames.part``,
+    ``v01.reroll1.mp4.part`` → ``v01.reroll1.frames.part`` (a part file too, so recovery
+    removes a leftover one)."""
+    return part.with_name(part.name.removesuffix(".part").removesuffix(".mp4") + ".frames.part")
 
 
-def source_command(ffmpeg: str, path: Path | str, times: Sequence[float]) -> list[str]:
-    """The FFmpeg argument list that writes the source's thumbnails at ``times`` to stdout.
+def read_frames(raw: bytes, size: tuple[int, int]) -> list[np.ndarray]:
+    """Split a tap's bytes into ``h×w×3`` RGB frames (a trailing partial one is dropped)."""
+    w, h = size
+    n = w * h * 3
+    return [np.frombuffer(raw, np.uint8, n, i).reshape(h, w, 3)
+            for i in range(0, len(raw) - n + 1, n)]
 
-    The source is decoded as the render decodes it (upright, timestamps from 0) and only up to
-    just past the last time.
-    """
+
+def read_frames_file(path: Path | None, size: tuple[int, int]) -> list[np.ndarray]:
+    """The frames in a tap file; none when there is no such file."""
+    if path is None:
+        return []
+    try:
+        return read_frames(path.read_bytes(), size)
+    except FileNotFoundError:
+        return []
+
+
+def sample_command(ffmpeg: str, path: Path | str, times: Sequence[float],
+                   size: tuple[int, int]) -> list[str]:
+    """The FFmpeg argument list that writes the frames of ``path`` at ``times`` to stdout,
+    decoded as the render decodes its source (upright, timestamps from 0) and only up to just
+    past the last time."""
     stop = max(times) + 1.0
     return [
         ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
         "-t", f"{stop:.3f}",
         "-i", "file:" + os.fspath(path),
-        *tap_args(times),
+        "-map", "0:v:0", "-vf", tap_filter(times, size), *tap_output("pipe:1"),
     ]
 
 
-async def sample_source(ffmpeg: str, path: Path | str, times: Sequence[float]) -> list[Image.Image]:
-    """The source's thumbnails at content ``times``. Raises ``SamplingFailed``."""
-    done = await run_child(source_command(ffmpeg, path, times))
+async def sample_frames(ffmpeg: str, path: Path | str, times: Sequence[float],
+                        size: tuple[int, int]) -> list[np.ndarray]:
+    """The frames of ``path`` at ``times`` (a source's content times, or an output's
+    `output_times`). Raises ``SamplingFailed``."""
+    done = await run_child(sample_command(ffmpeg, path, times, size))
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip()[-300:]
-        raise SamplingFailed(f"could not take thumbnails from the source: {tail}")
-    return thumbnails(done.stdout)
+        raise SamplingFailed(f"could not take frames from {Path(path).name}: {tail}")
+    return read_frames(done.stdout, size)
 
 
 # -- hashing and distances ------------------------------------------------------------------------
 
 
-def frame_hashes(images: Sequence[Image.Image]) -> list[FrameHashes]:
-    """pHash of each image under each of the 8 dihedral transforms (identity first)."""
-    return [
-        tuple(imagehash.phash(im if tr is None else im.transpose(tr)) for tr in _TRANSPOSES)
-        for im in images
-    ]
+@dataclass(frozen=True, eq=False)
+class FrameHash:
+    """One frame's PDQ hashes: ``bits[0]`` the frame as it is, ``bits[1:]`` its other 7
+    dihedral transforms (8×256 booleans); ``quality`` PDQ's 0–100."""
+
+    bits: np.ndarray
+    quality: int
 
 
-def hash_distance(a: Sequence[FrameHashes], b: Sequence[FrameHashes]) -> float | None:
-    """Median Hamming distance over matching frames, minimised over the dihedral transforms.
+def frame_hashes(frames: Sequence[np.ndarray]) -> tuple[FrameHash, ...]:
+    """PDQ of each RGB frame under each of the 8 dihedral transforms (identity first)."""
+    out = []
+    for frame in frames:
+        hashes, quality = pdqhash.compute_dihedral(np.ascontiguousarray(frame))
+        out.append(FrameHash(np.array(hashes, dtype=bool), int(quality)))
+    return tuple(out)
 
-    One transform is chosen for the whole clip (a mirrored video is mirrored in every frame),
-    tried on either side, so the result is symmetric. ``None`` when no frames match up.
-    """
+
+def frame_distance(a: FrameHash, b: FrameHash) -> int:
+    """Bits apart, the smallest over the dihedral transforms of either side (symmetric)."""
+    return int(min(np.count_nonzero(a.bits[0] != b.bits, axis=1).min(),
+                   np.count_nonzero(b.bits[0] != a.bits, axis=1).min()))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Frame-by-frame distances of two files at the same content moments."""
+
+    distances: tuple[int, ...]
+
+    def matches(self, threshold: int) -> int:
+        return sum(1 for d in self.distances if d <= threshold)
+
+    @property
+    def median(self) -> int:
+        # The lower median: a distance that was measured, and the closer one on a tie.
+        return int(statistics.median_low(self.distances))
+
+
+def compare(a: Sequence[FrameHash], b: Sequence[FrameHash]) -> Comparison | None:
+    """Frame ``k`` of ``a`` against frame ``k`` of ``b``, over the frames both have, leaving out
+    those where either side is below `MIN_QUALITY` (all of them are kept when none is above).
+    ``None`` when one side has no frames."""
     n = min(len(a), len(b))
     if n == 0:
         return None
-    best = min(
-        min(
-            statistics.median(x[k][0] - y[k][t] for k in range(n))
-            for t in range(len(_TRANSPOSES))
-        )
-        for x, y in ((a, b), (b, a))
-    )
-    return float(best)
+    usable = [k for k in range(n) if min(a[k].quality, b[k].quality) >= MIN_QUALITY]
+    return Comparison(tuple(frame_distance(a[k], b[k]) for k in usable or range(n)))
 
 
 @dataclass(frozen=True)
 class DistanceTable:
-    """Distances of N variations to their source and to each other."""
+    """N variations compared with their source and with each other."""
 
-    source: tuple[float | None, ...]
-    siblings: tuple[tuple[float | None, ...], ...]  # symmetric; None on the diagonal
+    source: tuple[Comparison | None, ...]
+    siblings: tuple[tuple[Comparison | None, ...], ...]  # symmetric; None on the diagonal
+    threshold: int = MATCH_THRESHOLD
 
     @classmethod
-    def measure(cls, source: Sequence[FrameHashes],
-                variations: Sequence[Sequence[FrameHashes]]) -> DistanceTable:
+    def measure(cls, source: Sequence[FrameHash], variations: Sequence[Sequence[FrameHash]],
+                threshold: int = MATCH_THRESHOLD) -> DistanceTable:
         n = len(variations)
-        sib: list[list[float | None]] = [[None] * n for _ in range(n)]
+        sib: list[list[Comparison | None]] = [[None] * n for _ in range(n)]
         for i in range(n):
             for j in range(i + 1, n):
-                sib[i][j] = sib[j][i] = hash_distance(variations[i], variations[j])
-        return cls(
-            source=tuple(hash_distance(source, v) for v in variations),
-            siblings=tuple(tuple(row) for row in sib),
-        )
+                sib[i][j] = sib[j][i] = compare(variations[i], variations[j])
+        return cls(tuple(compare(source, v) for v in variations),
+                   tuple(tuple(row) for row in sib), threshold)
 
-    def replaced(self, i: int, source: Sequence[FrameHashes],
-                 variations: Sequence[Sequence[FrameHashes]]) -> DistanceTable:
+    def replaced(self, i: int, source: Sequence[FrameHash],
+                 variations: Sequence[Sequence[FrameHash]]) -> DistanceTable:
         """The table once variation ``i`` is replaced by ``variations[i]`` (only its row and
         column are measured again)."""
         sib = [list(row) for row in self.siblings]
         for j in range(len(variations)):
             if j != i:
-                sib[i][j] = sib[j][i] = hash_distance(variations[i], variations[j])
+                sib[i][j] = sib[j][i] = compare(variations[i], variations[j])
         src = list(self.source)
-        src[i] = hash_distance(source, variations[i])
-        return DistanceTable(source=tuple(src), siblings=tuple(tuple(row) for row in sib))
+        src[i] = compare(source, variations[i])
+        return DistanceTable(tuple(src), tuple(tuple(row) for row in sib), self.threshold)
 
-    def sibling_distances(self, i: int) -> list[float]:
-        return [d for j, d in enumerate(self.siblings[i]) if j != i and d is not None]
+    def _siblings(self, i: int) -> list[Comparison]:
+        return [c for j, c in enumerate(self.siblings[i]) if j != i and c is not None]
 
-    def report(self, i: int, rerolls: int = 0) -> dict:
-        """The ``distance`` record of variation ``i`` (stored per output, in the manifest and
-        the job API): distance to the source, nearest and median sibling, re-rolls taken."""
-        sibs = self.sibling_distances(i)
+    def worst_sibling(self, i: int) -> Comparison | None:
+        """The sibling comparison of ``i`` that looks most alike: most matches, then the
+        smallest median distance."""
+        return min(self._siblings(i), key=lambda c: (-c.matches(self.threshold), c.median),
+                   default=None)
+
+    def report(self, i: int, rerolls: int = 0) -> dict | None:
+        """The figures of variation ``i`` (stored per output, in the manifest and the job API;
+        camelCase is the API's); ``None`` when it could not be compared with its source."""
+        src = self.source[i]
+        if src is None:
+            return None
+        sib = self.worst_sibling(i)
         return {
-            "source": _num(self.source[i]),
-            "siblingsMin": _num(min(sibs)) if sibs else None,
-            "siblingsMedian": _num(statistics.median(sibs)) if sibs else None,
+            "video": {
+                "metric": "pdq",
+                "frames": len(src.distances),
+                "sourceMatches": src.matches(self.threshold),
+                "sourceDistance": src.median,
+                "siblingMatches": sib.matches(self.threshold) if sib is not None else None,
+                "siblingDistance": sib.median if sib is not None else None,
+            },
+            "audio": None,
             "rerolls": rerolls,
         }
 
-    def too_close(self, min_distance: float) -> list[int]:
-        """The variations to re-roll, in index order: each one closer than ``min_distance`` to
-        the source, and of each pair of siblings closer than that, the later one (re-rolling one
-        of the two separates them; keeping the earlier keeps the order of the names stable).
-        Unmeasured distances (``None``) never trigger a re-roll.
-        """
-        if min_distance <= 0:
-            return []
-        picked: set[int] = {
-            i for i, d in enumerate(self.source) if d is not None and d < min_distance
-        }
+    def too_close(self) -> list[int]:
+        """The variations to re-roll, in index order: each one with a frame matching its source,
+        and of each pair of siblings with a matching frame, the later one (re-rolling one of the
+        two separates them; keeping the earlier keeps the order of the names stable).
+        Unmeasured comparisons (``None``) never trigger a re-roll."""
+        t = self.threshold
+        picked = {i for i, c in enumerate(self.source) if c is not None and c.matches(t)}
         n = len(self.source)
         for i in range(n):
             for j in range(i + 1, n):
-                d = self.siblings[i][j]
-                if d is not None and d < min_distance and i not in picked and j not in picked:
+                c = self.siblings[i][j]
+                if c is not None and c.matches(t) and i not in picked and j not in picked:
                     picked.add(j)
         return sorted(picked)
 
-    def score(self, i: int) -> float:
-        """How distinct variation ``i`` is: its smallest distance to the source or a sibling
-        (``inf`` when nothing was measured)."""
-        values = [d for d in (self.source[i], *self.sibling_distances(i)) if d is not None]
-        return min(values, default=float("inf"))
-
-
-def _num(value: float | None) -> float | int | None:
-    # Medians of an odd number of even values are whole; keep the JSON tidy.
-    if value is None:
-        return None
-    return int(value) if float(value).is_integer() else round(value, 1)
+    def score(self, i: int) -> tuple[int, float]:
+        """How distinct variation ``i`` is, higher is better: fewer matching frames (with the
+        source and every sibling), then the larger smallest median distance."""
+        compared = [c for c in (self.source[i], *self._siblings(i)) if c is not None]
+        matches = sum(c.matches(self.threshold) for c in compared)
+        return -matches, min((c.median for c in compared), default=float("inf"))

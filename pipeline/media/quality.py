@@ -3,31 +3,34 @@ one is, and re-roll those that look too much like their source or a sibling.
 
 Order of work for one video, after its FFmpeg render succeeded:
 
-1. Facts about the source (tags, audio tail) and its thumbnails at ``SAMPLE_COUNT`` content
-   times: the runner's render taps them off its own decode of the source
-   (``command.build_render_command(thumbnails=…)``); without them, ``distinct.sample_source``
-   decodes the source once more.
-2. For each output: the cheap file checks (``verify.check_file``), then one full decode that both
-   proves it decodes cleanly and taps its thumbnails at the same content times. The outputs'
-   decodes (and the source's, when its thumbnails are sampled here) run side by side, one
-   single-threaded FFmpeg per core
+1. Facts about the source (tags, audio tail), and its frames at the content times of
+   ``Rendered.taps`` (``distinct.Taps``): the render taps them off its own decode
+   (``command.build_render_command(taps=…)``); without them, ``distinct.sample_frames`` decodes
+   the start of the source once more.
+2. For each output: the cheap file checks (``verify.check_file``), then one full decode that
+   proves it decodes cleanly (``verify.decode``, no tap). Its frames are the ones the render
+   tapped after its effects (or, when that file is missing or short, sampled from the output).
+   The outputs' decodes run side by side, one single-threaded FFmpeg per core
    (``verify.decode_command``): on 2 cores, decoding five 5 s 1080p outputs took 1.43-1.49 s
    (2.5-2.6 CPU s) against 1.70-2.02 s (2.7-3.2 CPU s) one after the other with FFmpeg's
-   frame threads.
-3. Distances (``distinct.DistanceTable``). Each variation closer than ``min_distance`` to the
-   source, and the later of each too-close sibling pair, gets fresh parameters
-   (``effects.reroll_variation``) and is rendered again, all of them in one more FFmpeg run
-   (``rerender``, owned by the runner). A re-rolled output replaces the first one only if it is
-   more distinct; either way the re-roll is counted. At most ``max_rerolls`` rounds.
+   frame threads. Each set of frames is hashed (PDQ, 8 dihedral transforms) and made into a
+   preview strip (``preview.contact_strip``) at once; the frames themselves are not kept.
+3. Figures (``distinct.DistanceTable``). Each variation with a frame matching its source (PDQ
+   distance at most ``match_threshold``), and the later of each sibling pair with a matching
+   frame, gets fresh parameters (``effects.reroll_variation``) and is rendered again, all of
+   them in one more FFmpeg run (``rerender``, owned by the runner, which taps their frames
+   too). A re-rolled output replaces the first one only if it is more distinct
+   (``DistanceTable.score``); either way the re-roll is counted. At most ``max_rerolls`` rounds.
 
 Error handling: ``VerificationFailed`` from any output (first render or re-roll) propagates, the
 first output's in variation order when several fail; the runner fails the video with its
-message. A source whose thumbnails cannot be taken only loses its distance figures (``None``):
-the outputs were verified on their own and are still delivered.
+message. A source whose frames cannot be taken only loses its figures (``None``): the outputs
+were verified on their own and are still delivered.
 
-Resource handling: every part file this step creates is put on the runner's clean-up stack
-(``cleanup``, a ``contextlib.ExitStack``) before FFmpeg writes it, so the runner's clean-up on
-failure or cancellation removes it; re-rolled parts that lose are removed here.
+Resource handling: every part file this step creates (re-rolled outputs and their frame taps)
+is put on the runner's clean-up stack (``cleanup``, a ``contextlib.ExitStack``) before FFmpeg
+writes it, so the runner's clean-up on failure or cancellation removes it; re-rolled parts that
+lose, and the re-rolls' frame taps once read, are removed here.
 """
 
 from __future__ import annotations
@@ -38,17 +41,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import trio
 
-from pipeline.media import distinct, verify
-from pipeline.media.distinct import DistanceTable, FrameHashes
+from pipeline.media import distinct, preview, verify
+from pipeline.media.distinct import DistanceTable, FrameHash, Taps
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
 from pipeline.media.probe import MediaInfo
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
 
-Rerender = Callable[[list[VariationParams], list[Path]], Awaitable[None]]
+# rerender(params, parts, taps): render ``params`` into ``parts`` in one FFmpeg run, tapping
+# their frames as ``taps`` says (``taps.outputs`` one per part, no source tap).
+Rerender = Callable[[list[VariationParams], list[Path], Taps], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,26 @@ class Variation:
     part: Path  # the verified file, still a ``*.part``
     seed: str  # the runner's seed label, with ":reroll<N>" once a re-roll replaced it
     duration: float
-    distance: dict | None
-    hashes: tuple[FrameHashes, ...] = ()
+    distance: dict | None  # the figures (``DistanceTable.report``)
+    hashes: tuple[FrameHash, ...] = ()
     rerolls: int = 0
+    preview: bytes | None = None  # the JPEG contact strip of its frames
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``check_outputs`` gives the runner: the slots in variation order, and the source's
+    preview strip (``None`` when its frames could not be taken)."""
+
+    variations: list[Variation]
+    source_preview: bytes | None
 
 
 @dataclass(frozen=True)
 class Rendered:
     """What one render made, to verify: a part file per variation, in variation order, with the
-    names the user sees and the seed labels the manifest records."""
+    names the user sees and the seed labels the manifest records, and the frames it tapped
+    (``taps``; ``None``: sampled from the files)."""
 
     ffmpeg: str
     source: Path
@@ -79,91 +96,103 @@ class Rendered:
     job_seed: str | int  # what re-rolls draw from, with the video's index
     video_index: int
     options: EffectOptions
+    taps: Taps | None = None
 
 
-async def check_outputs(rendered: Rendered, *, min_distance: float, rerender: Rerender,
-                        cleanup: ExitStack, max_rerolls: int = MAX_REROLLS,
-                        source_thumbnails: Path | None = None) -> list[Variation]:
+def plan_taps(info: MediaInfo, parts: list[Path] | tuple[Path, ...] = (),
+              source: Path | None = None) -> Taps:
+    """The frames a render of ``info`` taps: each part's to ``distinct.frames_path``, the
+    source's to ``source``."""
+    return Taps.plan(info.duration, info.fps, info.display_width, info.display_height,
+                     [distinct.frames_path(p) for p in parts], source)
+
+
+async def check_outputs(rendered: Rendered, *, rerender: Rerender, cleanup: ExitStack,
+                        match_threshold: int = distinct.MATCH_THRESHOLD,
+                        max_rerolls: int = MAX_REROLLS) -> Checked:
     """Verify and measure ``rendered``; re-roll as described in the module docstring.
 
-    ``source_thumbnails``: a file the render wrote with the source's thumbnails at
-    ``distinct.sample_times(info.duration)``; when it is missing or short they are sampled here.
-
-    ``rerender(params, paths)`` must render ``params`` into ``paths`` (one FFmpeg run) or raise.
-    The part file of every re-roll is put on ``cleanup`` (removed when it closes) before it is
-    rendered.
+    ``rerender`` must render into the paths it is given (one FFmpeg run) or raise. The part
+    file of every re-roll, and its frame tap, is put on ``cleanup`` (removed when it closes)
+    before it is rendered.
     """
     checker = await _Checker.start(rendered)
-    slots, source_hashes = await checker.first_pass(source_thumbnails)
+    slots, source_hashes, source_preview = await checker.first_pass()
     table: DistanceTable | None = None
-    if source_hashes is not None:
+    if source_hashes:
         table = await trio.to_thread.run_sync(
-            DistanceTable.measure, source_hashes, [s.hashes for s in slots]
+            DistanceTable.measure, source_hashes, [s.hashes for s in slots], match_threshold
         )
     for attempt in range(1, max_rerolls + 1):
         if table is None or source_hashes is None:
             break
-        low = table.too_close(min_distance)
+        low = table.too_close()
         if not low:
             break
         slots, table = await checker.reroll(slots, table, source_hashes, low, attempt,
                                             rerender, cleanup)
-    return [
+    return Checked([
         replace(s, distance=table.report(i, s.rerolls) if table is not None else None)
         for i, s in enumerate(slots)
-    ]
+    ], source_preview)
 
 
 @dataclass
 class _Checker:
-    """One video's verification: its render, the source's reference facts, the content times
-    its thumbnails are taken at, and the decodes' concurrency."""
+    """One video's verification: its render, the source's reference facts, the frames' times
+    and size, and the decodes' concurrency."""
 
     rendered: Rendered
     reference: verify.Reference
-    times: list[float]
+    taps: Taps
     limiter: trio.CapacityLimiter
 
     @classmethod
     async def start(cls, rendered: Rendered) -> _Checker:
         reference = await trio.to_thread.run_sync(verify.reference_for, rendered.source,
                                                   rendered.info)
-        return cls(rendered, reference, distinct.sample_times(rendered.info.duration),
+        return cls(rendered, reference, rendered.taps or plan_taps(rendered.info),
                    trio.CapacityLimiter(_cores()))
 
-    async def first_pass(self, source_thumbnails: Path | None,
-                         ) -> tuple[list[Variation], list[FrameHashes] | None]:
-        """Every output verified and hashed, and the source's hashes beside them (None when
-        its thumbnails cannot be taken)."""
-        r = self.rendered
-        source_hashes: list[FrameHashes] | None = None
+    async def first_pass(self) -> tuple[list[Variation], tuple[FrameHash, ...] | None,
+                                        bytes | None]:
+        """Every output verified and hashed, the source's hashes beside them (None when its
+        frames cannot be taken), and the source's preview strip."""
+        r, taps = self.rendered, self.taps
+        source: tuple[tuple[FrameHash, ...], bytes | None] | None = None
 
         async def sample_source() -> None:
-            nonlocal source_hashes
-            thumbs = await trio.to_thread.run_sync(_read_thumbnails, source_thumbnails)
-            if len(thumbs) < len(self.times):
+            nonlocal source
+            frames = await trio.to_thread.run_sync(distinct.read_frames_file, taps.source,
+                                                   taps.size)
+            if len(frames) < len(taps.times):
                 async with self.limiter:
                     try:
-                        thumbs = await distinct.sample_source(r.ffmpeg, r.source, self.times)
+                        frames = await distinct.sample_frames(r.ffmpeg, r.source, taps.times,
+                                                              taps.size)
                     except distinct.SamplingFailed:
                         return
-            source_hashes = await trio.to_thread.run_sync(distinct.frame_hashes, thumbs)
+            source = await trio.to_thread.run_sync(_digest, frames)
 
+        outputs = list(taps.outputs) or [None] * len(r.parts)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(sample_source)
+            if taps.times:
+                nursery.start_soon(sample_source)
             # Failures are raised outside the nursery, so that they are not wrapped in a group.
-            results = await self.verify(range(len(r.variations)), r.variations, r.parts)
+            results = await self.verify(range(len(r.variations)), r.variations, r.parts, outputs)
         checked = _first_failure_raised(results)
         slots = [
             Variation(params=params, part=part, seed=r.seeds[i], duration=duration,
-                      distance=None, hashes=hashes)
-            for i, (params, part, (duration, hashes))
+                      distance=None, hashes=hashes, preview=strip)
+            for i, (params, part, (duration, hashes, strip))
             in enumerate(zip(r.variations, r.parts, checked, strict=True))
         ]
-        return slots, source_hashes
+        if source is None:
+            return slots, None, None
+        return slots, source[0], source[1]
 
     async def reroll(self, slots: list[Variation], table: DistanceTable,
-                     source_hashes: list[FrameHashes], low: list[int], attempt: int,
+                     source_hashes: tuple[FrameHash, ...], low: list[int], attempt: int,
                      rerender: Rerender, cleanup: ExitStack,
                      ) -> tuple[list[Variation], DistanceTable]:
         """One round: fresh parameters for the slots in ``low``, rendered in one FFmpeg run; a
@@ -174,13 +203,21 @@ class _Checker:
             fresh.append(reroll_variation(r.job_seed, r.video_index, i + 1, attempt, r.options,
                                           avoid=[s.params for s in slots] + fresh))
         paths = [_reroll_path(slots[i].part, attempt) for i in low]
-        for path in paths:
+        taps = replace(self.taps, outputs=tuple(distinct.frames_path(p) for p in paths),
+                       source=None)
+        for path in (*paths, *taps.outputs):
             cleanup.callback(_unlink_quiet, path)
-        await rerender(fresh, paths)
-        rechecked = _first_failure_raised(await self.verify(low, fresh, paths))
-        for i, params, path, (duration, hashes) in zip(low, fresh, paths, rechecked, strict=True):
+        await rerender(fresh, paths, taps)
+        try:
+            rechecked = _first_failure_raised(await self.verify(low, fresh, paths, taps.outputs))
+        finally:
+            for tap in taps.outputs:
+                await trio.to_thread.run_sync(_unlink_quiet, tap)
+        for i, params, path, (duration, hashes, strip) in zip(low, fresh, paths, rechecked,
+                                                              strict=True):
             candidate = replace(slots[i], params=params, part=path, duration=duration,
-                                hashes=hashes, seed=f"{r.seeds[i]}:reroll{attempt}")
+                                hashes=hashes, preview=strip,
+                                seed=f"{r.seeds[i]}:reroll{attempt}")
             trial = slots[:i] + [candidate] + slots[i + 1:]
             trial_table = await trio.to_thread.run_sync(
                 table.replaced, i, source_hashes, [s.hashes for s in trial]
@@ -192,13 +229,52 @@ class _Checker:
             await trio.to_thread.run_sync(_unlink_quiet, loser)
         return slots, table
 
-    async def verify(self, slots, variations, parts) -> list:
-        """`_verify` each part (named as its slot), side by side; see `_verify_all`."""
-        r = self.rendered
-        return await _verify_all(self.limiter, [
-            (r.ffmpeg, part, r.names[i], self.reference, r.info, params, self.times)
-            for i, params, part in zip(slots, variations, parts, strict=True)
-        ])
+    async def verify(self, slots, variations, parts, frame_files) -> list:
+        """`_verify` each part (named as its slot), at most one per core at a time. Returns, in
+        order, each result or the ``VerificationFailed`` it raised (see
+        `_first_failure_raised`)."""
+        jobs = list(zip(slots, variations, parts, frame_files, strict=True))
+        results: list = [None] * len(jobs)
+
+        async def one(k: int) -> None:
+            async with self.limiter:
+                try:
+                    results[k] = await self._verify(*jobs[k])
+                except verify.VerificationFailed as exc:
+                    results[k] = exc
+
+        async with trio.open_nursery() as nursery:
+            for k in range(len(jobs)):
+                nursery.start_soon(one, k)
+        return results
+
+    async def _verify(self, slot: int, params: VariationParams, part: Path, tap: Path | None,
+                      ) -> tuple[float, tuple[FrameHash, ...], bytes | None]:
+        """Check and decode one output; its hashes and preview strip from the frames the
+        render tapped, or sampled from the file when that tap is missing or short."""
+        r, taps = self.rendered, self.taps
+        name = r.names[slot]
+        expected = expected_duration(r.info.duration, params)
+        checked = await trio.to_thread.run_sync(
+            lambda: verify.check_file(part, self.reference, expected, params.speed, name=name)
+        )
+        await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
+        if not taps.times:
+            return checked.info.duration, (), None
+        frames = await trio.to_thread.run_sync(distinct.read_frames_file, tap, taps.size)
+        if len(frames) < len(taps.times):
+            try:
+                frames = await distinct.sample_frames(
+                    r.ffmpeg, part, distinct.output_times(taps.times, params.speed), taps.size)
+            except distinct.SamplingFailed:
+                frames = []  # it decoded cleanly: only its figures are lost
+        hashes, strip = await trio.to_thread.run_sync(_digest, frames)
+        return checked.info.duration, hashes, strip
+
+
+def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | None]:
+    """The frames' PDQ hashes and their contact strip (blocking: a worker thread)."""
+    return distinct.frame_hashes(frames), preview.contact_strip(frames) if frames else None
 
 
 def _cores() -> int:
@@ -208,56 +284,11 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-async def _verify_all(limiter: trio.CapacityLimiter, jobs: list[tuple]) -> list:
-    """`_verify` for each argument tuple, at most ``limiter``'s tokens at a time. Returns, in
-    order, each result or the ``VerificationFailed`` it raised (see `_first_failure_raised`)."""
-    results: list = [None] * len(jobs)
-
-    async def one(k: int) -> None:
-        async with limiter:
-            try:
-                results[k] = await _verify(*jobs[k])
-            except verify.VerificationFailed as exc:
-                results[k] = exc
-
-    async with trio.open_nursery() as nursery:
-        for k in range(len(jobs)):
-            nursery.start_soon(one, k)
-    return results
-
-
-def _first_failure_raised(results: list) -> list[tuple[float, tuple[FrameHashes, ...]]]:
+def _first_failure_raised(results: list) -> list[tuple[float, tuple[FrameHash, ...], bytes | None]]:
     for r in results:
         if isinstance(r, verify.VerificationFailed):
             raise r
     return results
-
-
-async def _verify(ffmpeg: str, part: Path, name: str, reference: verify.Reference,
-                  info: MediaInfo, params: VariationParams,
-                  times: list[float]) -> tuple[float, tuple[FrameHashes, ...]]:
-    expected = expected_duration(info.duration, params)
-    checked = await trio.to_thread.run_sync(
-        lambda: verify.check_file(part, reference, expected, params.speed, name=name)
-    )
-    tap = distinct.tap_args(distinct.output_times(times, params.speed)) if times else ()
-    raw = await verify.decode(ffmpeg, part, tap, has_audio=checked.info.has_audio, name=name)
-    hashes: tuple[FrameHashes, ...] = ()
-    if tap:
-        # Off the event loop: the first hash of a process also imports scipy (~0.25 s).
-        hashes = tuple(await trio.to_thread.run_sync(
-            lambda: distinct.frame_hashes(distinct.thumbnails(raw))
-        ))
-    return checked.info.duration, hashes
-
-
-def _read_thumbnails(path: Path | None) -> list:
-    if path is None:
-        return []
-    try:
-        return distinct.thumbnails(path.read_bytes())
-    except FileNotFoundError:
-        return []
 
 
 def _reroll_path(part: Path, attempt: int) -> Path:

@@ -13,8 +13,8 @@ A variation is only delivered when it
   (no display-rotation flag).
 
 ``check_file`` does the cheap checks (layout and container, milliseconds); ``decode`` is the full
-decode, and can tap a few thumbnails off the same decode for the distinctness measure (see
-``distinct.tap_args``) so that every output is decoded exactly once.
+decode. The distinctness measure's frames do not come from here: the render taps them
+(``distinct.Taps``), so every output is decoded exactly once, by this check.
 
 Error handling: every failed check raises ``VerificationFailed`` with a sentence naming what is
 wrong; the runner turns it into a failed video.
@@ -211,8 +211,10 @@ def decode_command(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
     """The FFmpeg argument list that decodes every packet of ``path`` and discards the result.
 
     Audio, when ``has_audio``, goes to the ``null`` muxer. Video goes to ``tap`` (extra output
-    arguments that write to stdout, e.g. ``distinct.tap_args``) when given, else to ``null`` as
-    well; a tap's filters see every decoded frame, so the video is still decoded in full.
+    arguments that write to stdout, e.g. ``-map 0:v:0 -vf <distinct.tap_filter> <tap_output>``)
+    when given, else to ``null`` as well; a tap's filters see every decoded frame, so the video
+    is still decoded in full. The service passes no tap (the render taps the frames it
+    measures).
 
     The audio output exists only when the file has audio: an output whose one ``-map 0:a?``
     matches nothing is not left empty by FFmpeg but auto-mapped to the video, re-timed to the
