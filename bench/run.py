@@ -408,7 +408,7 @@ def streaming_io(b: Bench) -> None:
         with open(zeros, "wb") as fh:
             fh.truncate(size)
     # Re-rolls off: this server measures streaming, not distinctness (no extra render passes).
-    with Server(b.work / "io-data", env={"VR_MIN_DISTANCE": "0"}) as srv, srv.client() as client:
+    with Server(b.work / "io-data", env={"VR_PDQ_MATCH": "-1"}) as srv, srv.client() as client:
         idle = (status_kb(srv.pid, "VmRSS") or 0) / 1024
         log("upload: 2 GB of zeros through POST /api/jobs")
         with RssSampler(srv.pid) as rss:

@@ -62,8 +62,12 @@ def test_outputs_are_valid_with_and_without_audio_and_rotation(server, clips, tm
         assert [o["name"] for o in video["outputs"]] == [
             f"{video['name'].rsplit('.', 1)[0]}_v01.mp4", f"{video['name'].rsplit('.', 1)[0]}_v02.mp4"]
         files = sorted((out_root / video["id"]).iterdir())
-        assert [f.name for f in files] == ["v01.mp4", "v02.mp4"]
+        # Each variation, and the contact strips of the source and of each variation.
+        assert [f.name for f in files] == ["source.preview.jpg", "v01.mp4", "v01.preview.jpg",
+                                           "v02.mp4", "v02.preview.jpg"]
         for f in files:
+            if f.suffix != ".mp4":
+                continue
             info = probe(f)
             assert info.has_audio is has_audio
             assert (info.display_width, info.display_height) == size

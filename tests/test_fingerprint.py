@@ -244,3 +244,26 @@ def test_similarity_is_fast():
     for _ in range(10):
         fp.similarity(a, b)
     assert (time.perf_counter() - started) / 10 < 0.02
+
+
+# --- the figures the API reports -------------------------------------------------------------
+
+
+async def test_audio_figures_agree_with_separate_fingerprints(media, tmp_path):
+    """``audio_figures`` gives each output its similarity to the source and to its most similar
+    sibling, the same numbers as fingerprints taken one by one; a silent source gives None."""
+    variations = sample_variations("fp-figures", 0, 3, PITCH)
+    outs = _render(media["speech"], variations, tmp_path)
+    figures = await fp.audio_figures(FF, media["speech"], outs)
+    source = await fp.fingerprint(FF, media["speech"])
+    prints = [await fp.fingerprint(FF, o) for o in outs]
+    for i, f in enumerate(figures):
+        assert f["metric"] == "chromaprint"
+        assert f["sourceSimilarity"] == round(fp.similarity(source, prints[i]), 3)
+        others = [fp.similarity(prints[i], p) for j, p in enumerate(prints) if j != i]
+        assert f["siblingSimilarity"] == round(max(others), 3)
+        assert f["sourceSimilarity"] < 0.75  # pitched: no longer the same recording
+    silent = tmp_path / "silent.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90:d=5", "-c:v", "libx264", "-preset",
+            "ultrafast", "file:" + str(silent))
+    assert await fp.audio_figures(FF, silent, outs[:2]) == [None, None]

@@ -202,6 +202,13 @@ async def test_orphans_and_rows_without_files(service, clock):
               s.uploads_dir / "jfail" / "stray.upload", s.outputs_dir / "stray.txt"]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
+    # The previews of a finished video's source and variations belong to it.
+    previews = [s.outputs_dir / "jdone" / "vjdone" / n
+                for n in ("source.preview.jpg", "v01.preview.jpg")]
+    for p in previews:
+        p.write_bytes(b"jpeg")
+    stray_preview = s.outputs_dir / "jdone" / "vjdone" / "v07.preview.jpg"
+    stray_preview.write_bytes(b"jpeg")
     # Fresh ones (an upload still arriving; a render writing its part file) stay.
     fresh_upload = s.uploads_dir / "jarriving" / "v1.upload"
     fresh_upload.parent.mkdir()
@@ -224,8 +231,10 @@ async def test_orphans_and_rows_without_files(service, clock):
     assert sorted(report.orphans_removed) == sorted([
         "outputs/jgone", "uploads/jgone", "outputs/jdone/vother",
         "outputs/jdone/vjdone/junk.mp4", "uploads/jfail/stray.upload", "outputs/stray.txt",
+        "outputs/jdone/vjdone/v07.preview.jpg",
     ])
     assert fresh_upload.exists() and part.exists()
+    assert all(p.exists() for p in previews)
     assert report.outputs_forgotten == 3
     assert report.expired == ("jlost",)
     job = await service.store.get_job("jdone")

@@ -106,6 +106,8 @@ def test_a_body_cannot_carry_a_field_its_documented_model_lacks():
     from web import models, openapi, views
 
     assert openapi.Job is models.Job and views.models is models
+    fields = {"index": 0, "name": "a_v01.mp4", "size": 1, "effects": ["mirrored"],
+              "url": "/api/jobs/j/videos/v/outputs/1", "previewUrl": "/x"}
     with pytest.raises(pydantic.ValidationError):
-        models.Output(index=0, name="a_v01.mp4", size=1, undocumented=True)
-    assert "distance" not in models.Output(index=0, name="a_v01.mp4", size=1).dump()
+        models.Output(**fields, undocumented=True)
+    assert "distinctness" not in models.Output(**fields).dump()

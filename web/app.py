@@ -2,7 +2,8 @@
 
 ``create_app`` wires the cross-cutting parts (error shapes, the token check, security headers,
 CORS, body limits) and registers one blueprint per resource: ``web/jobs.py`` (health, login,
-jobs), ``web/delivery.py`` (download, cancel, retry, delete, WebSocket), ``web/metrics.py`` and
+jobs), ``web/delivery.py`` (download, cancel, retry, delete, WebSocket), ``web/files.py`` (one
+variation or preview at a time), ``web/metrics.py`` and
 ``web/ui_files.py`` (the browser app). Views translate HTTP into service calls and store reads;
 no business rules live here.
 """
@@ -20,6 +21,7 @@ from .auth import Auth, TokenError
 from .cors import install_cors
 from .delivery import bp as delivery_bp
 from .errors import HTTP_CODES, APIError, error_response
+from .files import bp as files_bp
 from .flow import FlowControlledConnection, FlowControlledRequest, limit_bodies
 from .jobs import bp as jobs_bp
 from .metrics import install_metrics
@@ -27,6 +29,10 @@ from .openapi import install_openapi
 from .ui_files import bp as ui_bp
 
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
+# What the browser fetches by itself (a link, an <img>, a <video>) cannot send a header: these
+# GET endpoints also take the token as ``?token=``.
+QUERY_TOKEN = {"delivery.download", "files.output_file", "files.output_preview",
+               "files.video_preview"}
 DISK_FULL = ("The server's disk is full. Delete some jobs, or wait for running jobs to finish, "
              "then try again.")
 CONTENT_SECURITY_POLICY = (
@@ -59,6 +65,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(delivery_bp)
+    app.register_blueprint(files_bp)
     install_metrics(app, service)  # GET /metrics, public and aggregate only
     app.register_blueprint(ui_bp)
     # Last: it documents the routes registered above (web/openapi.py).
@@ -95,7 +102,7 @@ async def _require_token():
     if not path.startswith("/api/") or path in PUBLIC_API:
         return None
     token = _bearer(request.headers.get("Authorization"))
-    if token is None and request.method == "GET" and path.endswith("/download"):
+    if token is None and request.method == "GET" and request.endpoint in QUERY_TOKEN:
         token = request.args.get("token")
     try:
         current_app.extensions["auth"].verify(token)

@@ -21,12 +21,11 @@ WebSocket protocol (``/api/ws?token=…``):
 from __future__ import annotations
 
 import json
-import re
 import time
 from urllib.parse import quote
 
 import trio
-from quart import Blueprint, Response, current_app, jsonify, request, websocket
+from quart import Blueprint, Response, current_app, jsonify, websocket
 
 from pipeline.actors.lifecycle import (
     Conflict,
@@ -44,6 +43,7 @@ from pipeline.state.progress import SubscriberLagging
 from .auth import TokenError
 from .errors import error_response
 from .metrics import count_bytes
+from .ranges import ranged_response
 from .views import Snapshot, event_messages, job_json
 
 bp = Blueprint("delivery", __name__)
@@ -78,65 +78,18 @@ async def download(job_id: str):
     ``Range``); a range starting past the end is 416 with ``Content-Range: bytes */<length>``.
     """
     job, archive = await open_download(_service(), job_id)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": archive.etag,
-        "Last-Modified": archive.last_modified,
-        "Content-Disposition": content_disposition(archive_filename(job)),
-    }
-    try:
-        span = None
-        if if_range_matches(request.headers.get("If-Range"), archive.etag):
-            span = byte_range(request.headers.get("Range"), archive.length)
-    except RangeNotSatisfiable:
-        archive.close()
-        return error_response(416, "range_not_satisfiable",
-                              f"The archive is {archive.length} bytes long: that range is past "
-                              "its end.", {**headers, "Content-Range": f"bytes */{archive.length}"})
-    start, stop = span or (0, archive.length)
-    headers["Content-Length"] = str(stop - start)
-    if span is not None:
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{archive.length}"
     counter = current_app.extensions["metrics"].add_download
-    resp = Response(count_bytes(stream_archive(archive, start, stop), counter),
-                    status=206 if span else 200, mimetype="application/zip", headers=headers)
+    try:
+        resp = ranged_response(
+            archive.length, archive.etag, "application/zip",
+            lambda start, stop: count_bytes(stream_archive(archive, start, stop), counter),
+            {"Last-Modified": archive.last_modified,
+             "Content-Disposition": content_disposition(archive_filename(job))})
+    except BaseException:
+        archive.close()
+        raise
     resp.timeout = None  # a multi-GB download may take long; the client sets the pace
     return resp
-
-
-class RangeNotSatisfiable(Exception):
-    pass
-
-
-_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.IGNORECASE)
-# Positions with more digits than this are past any archive: read as "very far".
-_MAX_DIGITS = 18
-
-
-def byte_range(header: str | None, length: int) -> tuple[int, int] | None:
-    """``(start, stop)`` of a single ``bytes`` range (``a-b``, ``a-``, ``-n``) of ``length``
-    bytes, the end clamped to it; None to send everything (no or another unit, several
-    ranges, bad syntax). Raises ``RangeNotSatisfiable`` when it starts past the end or is
-    an empty suffix (``-0``)."""
-    m = _RANGE.fullmatch(header or "")
-    if not m or not (m[1] or m[2]):
-        return None
-    first, last = (None if not g else int(g) if len(g) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
-                   for g in (m[1], m[2]))
-    if first is None:  # the last ``last`` bytes
-        if last == 0:
-            raise RangeNotSatisfiable()
-        return max(0, length - last), length
-    if last is not None and last < first:
-        return None  # invalid: ignored
-    if first >= length:
-        raise RangeNotSatisfiable()
-    return first, length if last is None else min(last + 1, length)
-
-
-def if_range_matches(header: str | None, etag: str) -> bool:
-    """Whether a ``Range`` may be served: no ``If-Range``, or exactly our (strong) ETag."""
-    return header is None or header.strip() == etag
 
 
 @bp.post("/api/jobs/<job_id>/cancel")

@@ -9,8 +9,6 @@ are left out of the body (``dump``), as the API always did (``log``, ``distance`
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -64,12 +62,44 @@ class Token(Shape):
     expiresAt: str
 
 
+class VideoFigures(Shape):
+    """PDQ (Meta's near-duplicate hash of frames) at the same content moments as the source."""
+
+    metric: str = Field(description='"pdq"')
+    frames: int = Field(description="Frames compared.")
+    sourceMatches: int = Field(description="Frames within the match threshold (31) of the source's "
+                               "(any of its 8 mirror/turn transforms): a matcher would call them copies.")
+    sourceDistance: int = Field(description="Median distance to the source, in bits of 256.")
+    siblingMatches: int | None = Field(description="The worst other variation of this video: frames "
+                                       "within the threshold; null with one variation.")
+    siblingDistance: int | None = Field(description="The worst other variation's median distance.")
+
+
+class AudioFigures(Shape):
+    """Chromaprint fingerprints: similarity = 1 − bit-error rate of the best-aligned overlap."""
+
+    metric: str = Field(description='"chromaprint"')
+    sourceSimilarity: float | None = Field(description="1 = the same recording, about 0.6 unrelated.")
+    siblingSimilarity: float | None = Field(description="The most similar other variation's.")
+
+
+class Distinctness(Shape):
+    """How each variation compares with its source and siblings (docs/distinctness.md)."""
+
+    video: VideoFigures
+    audio: AudioFigures | None = Field(description="null for a video without sound.")
+    rerolls: int = Field(description="Times this variation was drawn again for matching.")
+
+
 class Output(Shape):
-    index: int
+    index: int = Field(description="0-based; the variation number in names and URLs is index + 1.")
     name: str
     size: int
     duration: float | None = None
-    distance: dict[str, Any] | None = None
+    effects: list[str] = Field(description='The effects in words: ["mirrored", "5 % zoom", …].')
+    distinctness: Distinctness | None = Field(None, description="null when not measured.")
+    url: str = Field(description="The file (Range requests, ?token=, ?download=1).")
+    previewUrl: str = Field(description="A JPEG contact strip of frames of this variation.")
 
 
 class Video(Shape):
@@ -85,6 +115,8 @@ class Video(Shape):
     log: str | None = None
     outputs: list[Output] | None = None
     outputCount: int | None = None
+    previewUrl: str | None = Field(None, description="A JPEG contact strip of the source, once "
+                                   "it has variations (the frames the render tapped).")
 
 
 class Job(Shape):

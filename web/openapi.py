@@ -56,6 +56,10 @@ class DownloadQuery(BaseModel):
     token: str | None = Field(None, description="The token, for plain links (instead of the header).")
 
 
+class FileQuery(DownloadQuery):
+    download: str | None = Field(None, description="Any value: send as an attachment, to save.")
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -87,6 +91,18 @@ _DOCS: dict[str, _Doc] = {
         "Download the job's ZIP (one folder per source, manifest.json)",
         {**_AUTH, 404: Error, 409: Error, 410: Error}, query=DownloadQuery,
         media={200: ("application/zip", {"type": "string", "format": "binary"})}),
+    "files.output_file": _Doc(
+        "One variation's MP4 (n = variation number); Range gives 206, ?download=1 an attachment",
+        {**_AUTH, 404: Error, 410: Error}, query=FileQuery,
+        media={200: ("video/mp4", {"type": "string", "format": "binary"}),
+               206: ("video/mp4", {"type": "string", "format": "binary"})}),
+    "files.output_preview": _Doc(
+        "A JPEG contact strip of frames of one variation", {**_AUTH, 404: Error, 410: Error},
+        query=DownloadQuery, media={200: ("image/jpeg", {"type": "string", "format": "binary"})}),
+    "files.video_preview": _Doc(
+        "A JPEG contact strip of the source, at the moments its variations' strips show",
+        {**_AUTH, 404: Error, 409: Error, 410: Error}, query=DownloadQuery,
+        media={200: ("image/jpeg", {"type": "string", "format": "binary"})}),
     "delivery.cancel": _Doc("Cancel a job (finished videos are kept)",
                             {202: Job, **_AUTH, 404: Error, 409: Error}),
     "delivery.retry": _Doc("Retry a failed, interrupted or cancelled video",

@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pipeline.media.describe import describe
+from pipeline.media.effects import VariationParams
 from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.state.rows import Job, Output, Video
-from pipeline.state.states import RETRYABLE
+from pipeline.state.states import RETRYABLE, VideoStatus
 
 from . import models
 
@@ -20,10 +22,30 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def output_model(o: Output) -> models.Output:
-    fields = {"index": o.index, "name": o.name, "size": o.size, "duration": o.duration}
-    if o.distance is not None:
-        fields["distance"] = o.distance
+def output_url(job_id: str, video_id: str, number: int) -> str:
+    """A variation's file; ``number`` is its variation number (index + 1, as in its name)."""
+    return f"/api/jobs/{job_id}/videos/{video_id}/outputs/{number}"
+
+
+def video_preview_url(job_id: str, video_id: str) -> str:
+    return f"/api/jobs/{job_id}/videos/{video_id}/preview"
+
+
+def distinctness_model(figures: dict | None) -> models.Distinctness | None:
+    """The stored figures, or None when they are missing or of the older pHash shape."""
+    if not figures or not isinstance(figures.get("video"), dict):
+        return None
+    return models.Distinctness(**figures)
+
+
+def output_model(o: Output, job_id: str, video_id: str) -> models.Output:
+    url = output_url(job_id, video_id, o.index + 1)
+    fields = {"index": o.index, "name": o.name, "size": o.size, "duration": o.duration,
+              "effects": describe(VariationParams.from_dict(o.params)),
+              "url": url, "previewUrl": f"{url}/preview"}
+    figures = distinctness_model(o.distinctness)
+    if figures is not None:
+        fields["distinctness"] = figures
     return models.Output(**fields)
 
 
@@ -42,7 +64,9 @@ def video_model(v: Video) -> models.Video:
     if v.stderr_tail:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
-        fields["outputs"] = [output_model(o) for o in v.outputs]
+        fields["outputs"] = [output_model(o, v.job_id, v.id) for o in v.outputs]
+        if v.outputs and v.status == VideoStatus.COMPLETED:
+            fields["previewUrl"] = video_preview_url(v.job_id, v.id)
     else:
         fields["outputCount"] = v.output_count
     return models.Video(**fields)

@@ -40,6 +40,7 @@ from pathlib import Path
 import trio
 
 from pipeline.context import JanitorContext
+from pipeline.media.naming import SOURCE_PREVIEW, preview_path
 from pipeline.state.rows import Job
 from pipeline.state.states import JobStatus, VideoStatus
 
@@ -337,7 +338,10 @@ class Janitor:
                     continue
                 if video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
                     continue  # the runner owns this folder (and its *.part files)
-                keep = {Path(o.path).name for o in video.outputs}
+                outputs = [Path(o.path) for o in video.outputs or ()]
+                keep = {p.name for p in outputs} | {preview_path(p).name for p in outputs}
+                if outputs:
+                    keep.add(SOURCE_PREVIEW)
                 for fentry in _scandir(vpath):
                     if fentry.name not in keep:
                         drop(Path(fentry.path))

@@ -17,28 +17,29 @@ measure's, and the contact strips written beside the outputs (``v01.preview.jpg`
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 from collections import deque
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
 
 from pipeline.context import RunnerContext
-from pipeline.media import distinct, quality
+from pipeline.media import distinct, fingerprint, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.media.naming import safe_stem, variation_file
+from pipeline.media.naming import preview_path, safe_stem, source_preview_path, variation_file
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
 
+log = logging.getLogger("video_refresher")
 STDERR_TAIL_LINES = 20
-SOURCE_PREVIEW = "source.preview.jpg"
 
 
 class RenderFailed(Exception):
@@ -178,7 +179,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         )
     except VerificationFailed as exc:
         raise RenderFailed(f"output failed verification: {exc.message}") from None
-    checked = result.variations
+    checked = await _with_audio_figures(service.ffmpeg, upload, info, result.variations)
     _remove(scratch[len(outputs):])
     await trio.to_thread.run_sync(_write_previews, result, finals)
 
@@ -188,9 +189,25 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         outputs.append(Output(
             index=i, name=names[i], path=str(final), size=size, duration=v.duration,
             seed=v.seed, params=v.params.to_dict(), graph=output_graphs(info, [v.params])[0],
-            distance=v.distance,
+            distinctness=v.distance,
         ))
     return outputs
+
+
+async def _with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
+                              checked: list[quality.Variation]) -> list[quality.Variation]:
+    """The verified variations with the audio half of their distinctness figures
+    (``fingerprint.audio_figures``: Chromaprint of the source and of each output, audio-only
+    decodes). Figures that cannot be taken stay None: the outputs are good all the same."""
+    if not info.has_audio or not any(v.distance for v in checked):
+        return checked
+    try:
+        audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
+    except RuntimeError as exc:
+        log.warning("audio fingerprints failed", extra={"error": str(exc)[-500:]})
+        return checked
+    return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
+            for v, a in zip(checked, audio, strict=True)]
 
 
 async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[str],
@@ -283,20 +300,10 @@ def _commit(part: Path, final: Path) -> int:
     return final.stat().st_size
 
 
-def preview_path(final: Path) -> Path:
-    """A variation's contact strip, beside it: ``v01.mp4`` → ``v01.preview.jpg``."""
-    return final.with_name(f"{final.stem}.preview.jpg")
-
-
-def source_preview_path(out_dir: Path) -> Path:
-    """The source's contact strip, beside its variations."""
-    return out_dir / SOURCE_PREVIEW
-
-
 def _write_previews(result: quality.Checked, finals: list[Path]) -> None:
     """The contact strips of the source and of each kept variation (``quality.check_outputs``
     made them from the tapped frames); a strip that could not be made leaves no file."""
-    strips = [(source_preview_path(finals[0].parent), result.source_preview)]
+    strips = [(source_preview_path(finals[0]), result.source_preview)]
     strips += [(preview_path(f), v.preview) for v, f in zip(result.variations, finals, strict=True)]
     for path, data in strips:
         if data is None:

@@ -54,6 +54,8 @@ from pipeline.delivery.ziplayout import (
     layout,
     local_header,
 )
+from pipeline.media.describe import describe
+from pipeline.media.effects import VariationParams
 from pipeline.media.naming import unique_stems, variation_file
 from pipeline.state.rows import Job, Output
 from pipeline.state.states import VideoStatus
@@ -125,12 +127,13 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "index": m.output.index + 1,
                 "seed": m.output.seed,
                 "params": m.output.params,
+                "effects": describe(VariationParams.from_dict(m.output.params)),
                 "graph": m.output.graph,
                 "duration": m.output.duration,
                 "size": sizes[m.arcname],
-                # pHash distances to the source and siblings, re-rolls taken (pipeline/media/distinct.py);
-                # null for outputs rendered before distinctness was measured.
-                "distance": m.output.distance,
+                # PDQ and Chromaprint figures, re-rolls taken (docs/distinctness.md), the
+                # job API's shape; null where they were not measured.
+                "distinctness": m.output.distinctness,
             }
             for m in members
         ],

@@ -27,10 +27,11 @@ FAMILIES: tuple[str, ...] = (
 # `pitch` costs little (see `PITCH_RANGE`) but is heard: a voice 3–5 % higher or lower is a
 # change the user should choose.
 OPT_IN: frozenset[str] = frozenset({"rotation", "hue", "pitch"})
-# A job must keep one of these. The distinctness check (pipeline/media/distinct.py) measures pHash,
-# which sees geometry only: colour, grain, tempo and sound hardly move it, and it is taken over
-# the mirror images too, so a mirror does not count either. Without zoom or rotation every
-# variation measures as the source (0–2, a plain re-encode) and re-rolls cannot help.
+# A job must keep one of these. The distinctness check (pipeline/media/distinct.py) measures Meta's
+# PDQ, which sees geometry only: colour, grain, hue and tempo leave every frame matching (0–12
+# bits of 256 on real footage, docs/distinctness.md), and it is taken over the mirror images too,
+# so a mirror does not count either. Without zoom or rotation every variation is a copy to a
+# matcher and re-rolls cannot help.
 GEOMETRIC: frozenset[str] = frozenset({"zoom", "rotation"})
 
 # Sampling ranges (README, "Effects"). The neutral value of every family lies inside or at the edge
@@ -159,8 +160,8 @@ class EffectOptions:
         if GEOMETRIC <= excluded:
             raise ValueError(
                 "these effects would give variations that look like the source: keep zoom on, "
-                "or add +rotation (colour, grain, speed, sound and mirroring alone do not change "
-                "what the distinctness check sees)")
+                "or add +rotation (colour, grain, speed, sound and mirroring alone leave every frame "
+                "a match for Meta's PDQ matcher)")
         return cls(exclude=frozenset(excluded))
 
     def to_text(self) -> str:

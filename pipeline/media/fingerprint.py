@@ -38,9 +38,11 @@ real renders with AAC; tests/test_fingerprint.py; the default ``max_shift``):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import trio
 
 from pipeline.media.child import run_child
 
@@ -160,3 +162,44 @@ async def fingerprint(ffmpeg: str, path: Path | str, *,
         raise RuntimeError(f"fingerprint of {Path(path).name} failed ({done.returncode}): "
                            f"{message[-2000:]}")
     return parse_raw(done.stdout)
+
+
+async def audio_figures(ffmpeg: str, source: Path, outputs: Sequence[Path], *,
+                        concurrency: int = 2) -> list[dict | None]:
+    """The audio half of each output's distinctness (the API's ``distinctness.audio``):
+    ``{"metric": "chromaprint", "sourceSimilarity": …, "siblingSimilarity": …}``, where the
+    sibling figure is the most similar other output's (None with one output, or when either
+    sound is too short or constant to compare). None for every output when the source has no
+    sound. The fingerprints are taken side by side, ``concurrency`` at a time; audio-only
+    decodes cost about 0.03 CPU s per minute of sound each.
+    """
+    paths = [Path(source), *map(Path, outputs)]
+    prints: list[np.ndarray | None] = [None] * len(paths)
+    limit = trio.CapacityLimiter(concurrency)
+
+    async def take(i: int) -> None:
+        async with limit:
+            prints[i] = await fingerprint(ffmpeg, paths[i])
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(paths)):
+            nursery.start_soon(take, i)
+    src, outs = prints[0], prints[1:]
+    if src is None:
+        return [None] * len(outs)
+    return [{"metric": "chromaprint",
+             "sourceSimilarity": _rounded(similarity(src, fp) if fp is not None else None),
+             "siblingSimilarity": _rounded(_closest_sibling(outs, i))}
+            for i, fp in enumerate(outs)]
+
+
+def _closest_sibling(prints: Sequence[np.ndarray | None], i: int) -> float | None:
+    if prints[i] is None:
+        return None
+    scores = [similarity(prints[i], fp) for j, fp in enumerate(prints) if j != i and fp is not None]
+    scores = [s for s in scores if s is not None]
+    return max(scores) if scores else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 
 _MAX_STEM = 80
 _MAX_NAME = 200
@@ -82,3 +83,17 @@ def unique_stems(raws: list[str]) -> list[str]:
 def variation_file(stem: str, index: int) -> str:
     """``<stem>_v01.mp4`` for variation index 0."""
     return f"{stem}_v{index + 1:02d}.mp4"
+
+
+# The source's contact strip, beside its variations in the video's output folder.
+SOURCE_PREVIEW = "source.preview.jpg"
+
+
+def preview_path(output: Path) -> Path:
+    """Where a variation's contact strip lies: ``…/v01.mp4`` → ``…/v01.preview.jpg``."""
+    return output.with_name(f"{output.name.split('.', 1)[0]}.preview.jpg")
+
+
+def source_preview_path(output: Path) -> Path:
+    """The source's strip, in the folder of its variation ``output``."""
+    return output.with_name(SOURCE_PREVIEW)

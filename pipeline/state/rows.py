@@ -32,14 +32,15 @@ class Output:
     seed: str | None = None
     params: dict = field(default_factory=dict)
     graph: str = ""
-    # The distinctness figures (``quality``), None where the source could not be sampled.
-    distance: dict | None = None
+    # The distinctness figures (``quality``; the API's ``distinctness``), None where they could
+    # not be measured.
+    distinctness: dict | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> Output:
         return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],
                    duration=r["duration"], seed=r["seed"], params=_loads(r["params_json"]) or {},
-                   graph=r["graph"] or "", distance=_loads(r["distance_json"]))
+                   graph=r["graph"] or "", distinctness=_loads(r["distance_json"]))
 
 
 @dataclass(frozen=True)

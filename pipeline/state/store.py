@@ -302,7 +302,7 @@ def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[Output]
             (
                 video_id, o.index, o.name, o.path, o.size, o.duration, o.seed,
                 json.dumps(o.params), o.graph,
-                json.dumps(o.distance) if o.distance is not None else None,
+                json.dumps(o.distinctness) if o.distinctness is not None else None,
             ),
         )
 

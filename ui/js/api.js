@@ -147,6 +147,15 @@ export function downloadUrl(id) {
 }
 
 /** The live socket; with `jobId` it follows that job only and opens with its snapshot. */
+/**
+ * A server URL with the token in its query, for what the browser fetches by itself (an
+ * `<img>`, a `<video>`, a plain download link); `extra` adds query fields.
+ */
+export function tokenUrl(url, extra = {}) {
+  const query = new URLSearchParams({ ...extra, token: getToken() || "" });
+  return `${url}${url.includes("?") ? "&" : "?"}${query}`;
+}
+
 export function websocketUrl(jobId = null) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   const token = getToken() || "";

@@ -1,137 +1,96 @@
-// Distinctness (docs/distinctness.md): how far a video's variations are from the original and
-// from each other, from the `distance` figures of its outputs; the job page's pill and file list.
+// Distinctness in plain words (docs/distinctness.md): how each video's variations compare with
+// the original the way ad platforms match copies — Meta's PDQ on frames, Chromaprint on the
+// audio — from the `distinctness` figures of its outputs.
 
-import { formatBytes, h, plural, replace, setText } from "./dom.js";
+import { h, plural } from "./dom.js";
 
-export const DISTINCT_HELP = "How different these variations look from the original and from each "
-  + "other (perceptual-hash distance: 0 = same picture, 22–30 ≈ unrelated clips; mirroring doesn't "
-  + "count). Variations below the minimum are re-rolled automatically.";
-const LEVEL_LABELS = { good: "Distinct", fair: "Fairly distinct", low: "Barely distinct" };
+// Chromaprint similarity at or above which the audio is still the same recording to a matcher
+// (our default effects leave speech at 0.83–0.99; unrelated audio measures about 0.55–0.65).
+export const AUDIO_SAME = 0.8;
 
-function median(values) {
-  const v = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : Math.round((v[mid - 1] + v[mid]) / 2);
+/** The figures of one output, or null when they were not measured. */
+export function figures(output) {
+  const d = output && output.distinctness;
+  return d && d.video && Number.isFinite(d.video.sourceMatches) ? d : null;
 }
 
-/** "good" (8 and up), "fair" (4–7) or "low" (under 4) for the smallest distance. */
-export function distanceLevel(d) {
-  if (d >= 8) return "good";
-  return d >= 4 ? "fair" : "low";
+/** Does this output still look like a copy: a frame matches its source or a sibling? */
+export function matches(d) {
+  return d.video.sourceMatches > 0 || (d.video.siblingMatches || 0) > 0;
 }
 
 /**
- * A video's distinctness over its outputs' `distance` figures, or null when none was measured:
- * { source: {min, median}, siblings: {min, median} | null, rerolls, lowest, level, measured, total }.
+ * A video's verdict over its outputs:
+ * { level: "good"|"low", video: "…", audio: "…"|null, flagged: [{name, text}] }, or null.
  */
-export function distinctness(outputs) {
-  const all = outputs || [];
-  const ds = all.map((o) => o.distance).filter((d) => d && Number.isFinite(d.source));
-  if (!ds.length) return null;
-  const finite = (key) => ds.map((d) => d[key]).filter(Number.isFinite);
-  const src = finite("source");
-  const sibMin = finite("siblingsMin");
-  const sibMedian = finite("siblingsMedian");
-  const source = { min: Math.min(...src), median: median(src) };
-  const siblings = sibMin.length
-    ? { min: Math.min(...sibMin), median: median(sibMedian.length ? sibMedian : sibMin) }
-    : null;
-  const lowest = Math.min(source.min, siblings ? siblings.min : Infinity);
-  return {
-    source,
-    siblings,
-    rerolls: ds.reduce((n, d) => n + (Number(d.rerolls) || 0), 0),
-    lowest,
-    level: distanceLevel(lowest),
-    measured: ds.length,
-    total: all.length,
-  };
+export function verdict(outputs, { pitchOn = false } = {}) {
+  const measured = (outputs || []).map((o) => ({ o, d: figures(o) })).filter((x) => x.d);
+  if (!measured.length) return null;
+  const frames = measured.reduce((n, x) => n + x.d.video.frames, 0);
+  const sourceHits = measured.reduce((n, x) => n + x.d.video.sourceMatches, 0);
+  const flagged = measured.filter((x) => matches(x.d)).map((x) => ({
+    name: x.o.name, text: flaggedText(x.o.name, x.d),
+  }));
+  const n = measured.length;
+  const video = flagged.length === 0
+    ? `${n === 1 ? "The variation differs" : `All ${n} variations differ`} from the original `
+      + `for Meta's PDQ matcher (${sourceHits} of ${frames} frames match).`
+    : `${plural(flagged.length, "variation")} of ${n} still ${flagged.length === 1 ? "looks" : "look"} `
+      + `like a copy to Meta's PDQ matcher (${sourceHits} of ${frames} frames match the original).`;
+  return { level: flagged.length ? "low" : "good", video, audio: audioText(measured, pitchOn), flagged };
 }
 
-const span = (r) => (r.min === r.median ? `${r.min}` : `${r.min}–${r.median}`);
-
-/**
- * The pill's text in pieces that never break inside (lowest–median):
- * ["Distinct:", "src 9–14", "· sib 8–12", "· 1 re-roll"] reads "Distinct: src 9–14 · sib 8–12 · 1 re-roll".
- */
-export function distinctnessParts(d) {
-  const parts = [`${LEVEL_LABELS[d.level]}:`, `src ${span(d.source)}`];
-  if (d.siblings) parts.push(`· sib ${span(d.siblings)}`);
-  if (d.rerolls) parts.push(`· ${plural(d.rerolls, "re-roll")}`);
-  return parts;
+function flaggedText(name, d) {
+  const v = d.video;
+  const what = v.sourceMatches > 0
+    ? `${v.sourceMatches} of ${v.frames} frames match the original`
+    : `${v.siblingMatches} of ${v.frames} frames match another variation`;
+  return `${name}: ${what}. Turn on Small tilt or ask for fewer variations, then upload again.`;
 }
 
-/** The pill's tooltip and accessible description: the figures in words, then what they mean. */
-export function distinctnessHelp(d) {
-  const lines = [`From the original: lowest ${d.source.min}, median ${d.source.median}.`];
-  if (d.siblings) {
-    lines.push(`From each other: lowest ${d.siblings.min}, median ${d.siblings.median}.`);
+function audioText(measured, pitchOn) {
+  const sims = measured.map((x) => x.d.audio && x.d.audio.sourceSimilarity).filter(Number.isFinite);
+  if (!sims.length) return null;
+  const top = Math.max(...sims);
+  const shown = top.toFixed(2);
+  if (top >= AUDIO_SAME) {
+    return pitchOn
+      ? `Audio is still close to the original recording (similarity up to ${shown}).`
+      : `Audio is the same recording (similarity up to ${shown}) — turn on Pitch shift to change it.`;
   }
-  if (d.measured < d.total) lines.push(`Measured for ${d.measured} of ${d.total} variations.`);
-  lines.push(DISTINCT_HELP);
-  if (d.rerolls) {
-    lines.push(`Re-rolled ${d.rerolls === 1 ? "once" : `${d.rerolls} times`} for being too close.`);
-  }
-  return lines.join(" ");
+  return `Audio no longer matches the original recording (similarity up to ${shown}; `
+    + "1 is the same, about 0.6 unrelated).";
 }
 
-/** One output's figures for the file list: visible shorthand plus words for screen readers. */
-function outputDistance(o) {
-  const d = o.distance;
-  if (!d || !Number.isFinite(d.source)) return null;
-  const sib = Number.isFinite(d.siblingsMin) ? d.siblingsMin : null;
-  const rerolls = Number(d.rerolls) || 0;
-  const short = [`src ${d.source}`];
-  const words = [`distance to the original ${d.source}`];
-  if (sib !== null) {
-    short.push(`sib ${sib}`);
-    words.push(`to the nearest other variation ${sib}`);
+/** One variation's figures in short words, for its tile: "PDQ 72 from the original · audio 0.91". */
+export function figureText(output) {
+  const d = figures(output);
+  if (!d) return "";
+  const parts = [`PDQ ${d.video.sourceDistance} from the original`];
+  if (Number.isFinite(d.video.siblingDistance)) parts.push(`${d.video.siblingDistance} from the closest sibling`);
+  if (d.audio && Number.isFinite(d.audio.sourceSimilarity)) {
+    parts.push(`audio similarity ${d.audio.sourceSimilarity.toFixed(2)}`);
   }
-  if (rerolls) {
-    short.push("re-rolled");
-    words.push(rerolls === 1 ? "re-rolled once" : `re-rolled ${rerolls} times`);
-  }
-  const lowest = Math.min(d.source, sib ?? Infinity);
-  return h("span", { class: "out-dist small", "data-level": distanceLevel(lowest) },
-    h("span", { "aria-hidden": "true" }, short.join(" · ")),
-    h("span", { class: "visually-hidden" }, `${words.join(", ")}.`));
+  if (d.rerolls) parts.push(d.rerolls === 1 ? "re-rolled once" : `re-rolled ${d.rerolls} times`);
+  return parts.join(" · ");
 }
 
-/** The pill with its tooltip, for one video's outputs; hidden while none was measured. */
-export function distinctPill(videoId) {
-  // A focusable pill with a tooltip that is also its accessible description.
-  const tipId = `dist-tip-${String(videoId).replace(/[^\w-]/g, "_")}`;
-  const tip = h("span", { class: "dist-tip", role: "tooltip", id: tipId });
-  const pill = h("span", {
-    class: "dist",
-    tabindex: "0",
-    "aria-describedby": tipId,
-    "data-testid": "distinctness",
-    onkeydown: (ev) => {
-      if (ev.key === "Escape") tip.dataset.dismissed = "true";
-    },
-    onblur: () => delete tip.dataset.dismissed,
-  });
-  const root = h("div", { class: "dist-box", hidden: true }, pill, tip);
-  const update = (outputs) => {
-    const d = distinctness(outputs);
-    root.hidden = !d;
-    if (!d) return;
-    replace(pill, distinctnessParts(d).map((part, i) => [
-      i ? " " : null, h("span", { class: "dist-part" }, part)]));
-    pill.dataset.level = d.level;
-    const help = distinctnessHelp(d);
-    pill.title = help;
-    setText(tip, help);
+/** The verdict box of a video card; hidden while nothing was measured. */
+export function verdictBox() {
+  const videoLine = h("p", { class: "verdict-video" });
+  const audioLine = h("p", { class: "verdict-audio" });
+  const flaggedList = h("ul", { class: "verdict-flagged" });
+  const root = h("div", { class: "verdict", hidden: true, "data-testid": "verdict" },
+    videoLine, audioLine, flaggedList);
+  const update = (outputs, options) => {
+    const v = verdict(outputs, options);
+    root.hidden = !v;
+    if (!v) return;
+    root.dataset.level = v.level;
+    videoLine.textContent = v.video;
+    audioLine.hidden = !v.audio;
+    audioLine.textContent = v.audio || "";
+    flaggedList.replaceChildren(...v.flagged.map((f) => h("li", {}, f.text)));
   };
   return { root, update };
-}
-
-/** The rows of "Files in the ZIP": each output's name, figures and size. */
-export function outputRows(outputs) {
-  return outputs.map((o) => h("li", {},
-    h("span", { class: "file-name" }, o.name),
-    h("span", { class: "out-meta" },
-      outputDistance(o),
-      h("span", { class: "muted small" }, formatBytes(o.size)))));
 }

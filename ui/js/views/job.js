@@ -9,11 +9,12 @@ import {
   badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText,
 } from "../dom.js";
-import { distinctPill, outputRows } from "../distinct.js";
+import { verdictBox } from "../distinct.js";
 import { effectWords } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
 import { LiveFeed } from "../live.js";
+import { gallery } from "../variations.js";
 
 /** A sentence for an action's failure; a missing endpoint is said plainly. */
 export function actionError(err, what) {
@@ -144,7 +145,7 @@ function jobHead(id, onCancel) {
   return { root, update, showAlert, alertSource, notFound };
 }
 
-/** One video's card: status, progress, distinctness, error, its files and Retry. */
+/** One video's card: status, progress, the distinctness verdict, error, its variations and Retry. */
 function videoCard(video, onRetry) {
   const name = h("h2", { class: "video-name" });
   const size = h("span", { class: "muted small" });
@@ -152,10 +153,9 @@ function videoCard(video, onRetry) {
   const bar = progressBar(`Progress of ${video.name}`);
   const text = h("p", { class: "progress-text small" });
   const error = h("p", { class: "video-error", hidden: true });
-  const pill = distinctPill(video.id);
-  const outputs = h("ul", { class: "outputs" });
-  const details = h("details", { class: "outputs-box", hidden: true },
-    h("summary", {}, "Files in the ZIP"), outputs);
+  const verdict = verdictBox();
+  const tiles = h("div", { class: "tiles", hidden: true, role: "group",
+    "aria-label": `The original and the variations of ${video.name}` });
   const retry = h("button", {
     type: "button",
     class: "btn btn-secondary btn-small",
@@ -164,11 +164,15 @@ function videoCard(video, onRetry) {
   }, "Retry");
   const root = h("li", { class: "card video", "data-video-id": video.id },
     h("div", { class: "title-row" }, h("div", { class: "video-title" }, name, size), vbadge),
-    bar, text, pill.root, error, details, h("div", { class: "actions" }, retry));
+    bar, text, verdict.root, error, tiles, h("div", { class: "actions" }, retry));
 
   let outputsKey = "";
-  /** Draw `v` at `progress` percent; `canRetry`: whether its job still allows a retry. */
-  const update = (v, progress, canRetry) => {
+  /**
+   * Draw `v` at `progress` percent; `canRetry`: whether its job still allows a retry;
+   * `pitchOn`: whether the job asked for the pitch shift (the audio verdict's advice);
+   * `expired`: the job's files are gone, so no previews.
+   */
+  const update = (v, progress, { canRetry, pitchOn, expired }) => {
     setText(name, v.name);
     setText(size, formatBytes(v.size));
     vbadge.update(v.status);
@@ -180,14 +184,14 @@ function videoCard(video, onRetry) {
     setText(error, v.error || "");
     retry.hidden = !(v.retryable && canRetry);
     const outs = v.outputs || [];
-    const key = outs.map((o) => `${o.index}:${o.name}:${o.size}:${JSON.stringify(o.distance ?? null)}`)
-      .join("|");
+    // Made anew only when the outputs change, so a playing video keeps playing.
+    const key = JSON.stringify([v.previewUrl, outs]);
     if (key !== outputsKey) {
       outputsKey = key;
-      replace(outputs, outputRows(outs));
-      pill.update(outs);
+      replace(tiles, gallery(v));
+      verdict.update(outs, { pitchOn });
     }
-    details.hidden = outs.length === 0;
+    tiles.hidden = outs.length === 0 || expired; // an expired job's files are gone
   };
   return { root, update };
 }
@@ -206,8 +210,12 @@ function videoList(onRetry) {
       for (const v of videos) cards.set(v.id, videoCard(v, onRetry));
       replace(root, videos.map((v) => cards.get(v.id).root));
     }
-    const canRetry = job.status !== "expired";
-    for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), canRetry);
+    const flags = {
+      canRetry: job.status !== "expired",
+      expired: job.status === "expired",
+      pitchOn: !(job.excludedEffects || []).includes("pitch"),
+    };
+    for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), flags);
   };
   return { root, update };
 }
