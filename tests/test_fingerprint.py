@@ -267,3 +267,38 @@ async def test_audio_figures_agree_with_separate_fingerprints(media, tmp_path):
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90:d=5", "-c:v", "libx264", "-preset",
             "ultrafast", "file:" + str(silent))
     assert await fp.audio_figures(FF, silent, outs[:2]) == [None, None]
+
+
+async def test_the_job_api_reports_the_audio_figures_of_speech(media, tmp_path):
+    """Through the real server: each output's ``distinctness.audio`` is the similarity an
+    independent fingerprint of the downloaded file gives, and the same seed with `+pitch`
+    measures at least 0.1 lower for every variation."""
+    from tests.server import ServerProcess, wait_job
+
+    srv = ServerProcess(tmp_path / "data").start()
+    try:
+        jobs = {}
+        with srv.client() as c:
+            for effects in ("", "+pitch"):
+                files = [("videos", ("speech.mp4", media["speech"].read_bytes(), "video/mp4"))]
+                r = c.post("/api/jobs", files=files,
+                           data={"variations": "2", "seed": "voice", "effects": effects})
+                jobs[effects] = wait_job(c, r.json()["jobId"])
+            source = await fp.fingerprint(FF, media["speech"])
+            figures = {}
+            for effects, job in jobs.items():
+                assert job["status"] == "completed", job
+                figures[effects] = []
+                for out in job["videos"][0]["outputs"]:
+                    path = tmp_path / f"{effects or 'plain'}-{out['name']}"
+                    path.write_bytes(c.get(out["url"]).content)
+                    audio = out["distinctness"]["audio"]
+                    assert audio["metric"] == "chromaprint"
+                    assert audio["sourceSimilarity"] == round(
+                        fp.similarity(source, await fp.fingerprint(FF, path)), 3)
+                    assert audio["siblingSimilarity"] is not None
+                    figures[effects].append(audio["sourceSimilarity"])
+    finally:
+        srv.stop()
+    for plain, pitched in zip(figures[""], figures["+pitch"], strict=True):
+        assert plain >= 0.75 and pitched <= plain - 0.1, figures

@@ -909,3 +909,63 @@ def test_upload_page_judges_files_by_content_not_name(page, formats, api, tmp_pa
     # And the server renders every one of them (a second or two for clips this small).
     expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
     expect(page.locator("li.video .badge", has_text="Completed")).to_have_count(len(videos))
+
+
+def _figures(source_matches: int, sibling_matches: int | None, similarity: float | None) -> dict:
+    return {"video": {"metric": "pdq", "frames": 16, "sourceMatches": source_matches,
+                      "sourceDistance": 8 if source_matches else 70,
+                      "siblingMatches": sibling_matches, "siblingDistance": 50},
+            "audio": None if similarity is None else {
+                "metric": "chromaprint", "sourceSimilarity": similarity,
+                "siblingSimilarity": similarity},
+            "rerolls": 2 if source_matches else 0}
+
+
+@pytest.mark.parametrize("case", ["copy-and-same-audio", "all-good-pitched", "silent"])
+def test_the_verdict_says_what_the_figures_mean(page, case):
+    """The verdict in words for each kind of figures: a variation that still matches is named
+    with what to do; audio that is the same recording points to Pitch shift unless it is on;
+    no audio line for a silent video."""
+    job = fake_job("completed", "completed", 100.0)
+    outputs = job["videos"][0]["outputs"]
+    job["videos"][0]["previewUrl"] = "/api/jobs/jfake/videos/vfake/preview"
+    figures = {
+        "copy-and-same-audio": [_figures(0, 0, 0.93), _figures(9, 0, 0.95), _figures(0, 0, 0.9)],
+        "all-good-pitched": [_figures(0, 0, 0.62), _figures(0, 0, 0.66), _figures(0, 0, 0.6)],
+        "silent": [_figures(0, 0, None)] * 3,
+    }[case]
+    # The defaults leave the opt-in families out; the pitched job asked for `+pitch`.
+    job["excludedEffects"] = ["hue", "rotation"] if case == "all-good-pitched" \
+        else ["hue", "pitch", "rotation"]
+    for i, (out, fig) in enumerate(zip(outputs, figures, strict=True)):
+        out.update(distinctness=fig, effects=["mirrored", "5 % zoom"],
+                   url=f"/api/jobs/jfake/videos/vfake/outputs/{i + 1}",
+                   previewUrl=f"/api/jobs/jfake/videos/vfake/outputs/{i + 1}/preview")
+    page.route(re.compile(r"/api/jobs/jfake$"), lambda route: route.fulfill(json=job))
+    page.route(re.compile(r"/preview\?token="), lambda route: route.fulfill(
+        status=200, content_type="image/jpeg", body=b""))
+    login(page)
+    page.goto("/#/jobs/jfake")
+    verdict = page.get_by_test_id("verdict")
+    video_line, audio_line = verdict.locator(".verdict-video"), verdict.locator(".verdict-audio")
+    if case == "copy-and-same-audio":
+        expect(verdict).to_have_attribute("data-level", "low")
+        expect(video_line).to_have_text("1 variation of 3 still looks like a copy to Meta's PDQ "
+                                        "matcher (9 of 48 frames match the original).")
+        expect(verdict.locator(".verdict-flagged li")).to_have_text(
+            "fake_v02.mp4: 9 of 16 frames match the original. Turn on Small tilt or ask for "
+            "fewer variations, then upload again.")
+        expect(audio_line).to_have_text("Audio is the same recording (similarity up to 0.95) — "
+                                        "turn on Pitch shift to change it.")
+    elif case == "all-good-pitched":
+        expect(verdict).to_have_attribute("data-level", "good")
+        expect(video_line).to_have_text("All 3 variations differ from the original for Meta's "
+                                        "PDQ matcher (0 of 48 frames match).")
+        expect(audio_line).to_contain_text("Audio no longer matches the original recording "
+                                           "(similarity up to 0.66")
+        expect(verdict.locator(".verdict-flagged li")).to_have_count(0)
+    else:
+        expect(video_line).to_contain_text("All 3 variations differ")
+        expect(audio_line).to_be_hidden()
+    expect(page.get_by_test_id("variation")).to_have_count(3)
+    expect(page.get_by_test_id("variation").first).to_contain_text("mirrored · 5 % zoom")
