@@ -41,7 +41,7 @@ import trio
 
 from pipeline.context import JanitorContext
 from pipeline.media.naming import SOURCE_PREVIEW, preview_path
-from pipeline.state.rows import Job
+from pipeline.state.rows import Job, Video
 from pipeline.state.states import JobStatus, VideoStatus
 
 # Terminal jobs the janitor may evict to make room, oldest completion first.
@@ -322,6 +322,11 @@ class Janitor:
                 _remove_path(path)
                 removed.append(str(path.relative_to(self.settings.data_dir)))
 
+        def keep_only(folder: Path, names: set[str]) -> None:
+            for fentry in _scandir(folder):
+                if fentry.name not in names:
+                    drop(Path(fentry.path))
+
         for entry in _scandir(self.settings.outputs_dir):
             path = Path(entry.path)
             job = jobs.get(entry.name)
@@ -338,13 +343,7 @@ class Janitor:
                     continue
                 if video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
                     continue  # the runner owns this folder (and its *.part files)
-                outputs = [Path(o.path) for o in video.outputs or ()]
-                keep = {p.name for p in outputs} | {preview_path(p).name for p in outputs}
-                if outputs:
-                    keep.add(SOURCE_PREVIEW)
-                for fentry in _scandir(vpath):
-                    if fentry.name not in keep:
-                        drop(Path(fentry.path))
+                keep_only(vpath, _video_files(video))
 
         for entry in _scandir(self.settings.uploads_dir):
             path = Path(entry.path)
@@ -353,11 +352,16 @@ class Janitor:
                     or job.status == JobStatus.EXPIRED:
                 drop(path)
                 continue
-            keep = {Path(v.upload_path).name for v in job.videos if v.upload_path}
-            for fentry in _scandir(path):
-                if fentry.name not in keep:
-                    drop(Path(fentry.path))
+            keep_only(path, {Path(v.upload_path).name for v in job.videos if v.upload_path})
         return removed
+
+
+def _video_files(video: Video) -> set[str]:
+    """The files a finished video's folder keeps: its outputs and their contact strips, and the
+    source's strip."""
+    outputs = [Path(o.path) for o in video.outputs or ()]
+    names = {p.name for p in outputs} | {preview_path(p).name for p in outputs}
+    return names | {SOURCE_PREVIEW} if outputs else names
 
 
 def _scandir(path: Path) -> list[os.DirEntry]:
