@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,8 @@ def _version(binary: str) -> str | None:
 
 def project_ffmpeg(binary: str) -> FFmpegBinary:
     return FFmpegBinary(binary, _version(binary))
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (the tables go to stdout)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -10,16 +10,13 @@ at the end (``--keep`` keeps it). Progress goes to stderr, the tables to stdout.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,13 +25,13 @@ from pathlib import Path
 from pipeline.config import ConfigError, load_settings
 from pipeline.media.command import DEFAULT_CRF, build_render_command
 from pipeline.media.distinct import sample_times
-from pipeline.media.effects import EffectOptions, VariationParams, sample_variations
+from pipeline.media.effects import EffectOptions, sample_variations
 from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
-from pipeline.media.filters import video_filter
 from pipeline.media.probe import MediaInfo, probe
 
 from . import machine, media
-from .machine import Stalled, StallWatch
+from .machine import Stalled, StallWatch, log
+from .outputs import compare_outputs, http_is_floor, quality_baseline, quality_ours, unzip_outputs
 from .report import (
     ROW_BASELINE_HOST,
     ROW_BASELINE_PROJECT,
@@ -49,13 +46,13 @@ from .report import (
     Results,
     SweepRow,
     Timing,
-    Transfer,
     render,
     write_docs,
 )
-from .service import PASS_THROUGH, ROOT, RssSampler, Server, cpu_seconds, status_kb, wait_job
+from .service import PASS_THROUGH, ROOT, Server, cpu_seconds, status_kb, wait_job
 from .service import download as http_download
 from .service import upload as http_upload
+from .streaming import streaming_io
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 GB = 1000**3
@@ -129,10 +126,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # -- timing ---------------------------------------------------------------------------------------
 
 
@@ -204,14 +197,6 @@ def best_of(repeat: int, once: Callable[[], tuple[float, float | None, list[Path
     return best
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while data := fh.read(1 << 20):
-            h.update(data)
-    return h.hexdigest()
-
-
 # -- steps ----------------------------------------------------------------------------------------
 
 
@@ -266,17 +251,6 @@ def floor(b: Bench, name: str = "floor", preset: str | None = None, threads: int
     t = best_of(b.args.repeat, once, b.args.wait_quiet)
     t.meta["pairs"] = list(zip(t.outputs, variations, [""] * len(variations), strict=True))
     return t
-
-
-def unzip_outputs(zip_path: Path, into: Path) -> list[tuple[Path, VariationParams, str]]:
-    """The ZIP's variations, extracted: (file, parameters, seed label) in manifest order."""
-    with zipfile.ZipFile(zip_path) as zf:
-        manifest = json.loads(zf.read("manifest.json"))
-        out = []
-        for entry in manifest["variations"]:
-            path = Path(zf.extract(entry["file"], into))
-            out.append((path, VariationParams.from_dict(entry["params"]), entry.get("seed") or ""))
-    return out
 
 
 def clean_env() -> dict[str, str]:
@@ -345,128 +319,6 @@ def http_run(b: Bench) -> Timing:
             t.note += f"; server peak RSS over its life {hwm / 1024:.0f} MB"
     t.meta["pairs"] = unzip_outputs(t.outputs[0], b.sub("http-x"))
     return t
-
-
-# -- quality --------------------------------------------------------------------------------------
-
-
-def quality_ours(b: Bench, t: Timing) -> None:
-    """SSIM of each output of ``t`` (``meta["pairs"]``: file, params, seed label) against the
-    frames its encoder was given."""
-    assert b.info is not None
-    w, h = b.info.display_width, b.info.display_height
-    t.ssim = []
-    for k, (path, params, _) in enumerate(t.meta["pairs"]):
-        log(f"SSIM: {path.parent.name}/{path.name} ({k + 1}/{len(t.meta['pairs'])})")
-        t.ssim.append(media.ssim(b.project, path, b.clip, video_filter(params, w, h)))
-
-
-def quality_baseline(b: Bench, t: Timing) -> None:
-    ffmpeg, params = t.meta["baseline"]
-    t.ssim = []
-    for k, (p, out) in enumerate(zip(params, t.outputs, strict=True)):
-        log(f"SSIM: baseline {out.name} ({Path(ffmpeg).name}, {k + 1}/{len(params)})")
-        t.ssim.append(media.ssim(ffmpeg, out, b.clip, p.reference_chain()))
-
-
-# -- streaming I/O --------------------------------------------------------------------------------
-
-
-def disk_reference(b: Bench) -> Path:
-    """dd 2 GB with fdatasync (write), then cat it cold and warm (read); returns the file."""
-    r = b.results
-    f = b.work / "dd.bin"
-    log("disk: dd 2 GB, conv=fdatasync")
-    t0 = time.monotonic()
-    subprocess.run(["dd", "if=/dev/zero", f"of={f}", "bs=1MB", "count=2000", "conv=fdatasync"],
-                   check=True, capture_output=True)
-    nbytes = f.stat().st_size
-    r.io[ROW_DD] = Transfer(nbytes, time.monotonic() - t0)
-    fd = os.open(f, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # this file only out of the cache
-    finally:
-        os.close(fd)
-    for row, note in ((ROW_CAT_COLD, "this file's pages dropped from the cache first"),
-                      (ROW_CAT_WARM, "right after, from the page cache")):
-        log(f"disk: cat 2 GB ({'cold' if row == ROW_CAT_COLD else 'warm'})")
-        t0 = time.monotonic()
-        subprocess.run(["cat", str(f)], check=True, stdout=subprocess.DEVNULL)
-        r.io[row] = Transfer(nbytes, time.monotonic() - t0, note=note)
-    f.unlink()
-    return f
-
-
-def streaming_io(b: Bench) -> None:
-    a, r = b.args, b.results
-    disk_reference(b)
-    zeros = b.work / "zeros.mp4"
-    size = 2 * GB
-    if shutil.which("fallocate"):
-        subprocess.run(["fallocate", "-l", str(size), str(zeros)], check=True)
-    else:
-        with open(zeros, "wb") as fh:
-            fh.truncate(size)
-    # Re-rolls off: this server measures streaming, not distinctness (no extra render passes).
-    with Server(b.work / "io-data", env={"VR_PDQ_MATCH": "-1"}) as srv, srv.client() as client:
-        idle = (status_kb(srv.pid, "VmRSS") or 0) / 1024
-        log("upload: 2 GB of zeros through POST /api/jobs")
-        with RssSampler(srv.pid) as rss:
-            t0 = time.monotonic()
-            resp, nbytes = http_upload(client, [("videos", zeros)], {"variations": "1"})
-            seconds = time.monotonic() - t0
-        zeros.unlink()
-        r.io[ROW_UPLOAD] = Transfer(
-            nbytes, seconds, rss.peak_mb,
-            f"answered {resp.status_code} ({_code(resp)}) after streaming it to disk, as expected; "
-            f"server RSS idle {idle:.0f} MB; client and server share the {os.cpu_count()} cores")
-
-        secs = max(0.5, a.download_gb * GB / (DOWNLOAD_VARIATIONS * media.GRAIN_OUTPUT_BYTES_PER_SECOND))
-        src = b.work / "grain.mp4"
-        log(f"download job: {secs:.1f} s heavy-grain 1080p source, N={DOWNLOAD_VARIATIONS} "
-            f"(target ZIP ≈ {a.download_gb:g} GB)")
-        media.run(media.grain_clip_command(b.project, src, seconds=round(secs, 2)))
-        t0 = time.monotonic()
-        resp, _ = http_upload(client, [("videos", src)],
-                              {"variations": str(DOWNLOAD_VARIATIONS), "seed": a.seed})
-        if resp.status_code != 202:
-            raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
-        job_id = resp.json()["jobId"]
-        job = wait_job(client, job_id, timeout=7200, interval=0.5,
-                       watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
-        render_s = time.monotonic() - t0
-        src.unlink()
-        if job["status"] != "completed":
-            raise RuntimeError(f"download job {job['status']}")
-        log("download: streaming the ZIP")
-        with RssSampler(srv.pid) as rss:
-            t0 = time.monotonic()
-            nbytes = http_download(client, job_id, None)
-            seconds = time.monotonic() - t0
-        profile = ", ".join(f"{_pct(rss.at_fraction(x))}" for x in (0.0, 0.25, 0.5, 0.75, 1.0))
-        r.io[ROW_DOWNLOAD] = Transfer(
-            nbytes, seconds, rss.peak_mb,
-            f"{DOWNLOAD_VARIATIONS} real outputs of a {secs:.1f} s heavy-grain 1080p source "
-            f"(job took {render_s:.0f} s); RSS at 0/25/50/75/100 %: {profile} MB; "
-            "client discards the bytes")
-        client.delete(f"/api/jobs/{job_id}")
-    r.notes.append(
-        "Server peak RSS: the kernel's VmHWM of the server process, reset to the current RSS "
-        "(`/proc/<pid>/clear_refs` 5) when the transfer starts"
-        + ("" if rss.hwm_reset else " (the reset was refused here, so only the samples count)")
-        + ", and VmRSS sampled every 20 ms, whichever is higher. The server imports everything "
-        f"at start: {idle:.0f} MB before the first request.")
-
-
-def _pct(mb: float | None) -> str:
-    return "?" if mb is None else f"{mb:.0f}"
-
-
-def _code(resp) -> str:
-    try:
-        return resp.json()["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return "?"
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -564,25 +416,3 @@ def run_all(b: Bench) -> None:
             r.io[row] = reason
     else:
         streaming_io(b)
-
-
-def http_is_floor(b: Bench) -> bool:
-    R = b.results.render
-    return [sha256(p) for p, _, _ in R[ROW_HTTP].meta["pairs"]] == [
-        sha256(p) for p in R[ROW_FLOOR].outputs]
-
-
-def compare_outputs(b: Bench) -> bool:
-    """Whether the HTTP run, ``make`` and the floor produced byte-identical variations."""
-    R, r = b.results.render, b.results
-    http, make, fl = R[ROW_HTTP], R[ROW_MAKE], R[ROW_FLOOR]
-    h = [sha256(p) for p, _, _ in http.meta["pairs"]]
-    m = [sha256(p) for p, _, _ in make.meta["pairs"]]
-    f = [sha256(p) for p in fl.outputs]
-    rerolls = sum(1 for _, _, seed in http.meta["pairs"] if "reroll" in seed)
-    r.notes.append(
-        f"Outputs: HTTP ZIP vs `make` ZIP {'byte-identical' if h == m else 'DIFFERENT'}; "
-        f"vs the floor's files {'byte-identical' if h == f else 'different'}"
-        + (f" ({rerolls} variation(s) re-rolled by the distinctness check, each re-roll is one "
-           "more FFmpeg run)" if rerolls else "") + ".")
-    return h == m

@@ -40,8 +40,8 @@ from pathlib import Path
 import trio
 
 from pipeline.context import JanitorContext
-from pipeline.media.naming import SOURCE_PREVIEW, preview_path
-from pipeline.state.rows import Job, Video
+from pipeline.media.naming import video_folder_files
+from pipeline.state.rows import Job
 from pipeline.state.states import JobStatus, VideoStatus
 
 # Terminal jobs the janitor may evict to make room, oldest completion first.
@@ -343,7 +343,7 @@ class Janitor:
                     continue
                 if video.status in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
                     continue  # the runner owns this folder (and its *.part files)
-                keep_only(vpath, _video_files(video))
+                keep_only(vpath, video_folder_files([Path(o.path) for o in video.outputs or ()]))
 
         for entry in _scandir(self.settings.uploads_dir):
             path = Path(entry.path)
@@ -354,14 +354,6 @@ class Janitor:
                 continue
             keep_only(path, {Path(v.upload_path).name for v in job.videos if v.upload_path})
         return removed
-
-
-def _video_files(video: Video) -> set[str]:
-    """The files a finished video's folder keeps: its outputs and their contact strips, and the
-    source's strip."""
-    outputs = [Path(o.path) for o in video.outputs or ()]
-    names = {p.name for p in outputs} | {preview_path(p).name for p in outputs}
-    return names | {SOURCE_PREVIEW} if outputs else names
 
 
 def _scandir(path: Path) -> list[os.DirEntry]:

@@ -17,18 +17,17 @@ measure's, and the contact strips written beside the outputs (``v01.preview.jpg`
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 from collections import deque
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from pipeline.context import RunnerContext
-from pipeline.media import distinct, fingerprint, quality
+from pipeline.media import distinct, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
@@ -38,7 +37,6 @@ from pipeline.media.verify import VerificationFailed
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
 
-log = logging.getLogger("video_refresher")
 STDERR_TAIL_LINES = 20
 
 
@@ -179,7 +177,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         )
     except VerificationFailed as exc:
         raise RenderFailed(f"output failed verification: {exc.message}") from None
-    checked = await _with_audio_figures(service.ffmpeg, upload, info, result.variations)
+    checked = await quality.with_audio_figures(service.ffmpeg, upload, info, result.variations)
     _remove(scratch[len(outputs):])
     await trio.to_thread.run_sync(_write_previews, result, finals)
 
@@ -192,22 +190,6 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
             distinctness=v.distance,
         ))
     return outputs
-
-
-async def _with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
-                              checked: list[quality.Variation]) -> list[quality.Variation]:
-    """The verified variations with the audio half of their distinctness figures
-    (``fingerprint.audio_figures``: Chromaprint of the source and of each output, audio-only
-    decodes). Figures that cannot be taken stay None: the outputs are good all the same."""
-    if not info.has_audio or not any(v.distance for v in checked):
-        return checked
-    try:
-        audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
-    except RuntimeError as exc:
-        log.warning("audio fingerprints failed", extra={"error": str(exc)[-500:]})
-        return checked
-    return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
-            for v, a in zip(checked, audio, strict=True)]
 
 
 async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[str],

@@ -144,40 +144,39 @@ def build_render_command(
         "-filter_complex", filter_graph(info, variations, taps),
     ]
     for i, out in enumerate(outputs):
-        args += ["-map", f"[v{i}]"]
-        if info.has_audio:
-            args += ["-map", f"[a{i}]"]
-        args += [
-            "-c:v", "libx264",
-            "-preset", preset,
-            "-crf", str(crf),
-            "-pix_fmt", "yuv420p",
-        ]
-        if threads is not None:
-            args += ["-threads", str(threads)]
-        args += [
-            # Timestamps divided by the speed factor need a finer clock than the default
-            # 1/fps: rounded onto it, a 1.06x output kept the source's frame spacing (so the
-            # picture was not sped up at all) and a 0.95x one had doubled gaps.
-            "-enc_time_base:v", "1:90000",
-            # x264 writes its version and settings into the stream as an SEI message.
-            "-bsf:v", "filter_units=remove_types=6",
-        ]
-        if info.has_audio:
-            args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-flags:a", "+bitexact"]
-        args += [
-            "-map_metadata", "-1",
-            "-map_chapters", "-1",
-            # Bit-exact mode leaves out the "Lavf…"/"Lavc…" version tags; an empty value
-            # drops the stream's remaining "encoder" tag.
-            "-fflags", "+bitexact",
-            "-flags:v", "+bitexact",
-            "-metadata:s:v", "encoder=",
-            "-movflags", "+faststart",
-            "-f", "mp4",
-            _file_url(out),
-        ]
+        args += _output_args(i, out, info.has_audio, preset, crf, threads)
     return args + _tap_outputs(taps)
+
+
+def _output_args(i: int, out: Path, has_audio: bool, preset: str, crf: int,
+                 threads: int | None) -> list[str]:
+    """The options of variation ``i``'s MP4 (see `build_render_command`)."""
+    args = ["-map", f"[v{i}]", *(["-map", f"[a{i}]"] if has_audio else []),
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    if threads is not None:
+        args += ["-threads", str(threads)]
+    args += [
+        # Timestamps divided by the speed factor need a finer clock than the default
+        # 1/fps: rounded onto it, a 1.06x output kept the source's frame spacing (so the
+        # picture was not sped up at all) and a 0.95x one had doubled gaps.
+        "-enc_time_base:v", "1:90000",
+        # x264 writes its version and settings into the stream as an SEI message.
+        "-bsf:v", "filter_units=remove_types=6",
+    ]
+    if has_audio:
+        args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-flags:a", "+bitexact"]
+    return args + [
+        "-map_metadata", "-1",
+        "-map_chapters", "-1",
+        # Bit-exact mode leaves out the "Lavf…"/"Lavc…" version tags; an empty value
+        # drops the stream's remaining "encoder" tag.
+        "-fflags", "+bitexact",
+        "-flags:v", "+bitexact",
+        "-metadata:s:v", "encoder=",
+        "-movflags", "+faststart",
+        "-f", "mp4",
+        _file_url(out),
+    ]
 
 
 def _tap_outputs(taps: Taps | None) -> list[str]:

@@ -97,3 +97,10 @@ def preview_path(output: Path) -> Path:
 def source_preview_path(output: Path) -> Path:
     """The source's strip, in the folder of its variation ``output``."""
     return output.with_name(SOURCE_PREVIEW)
+
+
+def video_folder_files(outputs: list[Path]) -> set[str]:
+    """The names a finished video's folder keeps: its outputs and their contact strips, and
+    the source's strip (what the janitor does not treat as orphans)."""
+    names = {p.name for p in outputs} | {preview_path(p).name for p in outputs}
+    return names | {SOURCE_PREVIEW} if outputs else names

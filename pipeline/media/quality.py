@@ -35,6 +35,7 @@ lose, and the re-rolls' frame taps once read, are removed here.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -44,11 +45,12 @@ from pathlib import Path
 import numpy as np
 import trio
 
-from pipeline.media import distinct, preview, verify
+from pipeline.media import distinct, fingerprint, preview, verify
 from pipeline.media.distinct import DistanceTable, FrameHash, Taps
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
 from pipeline.media.probe import MediaInfo
 
+log = logging.getLogger("video_refresher")
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
 
@@ -275,6 +277,22 @@ class _Checker:
 def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | None]:
     """The frames' PDQ hashes and their contact strip (blocking: a worker thread)."""
     return distinct.frame_hashes(frames), preview.contact_strip(frames) if frames else None
+
+
+async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
+                             checked: list[Variation]) -> list[Variation]:
+    """The verified variations with the audio half of their distinctness figures
+    (``fingerprint.audio_figures``: Chromaprint of the source and of each output, audio-only
+    decodes). Figures that cannot be taken stay None: the outputs are good all the same."""
+    if not info.has_audio or not any(v.distance for v in checked):
+        return checked
+    try:
+        audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
+    except RuntimeError as exc:
+        log.warning("audio fingerprints failed", extra={"error": str(exc)[-500:]})
+        return checked
+    return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
+            for v, a in zip(checked, audio, strict=True)]
 
 
 def _cores() -> int:
