@@ -89,3 +89,25 @@ def test_previews_are_contact_strips_of_the_source_and_each_variation(done):
         image = Image.open(io.BytesIO(r.content))
         assert image.format == "JPEG" and image.width >= 320
     assert len({r.content for r in strips}) == 3  # the source and two different variations
+
+
+def test_heads_missing_previews_and_refused_ranges(done):
+    """HEAD works with the query token (download managers ask first); a strip that was never
+    made is a 404, not "gone"; a refused range carries no caching headers of the file."""
+    srv, job, _ = done
+    video = job["videos"][0]
+    out = video["outputs"][0]
+    head = httpx.head(srv.url + out["url"], params={"token": srv.token()})
+    assert head.status_code == 200 and int(head.headers["content-length"]) == out["size"]
+    strip = srv.data_dir / "outputs" / job["id"] / video["id"] / "v02.preview.jpg"
+    saved = strip.read_bytes()
+    strip.unlink()
+    try:
+        with srv.client() as c:
+            r = c.get(video["outputs"][1]["previewUrl"])
+            assert r.status_code == 404 and r.json()["error"]["code"] == "preview_not_found"
+            past = c.get(out["url"], headers={"Range": f"bytes={out['size'] + 1}-"})
+    finally:
+        strip.write_bytes(saved)
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{out['size']}"
+    assert "etag" not in past.headers and past.headers["cache-control"] == "no-store"

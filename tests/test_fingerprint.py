@@ -302,3 +302,16 @@ async def test_the_job_api_reports_the_audio_figures_of_speech(media, tmp_path):
         srv.stop()
     for plain, pitched in zip(figures[""], figures["+pitch"], strict=True):
         assert plain >= 0.75 and pitched <= plain - 0.1, figures
+
+
+async def test_a_fingerprint_that_fails_only_loses_its_figures(media, tmp_path):
+    """FFmpeg failing on one file (here: a file that is not media) leaves that output's audio
+    figures None and the others measured; a failing FFmpeg for all leaves them all None, and
+    nothing is raised (the variations are still delivered)."""
+    outs = _render(media["speech"], sample_variations("fp-fail", 0, 2, PITCH), tmp_path)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not media at all" * 100)
+    figures = await fp.audio_figures(FF, media["speech"], [outs[0], broken, outs[1]])
+    assert figures[0]["sourceSimilarity"] is not None and figures[2]["sourceSimilarity"] is not None
+    assert figures[1]["sourceSimilarity"] is None and figures[1]["siblingSimilarity"] is None
+    assert await fp.audio_figures("false", media["speech"], outs) == [None, None]

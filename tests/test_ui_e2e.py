@@ -921,7 +921,8 @@ def _figures(source_matches: int, sibling_matches: int | None, similarity: float
             "rerolls": 2 if source_matches else 0}
 
 
-@pytest.mark.parametrize("case", ["copy-and-same-audio", "all-good-pitched", "silent"])
+@pytest.mark.parametrize("case", ["copy-and-same-audio", "all-good-pitched", "silent",
+                                  "sibling-copy-with-tilt"])
 def test_the_verdict_says_what_the_figures_mean(page, case):
     """The verdict in words for each kind of figures: a variation that still matches is named
     with what to do; audio that is the same recording points to Pitch shift unless it is on;
@@ -933,10 +934,12 @@ def test_the_verdict_says_what_the_figures_mean(page, case):
         "copy-and-same-audio": [_figures(0, 0, 0.93), _figures(9, 0, 0.95), _figures(0, 0, 0.9)],
         "all-good-pitched": [_figures(0, 0, 0.62), _figures(0, 0, 0.66), _figures(0, 0, 0.6)],
         "silent": [_figures(0, 0, None)] * 3,
+        "sibling-copy-with-tilt": [_figures(0, 0, None), _figures(0, 5, None), _figures(0, 0, None)],
     }[case]
     # The defaults leave the opt-in families out; the pitched job asked for `+pitch`.
-    job["excludedEffects"] = ["hue", "rotation"] if case == "all-good-pitched" \
-        else ["hue", "pitch", "rotation"]
+    job["excludedEffects"] = {"all-good-pitched": ["hue", "rotation"],
+                              "sibling-copy-with-tilt": ["hue", "pitch"]}.get(
+        case, ["hue", "pitch", "rotation"])
     for i, (out, fig) in enumerate(zip(outputs, figures, strict=True)):
         out.update(distinctness=fig, effects=["mirrored", "5 % zoom"],
                    url=f"/api/jobs/jfake/videos/vfake/outputs/{i + 1}",
@@ -950,8 +953,8 @@ def test_the_verdict_says_what_the_figures_mean(page, case):
     video_line, audio_line = verdict.locator(".verdict-video"), verdict.locator(".verdict-audio")
     if case == "copy-and-same-audio":
         expect(verdict).to_have_attribute("data-level", "low")
-        expect(video_line).to_have_text("1 variation of 3 still looks like a copy to Meta's PDQ "
-                                        "matcher (9 of 48 frames match the original).")
+        expect(video_line).to_have_text("1 variation of 3 still looks like a copy of the original "
+                                        "to Meta's PDQ matcher (9 of 48 frames match it).")
         expect(verdict.locator(".verdict-flagged li")).to_have_text(
             "fake_v02.mp4: 9 of 16 frames match the original. Turn on Small tilt or ask for "
             "fewer variations, then upload again.")
@@ -964,8 +967,15 @@ def test_the_verdict_says_what_the_figures_mean(page, case):
         expect(audio_line).to_contain_text("Audio no longer matches the original recording "
                                            "(similarity up to 0.66")
         expect(verdict.locator(".verdict-flagged li")).to_have_count(0)
-    else:
+    elif case == "silent":
         expect(video_line).to_contain_text("All 3 variations differ")
         expect(audio_line).to_be_hidden()
+    else:  # tilt already on: the advice is another upload, not the tilt
+        expect(video_line).to_have_text("All 3 variations differ from the original (0 of 48 "
+                                        "frames match), but 1 variation looks like a copy of "
+                                        "another one to Meta's PDQ matcher.")
+        expect(verdict.locator(".verdict-flagged li")).to_have_text(
+            "fake_v02.mp4: 5 of 16 frames match another variation. Upload the video again for "
+            "fresh variations, or ask for fewer.")
     expect(page.get_by_test_id("variation")).to_have_count(3)
     expect(page.get_by_test_id("variation").first).to_contain_text("mirrored · 5 % zoom")

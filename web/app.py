@@ -102,7 +102,7 @@ async def _require_token():
     if not path.startswith("/api/") or path in PUBLIC_API:
         return None
     token = _bearer(request.headers.get("Authorization"))
-    if token is None and request.method == "GET" and request.endpoint in QUERY_TOKEN:
+    if token is None and request.method in ("GET", "HEAD") and request.endpoint in QUERY_TOKEN:
         token = request.args.get("token")
     try:
         current_app.extensions["auth"].verify(token)

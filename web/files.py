@@ -34,7 +34,7 @@ async def output_file(job_id: str, video_id: str, number: int):
     """The variation's MP4: inline (plays in the page), or ``?download=1`` as an attachment."""
     _, output = await _output(job_id, video_id, number)
     resp = await _send(Path(output.path), "video/mp4")
-    if request.args.get("download"):
+    if request.args.get("download") not in (None, "", "0", "false"):
         resp.headers["Content-Disposition"] = content_disposition(output.name)
     return resp
 
@@ -80,6 +80,8 @@ async def _send(path: Path, mimetype: str):
     try:
         st = await trio.to_thread.run_sync(os.stat, path)
     except FileNotFoundError:
+        if mimetype == "image/jpeg":  # a strip that was never made (no frames could be taken)
+            raise APIError(404, "preview_not_found", "There is no preview of this file.") from None
         raise APIError(410, "files_gone", "This file is no longer on the server.") from None
     resp = ranged_response(st.st_size, file_etag(st), mimetype,
                            lambda start, stop: read_file(path, start, stop),

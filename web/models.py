@@ -99,7 +99,8 @@ class Output(Shape):
     effects: list[str] = Field(description='The effects in words: ["mirrored", "5 % zoom", …].')
     distinctness: Distinctness | None = Field(None, description="null when not measured.")
     url: str = Field(description="The file (Range requests, ?token=, ?download=1).")
-    previewUrl: str = Field(description="A JPEG contact strip of frames of this variation.")
+    previewUrl: str | None = Field(None, description="A JPEG contact strip of frames of this "
+                                   "variation; absent where its frames could not be taken.")
 
 
 class Video(Shape):

@@ -67,9 +67,10 @@ def ranged_response(length: int, etag: str, mimetype: str,
         if if_range_matches(request.headers.get("If-Range"), etag):
             span = byte_range(request.headers.get("Range"), length)
     except RangeNotSatisfiable:
+        # Not the file's caching headers: an error answer must not be kept as the file.
         raise APIError(416, "range_not_satisfiable",
                        f"The file is {length} bytes long: that range is past its end.",
-                       {**headers, "Content-Range": f"bytes */{length}"}) from None
+                       {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{length}"}) from None
     start, stop = span or (0, length)
     headers["Content-Length"] = str(stop - start)
     if span is not None:

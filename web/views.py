@@ -31,21 +31,14 @@ def video_preview_url(job_id: str, video_id: str) -> str:
     return f"/api/jobs/{job_id}/videos/{video_id}/preview"
 
 
-def distinctness_model(figures: dict | None) -> models.Distinctness | None:
-    """The stored figures, or None when they are missing or of the older pHash shape."""
-    if not figures or not isinstance(figures.get("video"), dict):
-        return None
-    return models.Distinctness(**figures)
-
-
 def output_model(o: Output, job_id: str, video_id: str) -> models.Output:
     url = output_url(job_id, video_id, o.index + 1)
     fields = {"index": o.index, "name": o.name, "size": o.size, "duration": o.duration,
-              "effects": describe(VariationParams.from_dict(o.params)),
-              "url": url, "previewUrl": f"{url}/preview"}
-    figures = distinctness_model(o.distinctness)
-    if figures is not None:
-        fields["distinctness"] = figures
+              "effects": describe(VariationParams.from_dict(o.params)), "url": url}
+    # The figures and the contact strip come from the same frames: no figures, no strip.
+    if o.distinctness is not None:
+        fields["distinctness"] = models.Distinctness(**o.distinctness)
+        fields["previewUrl"] = f"{url}/preview"
     return models.Output(**fields)
 
 
@@ -65,7 +58,7 @@ def video_model(v: Video) -> models.Video:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
         fields["outputs"] = [output_model(o, v.job_id, v.id) for o in v.outputs]
-        if v.outputs and v.status == VideoStatus.COMPLETED:
+        if v.status == VideoStatus.COMPLETED and any(o.distinctness for o in v.outputs):
             fields["previewUrl"] = video_preview_url(v.job_id, v.id)
     else:
         fields["outputCount"] = v.output_count

@@ -37,6 +37,7 @@ real renders with AAC; tests/test_fingerprint.py; the default ``max_shift``):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,8 @@ import numpy as np
 import trio
 
 from pipeline.media.child import run_child
+
+log = logging.getLogger("video_refresher")
 
 # Chromaprint's internal rate and hop: one item per 4096/3 samples at 11025 Hz.
 FINGERPRINT_RATE = 11025
@@ -178,8 +181,14 @@ async def audio_figures(ffmpeg: str, source: Path, outputs: Sequence[Path], *,
     limit = trio.CapacityLimiter(concurrency)
 
     async def take(i: int) -> None:
+        # A fingerprint that cannot be taken (FFmpeg failed, a cut-off raw file) only loses
+        # its figures: raised inside the nursery it would come out as an ExceptionGroup.
         async with limit:
-            prints[i] = await fingerprint(ffmpeg, paths[i])
+            try:
+                prints[i] = await fingerprint(ffmpeg, paths[i])
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.warning("audio fingerprint failed", extra={"file": paths[i].name,
+                                                               "error": str(exc)[-300:]})
 
     async with trio.open_nursery() as nursery:
         for i in range(len(paths)):

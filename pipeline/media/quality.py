@@ -35,7 +35,6 @@ lose, and the re-rolls' frame taps once read, are removed here.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
@@ -50,7 +49,6 @@ from pipeline.media.distinct import DistanceTable, FrameHash, Taps
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
 from pipeline.media.probe import MediaInfo
 
-log = logging.getLogger("video_refresher")
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
 
@@ -286,11 +284,7 @@ async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
     decodes). Figures that cannot be taken stay None: the outputs are good all the same."""
     if not info.has_audio or not any(v.distance for v in checked):
         return checked
-    try:
-        audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
-    except RuntimeError as exc:
-        log.warning("audio fingerprints failed", extra={"error": str(exc)[-500:]})
-        return checked
+    audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
     return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
             for v, a in zip(checked, audio, strict=True)]
 

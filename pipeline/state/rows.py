@@ -20,6 +20,15 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+def _current_figures(figures: dict | None) -> dict | None:
+    """The stored figures when they are of the current shape (PDQ and Chromaprint); those of
+    outputs measured with the earlier pHash (``{"source": …, "siblingsMin": …}``) are dropped, so
+    the API and the manifest only ever give one shape."""
+    if isinstance(figures, dict) and isinstance(figures.get("video"), dict):
+        return figures
+    return None
+
+
 @dataclass(frozen=True)
 class Output:
     """One verified variation file of a video."""
@@ -40,7 +49,8 @@ class Output:
     def from_row(cls, r: sqlite3.Row) -> Output:
         return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],
                    duration=r["duration"], seed=r["seed"], params=_loads(r["params_json"]) or {},
-                   graph=r["graph"] or "", distinctness=_loads(r["distance_json"]))
+                   graph=r["graph"] or "",
+                   distinctness=_current_figures(_loads(r["distance_json"])))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -62,6 +62,20 @@ _MIGRATIONS: dict[int, str] = {
         graph TEXT NOT NULL DEFAULT '',
         distance_json TEXT,
         UNIQUE(video_id, idx)
+    );
+    """,
+    # The opt-in `pitch` family is new: jobs stored before it never asked for it, and a job
+    # stores the families it leaves out, so each gets "pitch" added to its `exclude` (sorted,
+    # as new jobs store it). Without this, a queued, interrupted or retried old job would be
+    # rendered with its sound pitch-shifted.
+    2: """
+    UPDATE jobs SET options_json = json_set(options_json, '$.exclude', json((
+        SELECT json_group_array(value) FROM (
+            SELECT value FROM json_each(jobs.options_json, '$.exclude')
+            UNION SELECT 'pitch' ORDER BY 1)
+    )))
+    WHERE NOT EXISTS (
+        SELECT 1 FROM json_each(jobs.options_json, '$.exclude') WHERE value = 'pitch'
     );
     """,
 }

@@ -1,4 +1,4 @@
-// API client for the DESIGN §4 contract: bearer token, JSON errors, XHR uploads.
+// API client for the HTTP API (README, "API"): bearer token, JSON errors, XHR uploads.
 
 const TOKEN_KEY = "vr.token";
 const EXPIRES_KEY = "vr.expiresAt";
@@ -140,13 +140,12 @@ export const cancelJob = (id) => request("POST", `/api/jobs/${encodeURIComponent
 export const retryVideo = (id, vid) =>
   request("POST", `/api/jobs/${encodeURIComponent(id)}/videos/${encodeURIComponent(vid)}/retry`);
 
-/** A plain link target for the ZIP: the token travels in the query (DESIGN §4). */
+/** A plain link target for the ZIP: the token travels in the query (web/app.py: QUERY_TOKEN). */
 export function downloadUrl(id) {
   const token = getToken() || "";
   return `/api/jobs/${encodeURIComponent(id)}/download?token=${encodeURIComponent(token)}`;
 }
 
-/** The live socket; with `jobId` it follows that job only and opens with its snapshot. */
 /**
  * A server URL with the token in its query, for what the browser fetches by itself (an
  * `<img>`, a `<video>`, a plain download link); `extra` adds query fields.
@@ -156,6 +155,7 @@ export function tokenUrl(url, extra = {}) {
   return `${url}${url.includes("?") ? "&" : "?"}${query}`;
 }
 
+/** The live socket; with `jobId` it follows that job only and opens with its snapshot. */
 export function websocketUrl(jobId = null) {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
   const token = getToken() || "";

@@ -23,29 +23,40 @@ export function matches(d) {
  * A video's verdict over its outputs:
  * { level: "good"|"low", video: "…", audio: "…"|null, flagged: [{name, text}] }, or null.
  */
-export function verdict(outputs, { pitchOn = false } = {}) {
+export function verdict(outputs, { pitchOn = false, tiltOn = false } = {}) {
   const measured = (outputs || []).map((o) => ({ o, d: figures(o) })).filter((x) => x.d);
   if (!measured.length) return null;
   const frames = measured.reduce((n, x) => n + x.d.video.frames, 0);
   const sourceHits = measured.reduce((n, x) => n + x.d.video.sourceMatches, 0);
   const flagged = measured.filter((x) => matches(x.d)).map((x) => ({
-    name: x.o.name, text: flaggedText(x.o.name, x.d),
+    name: x.o.name, text: flaggedText(x.o.name, x.d, tiltOn),
   }));
   const n = measured.length;
-  const video = flagged.length === 0
-    ? `${n === 1 ? "The variation differs" : `All ${n} variations differ`} from the original `
-      + `for Meta's PDQ matcher (${sourceHits} of ${frames} frames match).`
-    : `${plural(flagged.length, "variation")} of ${n} still ${flagged.length === 1 ? "looks" : "look"} `
-      + `like a copy to Meta's PDQ matcher (${sourceHits} of ${frames} frames match the original).`;
+  const copies = measured.filter((x) => x.d.video.sourceMatches > 0).length;
+  let video;
+  if (flagged.length === 0) {
+    video = `${n === 1 ? "The variation differs" : `All ${n} variations differ`} from the original `
+      + `for Meta's PDQ matcher (${sourceHits} of ${frames} frames match).`;
+  } else if (copies > 0) {
+    video = `${plural(copies, "variation")} of ${n} still ${copies === 1 ? "looks" : "look"} `
+      + `like a copy of the original to Meta's PDQ matcher (${sourceHits} of ${frames} frames match it).`;
+  } else {
+    video = `All ${n} variations differ from the original (0 of ${frames} frames match), but `
+      + `${plural(flagged.length, "variation")} ${flagged.length === 1 ? "looks" : "look"} like `
+      + "a copy of another one to Meta's PDQ matcher.";
+  }
   return { level: flagged.length ? "low" : "good", video, audio: audioText(measured, pitchOn), flagged };
 }
 
-function flaggedText(name, d) {
+function flaggedText(name, d, tiltOn) {
   const v = d.video;
   const what = v.sourceMatches > 0
     ? `${v.sourceMatches} of ${v.frames} frames match the original`
     : `${v.siblingMatches} of ${v.frames} frames match another variation`;
-  return `${name}: ${what}. Turn on Small tilt or ask for fewer variations, then upload again.`;
+  const todo = tiltOn
+    ? "Upload the video again for fresh variations, or ask for fewer."
+    : "Turn on Small tilt or ask for fewer variations, then upload again.";
+  return `${name}: ${what}. ${todo}`;
 }
 
 function audioText(measured, pitchOn) {

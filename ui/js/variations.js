@@ -6,8 +6,13 @@ import { tokenUrl } from "./api.js";
 import { formatBytes, h, replace } from "./dom.js";
 import { figureText } from "./distinct.js";
 
+/** A contact strip; one that cannot be loaded gives way to a plain label. */
 function strip(url, alt) {
-  return h("img", { class: "strip", src: tokenUrl(url), alt, loading: "lazy", width: "640" });
+  if (!url) return h("span", { class: "strip strip-missing" }, "No preview");
+  const img = h("img", { class: "strip", src: tokenUrl(url), alt, loading: "lazy", width: "640" });
+  img.addEventListener("error", () => img.replaceWith(
+    h("span", { class: "strip strip-missing" }, "No preview")), { once: true });
+  return img;
 }
 
 /** The original's tile: its strip, captioned. */
@@ -46,9 +51,12 @@ function outputTile(output) {
           `Download ${output.name}`))));
 }
 
-/** The gallery of one video: the original first, then each variation; empty until it is done. */
+/**
+ * The gallery of one video: the original first (when it has a strip), then each variation;
+ * empty until it is done.
+ */
 export function gallery(video) {
   const outputs = video.outputs || [];
-  if (!outputs.length || !video.previewUrl) return [];
-  return [sourceTile(video), ...outputs.map(outputTile)];
+  if (!outputs.length) return [];
+  return [...(video.previewUrl ? [sourceTile(video)] : []), ...outputs.map(outputTile)];
 }

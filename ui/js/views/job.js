@@ -169,10 +169,11 @@ function videoCard(video, onRetry) {
   let outputsKey = "";
   /**
    * Draw `v` at `progress` percent; `canRetry`: whether its job still allows a retry;
-   * `pitchOn`: whether the job asked for the pitch shift (the audio verdict's advice);
+   * `pitchOn`, `tiltOn`: whether the job asked for the pitch shift and the tilt (the verdict's
+   * advice);
    * `expired`: the job's files are gone, so no previews.
    */
-  const update = (v, progress, { canRetry, pitchOn, expired }) => {
+  const update = (v, progress, { canRetry, pitchOn, tiltOn, expired }) => {
     setText(name, v.name);
     setText(size, formatBytes(v.size));
     vbadge.update(v.status);
@@ -189,7 +190,7 @@ function videoCard(video, onRetry) {
     if (key !== outputsKey) {
       outputsKey = key;
       replace(tiles, gallery(v));
-      verdict.update(outs, { pitchOn });
+      verdict.update(outs, { pitchOn, tiltOn });
     }
     tiles.hidden = outs.length === 0 || expired; // an expired job's files are gone
   };
@@ -214,6 +215,7 @@ function videoList(onRetry) {
       canRetry: job.status !== "expired",
       expired: job.status === "expired",
       pitchOn: !(job.excludedEffects || []).includes("pitch"),
+      tiltOn: !(job.excludedEffects || []).includes("rotation"),
     };
     for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), flags);
   };

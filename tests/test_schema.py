@@ -1,0 +1,70 @@
+"""Forward migrations on a database written by the previous version."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.media.effects import EffectOptions
+from pipeline.state import schema
+from pipeline.state.store import Store
+
+
+def _version_1_database(path, options: list[dict]) -> None:
+    conn = schema.connect(path)
+    conn.execute("BEGIN")
+    for stmt in schema._split_sql(schema._MIGRATIONS[1]):
+        conn.execute(stmt)
+    conn.execute("PRAGMA user_version=1")
+    for i, o in enumerate(options):
+        conn.execute("INSERT INTO jobs(id,status,created_at,variations,seed,options_json)"
+                     " VALUES (?,?,?,?,?,?)", (f"j{i}", "queued", 0.0, 1, "s", json.dumps(o)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_jobs_stored_before_pitch_existed_keep_it_off(tmp_path):
+    """A job stores the families it leaves out; one stored before `pitch` existed must not get
+    it when it is rendered (queued, resumed or retried) after the upgrade."""
+    path = tmp_path / "jobs.db"
+    _version_1_database(path, [{"exclude": ["hue", "rotation"]}, {"exclude": []}, {},
+                               {"exclude": ["hue", "mirror", "rotation"]}])
+    store = Store(path)
+    try:
+        assert store.schema_version() == schema.SCHEMA_VERSION == 2
+        excluded = [store.job_row(f"j{i}").options["exclude"] for i in range(4)]
+    finally:
+        store.close()
+    assert excluded == [["hue", "pitch", "rotation"], ["pitch"], ["pitch"],
+                        ["hue", "mirror", "pitch", "rotation"]]
+    assert not EffectOptions(exclude=frozenset(excluded[0])).allows("pitch")
+    # New jobs with +pitch are left alone by a second start (nothing to migrate).
+    store = Store(path)
+    store.close()
+
+
+def test_figures_of_the_earlier_phash_shape_are_not_served(tmp_path):
+    """Outputs measured before PDQ carry ``{"source", "siblingsMin", …}``: the rows give no
+    figures for them (so the API and the manifest only ever show the current shape, and no
+    preview is offered), while current figures come back as stored."""
+    from pipeline.state.rows import Output
+    from pipeline.state.states import VideoStatus
+    from web.views import output_model
+
+    store = Store(tmp_path / "jobs.db")
+    try:
+        store.create_job(job_id="j1", seed="s", variations=2, options={"exclude": []}, now=0.0,
+                         videos=[{"id": "v1", "name": "a.mp4", "upload_path": None, "size": 1,
+                                  "duration": 1.0, "info": {}}])
+        current = {"video": {"metric": "pdq", "frames": 16, "sourceMatches": 0,
+                             "sourceDistance": 70, "siblingMatches": None,
+                             "siblingDistance": None}, "audio": None, "rerolls": 0}
+        store.set_video_state("v1", VideoStatus.COMPLETED, now=1.0, outputs=[
+            Output(index=0, name="a_v01.mp4", path="/x/v01.mp4", size=1,
+                   distinctness={"source": 12.5, "siblingsMin": 3.0, "rerolls": 0}),
+            Output(index=1, name="a_v02.mp4", path="/x/v02.mp4", size=1, distinctness=current)])
+        old, new = store.get_job("j1").videos[0].outputs
+    finally:
+        store.close()
+    assert old.distinctness is None and new.distinctness == current
+    assert "previewUrl" not in output_model(old, "j1", "v1").dump()
+    assert output_model(new, "j1", "v1").dump()["distinctness"] == current
