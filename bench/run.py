@@ -24,10 +24,10 @@ from pathlib import Path
 
 from pipeline.config import ConfigError, load_settings
 from pipeline.media.command import DEFAULT_CRF, build_render_command
-from pipeline.media.distinct import sample_times
 from pipeline.media.effects import EffectOptions, sample_variations
 from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
+from pipeline.media.quality import plan_taps
 
 from . import machine, media
 from .machine import Stalled, StallWatch, log
@@ -237,11 +237,12 @@ def floor(b: Bench, name: str = "floor", preset: str | None = None, threads: int
     def once():
         d = b.sub(name)
         outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
-        # As the runner: the source's thumbnails are tapped off the same decode.
-        thumbs = (sample_times(b.info.duration), d / "source-thumbs.raw")
+        # As the runner: the distinctness frames of the source and of every output are tapped
+        # off the same decode.
+        taps = plan_taps(b.info, outs, d / "source.frames")
         cmd = build_render_command(b.project, b.clip, b.info, variations, outs,
                                    preset=preset or b.preset, threads=threads, crf=crf,
-                                   thumbnails=thumbs)
+                                   taps=taps)
         t0, c0 = time.monotonic(), children_cpu()
         media.run(cmd)
         return time.monotonic() - t0, children_cpu() - c0, outs, ""

@@ -288,20 +288,6 @@ def test_render_taps_source_and_output_frames(tmp_path, n):
     assert [o.read_bytes() for o in outs] == [p.read_bytes() for p in plain]
 
 
-def test_the_older_source_only_tap_still_renders(tmp_path):
-    from pipeline.media import distinct
-
-    source = make_clip(tmp_path, seconds=1.0)
-    src_info = probe(source)
-    times = distinct.sample_times(src_info.duration, 4)
-    frames = tmp_path / "src.frames"
-    args = build_render_command(find_ffmpeg(), source, src_info, variations(1),
-                                [tmp_path / "v.mp4"], thumbnails=(times, frames))
-    assert args[-9:-7] == ["-map", "[tapsrc]"]
-    subprocess.run(args, stdin=subprocess.PIPE, capture_output=True, check=True, timeout=60)
-    assert len(distinct.read_frames_file(frames, distinct.tap_size(160, 120))) == 4
-
-
 def test_rotated_source_gives_upright_output_without_metadata(tmp_path):
     source = make_clip(tmp_path, "phone.mov", size="160x120", rotation=90)
     src = probe(source)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output, tap_size
+from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output
 from pipeline.media.effects import VariationParams, expected_duration
 from pipeline.media.filters import audio_filter, video_filter
 from pipeline.media.probe import MediaInfo
@@ -107,7 +107,6 @@ def build_render_command(
     threads: int | None = None,
     crf: int = DEFAULT_CRF,
     taps: Taps | None = None,
-    thumbnails: tuple[Sequence[float], Path] | None = None,
 ) -> list[str]:
     """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
     every variation of ``source`` into ``outputs`` (same order) in one FFmpeg process.
@@ -122,15 +121,11 @@ def build_render_command(
     - ``taps`` (``distinct.Taps``) also writes the distinctness measure's frames as raw RGB:
       each variation's after its effects to ``taps.outputs[i]``, the source's to
       ``taps.source`` (one decode for all; the outputs are byte-identical with or without).
-      ``thumbnails=(times, path)`` is the older form: the source's frames only.
 
     Error handling: raises ``ValueError`` when the lists do not match or the preset is unknown.
     """
     if len(variations) != len(outputs):
         raise ValueError(f"{len(variations)} variations but {len(outputs)} output paths")
-    if thumbnails is not None and taps is None:
-        taps = Taps(tuple(thumbnails[0]), tap_size(info.display_width, info.display_height),
-                    source=thumbnails[1])
     if preset not in X264_PRESETS:
         raise ValueError(f"unknown x264 preset {preset!r}")
     args = [
