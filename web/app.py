@@ -14,6 +14,7 @@ from quart import Response, current_app, has_request_context, has_websocket_cont
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from pipeline.actors.lifecycle import Conflict, Gone, JobNotFound, LifecycleError
 from pipeline.actors.scheduler import is_disk_full
 from pipeline.service import Service
 
@@ -28,6 +29,8 @@ from .metrics import install_metrics
 from .openapi import install_openapi
 from .ui_files import bp as ui_bp
 
+# The lifecycle's refusals (retry, cancel, download, one file) as HTTP statuses.
+LIFECYCLE_STATUS = {JobNotFound: 404, Conflict: 409, Gone: 410}
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
 # What the browser fetches by itself (a link, an <img>, a <video>) cannot send a header: these
 # GET endpoints also take the token as ``?token=``.
@@ -54,6 +57,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     app.extensions["auth"] = auth
 
     app.register_error_handler(APIError, _api_error)
+    app.register_error_handler(LifecycleError, _lifecycle_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _crash)
     # Before the token check: CORS preflights carry no token (web/cors.py).
@@ -78,6 +82,10 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
 async def _api_error(exc: APIError):
     return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _lifecycle_error(exc: LifecycleError):
+    return error_response(LIFECYCLE_STATUS.get(type(exc), 409), exc.code, exc.message)
 
 
 async def _http_error(exc: HTTPException):

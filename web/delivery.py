@@ -1,9 +1,10 @@
 """Delivery and lifecycle endpoints: ZIP download, cancel, retry, delete, and the WebSocket.
 
-A thin face over ``pipeline.actors.lifecycle`` (the rules) and ``pipeline.delivery.zipper`` (the archive); the
-HTTP mapping of refusals is ``_STATUS``. Every path here is under ``/api/``, so the app's
-``before_request`` has already checked the token for HTTP (header, or ``?token=`` for the
-download); WebSockets skip ``before_request``, so ``/api/ws`` checks its own token.
+A thin face over ``pipeline.actors.lifecycle`` (the rules) and ``pipeline.delivery.zipper``
+(the archive); the app answers their refusals (``web/app.py: LIFECYCLE_STATUS``). Every path
+here is under ``/api/``, so the app's ``before_request`` has already checked the token for HTTP
+(header, or ``?token=`` for the download); WebSockets skip ``before_request``, so ``/api/ws``
+checks its own token.
 
 WebSocket protocol (``/api/ws?token=…``):
 - without a valid token the socket is accepted, then closed with code 4401 (a close before
@@ -28,10 +29,6 @@ import trio
 from quart import Blueprint, Response, current_app, jsonify, websocket
 
 from pipeline.actors.lifecycle import (
-    Conflict,
-    Gone,
-    JobNotFound,
-    LifecycleError,
     cancel_job,
     delete_job,
     open_download,
@@ -41,14 +38,11 @@ from pipeline.delivery.zipper import archive_filename, stream_archive
 from pipeline.state.progress import SubscriberLagging
 
 from .auth import TokenError
-from .errors import error_response
 from .metrics import count_bytes
 from .ranges import ranged_response
 from .views import Snapshot, event_messages, job_json
 
 bp = Blueprint("delivery", __name__)
-
-_STATUS = {JobNotFound: 404, Conflict: 409, Gone: 410}
 
 # State events a WebSocket client may have pending before it is closed as lagging.
 WS_QUEUE = 256
@@ -58,11 +52,6 @@ CLOSE_LAGGING = 4408
 
 def _service():
     return current_app.extensions["service"]
-
-
-@bp.errorhandler(LifecycleError)
-async def _lifecycle_error(exc: LifecycleError):
-    return error_response(_STATUS.get(type(exc), 409), exc.code, exc.message)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------

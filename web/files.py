@@ -15,9 +15,9 @@ from pathlib import Path
 import trio
 from quart import Blueprint, current_app, request
 
-from pipeline.actors.lifecycle import is_expired
+from pipeline.actors.lifecycle import open_video
 from pipeline.media.naming import preview_path, source_preview_path
-from pipeline.state.rows import Job, Output, Video
+from pipeline.state.rows import Output, Video
 from pipeline.state.states import VideoStatus
 
 from .delivery import content_disposition
@@ -47,27 +47,14 @@ async def output_preview(job_id: str, video_id: str, number: int):
 
 @bp.get("/api/jobs/<job_id>/videos/<video_id>/preview")
 async def video_preview(job_id: str, video_id: str):
-    job, video = await _video(job_id, video_id)
+    video = await open_video(current_app.extensions["service"], job_id, video_id)
     if video.status != VideoStatus.COMPLETED or not video.outputs:
         raise APIError(409, "not_ready", "This video has no preview yet: it has not finished.")
     return await _send(source_preview_path(Path(video.outputs[0].path)), "image/jpeg")
 
 
-async def _video(job_id: str, video_id: str) -> tuple[Job, Video]:
-    service = current_app.extensions["service"]
-    job = await service.store.get_job(job_id)
-    if job is None:
-        raise APIError(404, "job_not_found", "There is no job with this id.")
-    if is_expired(job, service.clock()):
-        raise APIError(410, "job_expired", "This job's results have expired and were deleted.")
-    video = next((v for v in job.videos if v.id == video_id), None)
-    if video is None:
-        raise APIError(404, "video_not_found", "This job has no video with this id.")
-    return job, video
-
-
 async def _output(job_id: str, video_id: str, number: int) -> tuple[Video, Output]:
-    _, video = await _video(job_id, video_id)
+    video = await open_video(current_app.extensions["service"], job_id, video_id)
     output = next((o for o in video.outputs or () if o.index + 1 == number), None)
     if output is None:
         raise APIError(404, "output_not_found",

@@ -327,12 +327,16 @@ class Janitor:
                 if fentry.name not in names:
                     drop(Path(fentry.path))
 
-        for entry in _scandir(self.settings.outputs_dir):
-            path = Path(entry.path)
-            job = jobs.get(entry.name)
-            if job is None or not entry.is_dir(follow_symlinks=False):
-                drop(path)
-                continue
+        def job_folders(root: Path):
+            """``(folder, job)`` for each folder of ``root`` that names a job; the rest go."""
+            for entry in _scandir(root):
+                job = jobs.get(entry.name)
+                if job is None or not entry.is_dir(follow_symlinks=False):
+                    drop(Path(entry.path))
+                else:
+                    yield Path(entry.path), job
+
+        for path, job in job_folders(self.settings.outputs_dir):
             videos = {v.id: v for v in job.videos}
             for ventry in _scandir(path):
                 vpath = Path(ventry.path)
@@ -345,11 +349,8 @@ class Janitor:
                     continue  # the runner owns this folder (and its *.part files)
                 keep_only(vpath, video_folder_files([Path(o.path) for o in video.outputs or ()]))
 
-        for entry in _scandir(self.settings.uploads_dir):
-            path = Path(entry.path)
-            job = jobs.get(entry.name)
-            if job is None or not entry.is_dir(follow_symlinks=False) \
-                    or job.status == JobStatus.EXPIRED:
+        for path, job in job_folders(self.settings.uploads_dir):
+            if job.status == JobStatus.EXPIRED:
                 drop(path)
                 continue
             keep_only(path, {Path(v.upload_path).name for v in job.videos if v.upload_path})

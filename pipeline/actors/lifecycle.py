@@ -17,7 +17,7 @@ import trio
 
 from pipeline.context import LifecycleContext
 from pipeline.delivery.zipper import Archive, NothingToZip, open_archive
-from pipeline.state.rows import Job
+from pipeline.state.rows import Job, Video
 from pipeline.state.states import RETRYABLE, JobStatus, VideoStatus
 
 
@@ -59,6 +59,22 @@ async def _job(service: LifecycleContext, job_id: str) -> Job:
     return job
 
 
+def _video(job: Job, video_id: str) -> Video:
+    video = next((v for v in job.videos if v.id == video_id), None)
+    if video is None:
+        raise _not_found("video")
+    return video
+
+
+async def open_video(service: LifecycleContext, job_id: str, video_id: str) -> Video:
+    """One video of a job whose results are still kept (its files: ``web/files.py``)."""
+    job = await _job(service, job_id)
+    video = _video(job, video_id)
+    if is_expired(job, service.clock()):
+        raise Gone("job_expired", "This job's results have expired and were deleted.")
+    return video
+
+
 async def open_download(service: LifecycleContext, job_id: str) -> tuple[Job, Archive]:
     """The job and its opened archive (the caller streams and closes it)."""
     job = await _job(service, job_id)
@@ -91,9 +107,7 @@ async def retry_video(service: LifecycleContext, job_id: str, video_id: str) -> 
     Returns the job as it is once the video is queued.
     """
     job = await _job(service, job_id)
-    video = next((v for v in job.videos if v.id == video_id), None)
-    if video is None:
-        raise _not_found("video")
+    video = _video(job, video_id)
     if is_expired(job, service.clock()):
         raise Gone("job_expired", "This job has expired; upload the video again.")
     if video.status not in RETRYABLE:
