@@ -75,12 +75,13 @@ async def _check(source, tmp_path, variations, *, tapped=True, options=None, **k
     return checked, calls, cleanup
 
 
-def _rendered(clip, info, variations, parts, taps=None, options=None) -> quality.Rendered:
+def _rendered(clip, info, variations, parts, taps=None, options=None, full_decode=False,
+              ) -> quality.Rendered:
     return quality.Rendered(
         ffmpeg=FFMPEG, source=clip, info=info, variations=tuple(variations), parts=tuple(parts),
         names=tuple(f"src_v{i + 1:02d}.mp4" for i in range(len(variations))),
         seeds=tuple(f"s:0:{i}" for i in range(len(variations))), job_seed="s", video_index=0,
-        options=options or EffectOptions(), taps=taps,
+        options=options or EffectOptions(), taps=taps, full_decode=full_decode,
     )
 
 
@@ -253,6 +254,34 @@ async def test_a_broken_output_fails_the_step(source, tmp_path):
     with pytest.raises(VerificationFailed, match="src_v01.mp4 still carries metadata"):
         await quality.check_outputs(_rendered(clip, info, [VariationParams()], [part]),
                                     rerender=None, cleanup=ExitStack())
+
+
+@pytest.mark.parametrize("full_decode", [False, True])
+async def test_damaged_pictures_fail_the_step_in_either_verify_mode(source, tmp_path, full_decode):
+    clip, info = source
+    part = tmp_path / "v01.mp4.part"
+    await trio.run_process(build_render_command(FFMPEG, clip, info, [ZOOMED], [part]),
+                           capture_stdout=True, capture_stderr=True)
+    with av.open(str(part)) as c:  # the first keyframe's bytes
+        pos, size = next((p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.is_keyframe)
+    data = bytearray(part.read_bytes())
+    data[pos + size // 2:pos + size // 2 + 8] = bytes(8)
+    part.write_bytes(bytes(data))
+    with pytest.raises(VerificationFailed, match="^src_v01.mp4 does not decode cleanly"):
+        await quality.check_outputs(
+            _rendered(clip, info, [ZOOMED], [part], full_decode=full_decode),
+            rerender=None, cleanup=ExitStack())
+
+
+def test_a_job_completes_with_every_frame_decoded(make_server, source):
+    srv = make_server({"VR_VERIFY": "full"})
+    with srv.client() as c:
+        r = c.post("/api/jobs", files=[("videos", ("promo.mp4", source[0].read_bytes(), "video/mp4"))],
+                   data={"variations": "2"})
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["jobId"])
+    assert job["status"] == "completed", job
+    assert len(job["videos"][0]["outputs"]) == 2
 
 
 def test_figures_and_previews_reach_the_job_api_the_manifest_and_the_disk(make_server, source):

@@ -5,10 +5,10 @@ path (success, failure, cancellation) the process is stopped in a shielded scope
 ``q`` on stdin, then SIGTERM, then SIGKILL, and waited for.
 
 Outputs are written as ``*.part``; when FFmpeg succeeded, each part is verified and measured for
-distinctness (``quality.check_outputs``: full decode, duration, sync, faststart, no source
-metadata, display size; variations with a frame matching their source or a sibling (PDQ) are
-re-rolled and rendered again in one more FFmpeg run), then fsynced and renamed, and only then
-does the ledger record them with each output's distinctness figures (``Ledger.finished``).
+distinctness (``quality.check_outputs``: every packet read and sampled frames decoded, duration,
+sync, faststart, no source metadata, display size; variations with a frame matching their
+source or a sibling (PDQ) are re-rolled and rendered again in one more FFmpeg run), then
+fsynced and renamed, and only then record them with each output's distinctness figures (``Ledger.finished``).
 The render also taps a few frames of the source and of every output (``distinct.Taps``): the
 measure's, and the contact strips written beside the outputs (``v01.preview.jpg``,
 ``source.preview.jpg``). Every state change goes through the ledger.
@@ -172,6 +172,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
                 parts=tuple(outputs), names=tuple(names),
                 seeds=tuple(f"{job.seed}:{video.index}:{i + 1}" for i in range(len(variations))),
                 job_seed=job.seed, video_index=video.index, options=options, taps=taps,
+                full_decode=settings.verify == "full",
             ),
             match_threshold=settings.pdq_match, rerender=rerender, cleanup=cleanup,
         )

@@ -4,8 +4,9 @@ A variation is only delivered when it
 
 - is laid out for streaming: the top-level MP4 boxes cover the file exactly (a cut-off file
   fails here, before anything is decoded) and ``moov`` comes before ``mdat`` (``+faststart``);
-- decodes from the first to the last packet, video and audio, without a single decoder or
-  demuxer error (one FFmpeg ``-v error`` run whose stderr must stay empty);
+- has every packet, in order, and decodes without a single decoder or demuxer error
+  (``packets.scan``; with ``VR_VERIFY=full`` every frame, one FFmpeg ``-v error`` run whose
+  stderr must stay empty);
 - lasts the source's duration divided by its speed factor (±2 %, at least ± half a frame);
 - keeps its audio when the source had audio, in sync with the picture within one frame;
 - carries no metadata of the source (see `_allowed_tag` for what FFmpeg itself may write);
@@ -13,8 +14,9 @@ A variation is only delivered when it
   (no display-rotation flag).
 
 ``check_file`` does the cheap checks (layout and container, milliseconds); ``decode`` is the full
-decode. The distinctness measure's frames do not come from here: the render taps them
-(``distinct.Taps``), so every output is decoded exactly once, by this check.
+decode, run when ``VR_VERIFY=full`` (by default ``packets.scan`` reads every packet and decodes
+only keyframes and audio). The distinctness measure's frames do not come from here: the render
+taps them (``distinct.Taps``).
 
 Error handling: every failed check raises ``VerificationFailed`` with a sentence naming what is
 wrong; the runner turns it into a failed video.
