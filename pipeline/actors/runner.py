@@ -8,7 +8,8 @@ Outputs are written as ``*.part``; when FFmpeg succeeded, each part is verified 
 distinctness (``quality.check_outputs``: every packet read and sampled frames decoded, duration,
 sync, faststart, no source metadata, display size; variations with a frame matching their
 source or a sibling (PDQ) are re-rolled and rendered again in one more FFmpeg run), then
-fsynced and renamed, and only then record them with each output's distinctness figures (``Ledger.finished``).
+fsynced and renamed, and only then does the ledger record them with each output's
+distinctness figures (``Ledger.finished``).
 The render also taps a few frames of the source and of every output (``distinct.Taps``): the
 measure's, and the contact strips written beside the outputs (``v01.preview.jpg``,
 ``source.preview.jpg``). Every state change goes through the ledger.
