@@ -69,12 +69,14 @@ def compare_outputs(b: Bench) -> bool:
     return h == m
 
 
-def unzip_outputs(zip_path: Path, into: Path) -> list[tuple[Path, VariationParams, str]]:
-    """The ZIP's variations, extracted: (file, parameters, seed label) in manifest order."""
+def unzip_outputs(zip_path: Path, into: Path,
+                  ) -> tuple[list[tuple[Path, VariationParams, str]], list[dict]]:
+    """The ZIP's variations, extracted: (file, parameters, seed label) in manifest order, and
+    the manifest's entries for them."""
     with zipfile.ZipFile(zip_path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         out = []
         for entry in manifest["variations"]:
             path = Path(zf.extract(entry["file"], into))
             out.append((path, VariationParams.from_dict(entry["params"]), entry.get("seed") or ""))
-    return out
+    return out, manifest["variations"]

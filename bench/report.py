@@ -248,7 +248,7 @@ def sweep_table(r: Results) -> list[str]:
     base = r.render.get(ROW_BASELINE_HOST)
     if not isinstance(base, Timing):
         base = r.render.get(ROW_BASELINE_PROJECT)
-    lines = [_row(["floor command", "wall s", "CPU s", "load", "others", "vs first row",
+    lines = [_row(["render command", "wall s", "CPU s", "load", "others", "vs first row",
                    "baseline / this", "outputs MB", "SSIM Y mean (min)"]),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r.sweep:
@@ -275,8 +275,9 @@ def render(r: Results) -> str:
         "processes outside the benchmark kept busy during the run (0.00 = a quiet machine).",
         f"- FFmpeg: project `{r.project.version}` (`{r.project.path}`); host {host}.",
         f"- Source: `testsrc2` + 440 Hz sine, {r.size} {r.fps} fps {r.seconds:g} s, H.264 + AAC, "
-        f"{r.clip_bytes / 1e6:.1f} MB. Ours: seed `{r.seed}`, preset `{r.preset}`, encoder "
-        "threads FFmpeg's default (`build_render_command(threads=None)`, as the runner).",
+        f"{r.clip_bytes / 1e6:.1f} MB. Ours: seed `{r.seed}`, encoder `{r.preset}`, "
+        "encoder threads FFmpeg's default (as the runner). The floor is built from the HTTP "
+        "run's manifest (each variation's `graph` and `encoderArgs`, `bench/bare.py`).",
         "",
         "### Render",
         "",
@@ -293,8 +294,8 @@ def render(r: Results) -> str:
         *io_table(r),
     ]
     if r.sweep:
-        out += ["", "### Floor variants: preset, threads, CRF, effects (the bare command, same seed)", "",
-                *sweep_table(r)]
+        out += ["", "### Render command variants: quality profile, threads, effects "
+                "(same seed, frames tapped)", "", *sweep_table(r)]
     if r.notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(out) + "\n"

@@ -23,13 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.config import ConfigError, load_settings
-from pipeline.media.command import DEFAULT_CRF, build_render_command
+from pipeline.media.command import build_render_command
 from pipeline.media.effects import EffectOptions, sample_variations
+from pipeline.media.encoder import encoder_for
 from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.quality import plan_taps
 
 from . import machine, media
+from .bare import bare_command
 from .machine import Stalled, StallWatch, log
 from .outputs import compare_outputs, http_is_floor, quality_baseline, quality_ours, unzip_outputs
 from .report import (
@@ -62,18 +64,16 @@ DOWNLOAD_VARIATIONS = 20
 # Deadlocked runs (see `machine.StallWatch`) discarded and retried before giving up.
 MAX_STALLS = 3
 STALLS: list[str] = []  # what each deadlocked run looked like, for the notes
-# The floor's variants timed by --sweep: (label, preset, per-encoder threads, CRF, `effects`
-# field). The first row is the floor itself.
+# The render command's variants timed by --sweep: (label, `VR_QUALITY`, per-encoder threads,
+# `effects` field), each the service's own command for video 0 of the job, frames tapped.
 SWEEP = (
-    ("ultrafast, threads: FFmpeg default, CRF 23 (the defaults)", "ultrafast", None, 23, ""),
-    ("ultrafast, `-threads 1` per encoder", "ultrafast", 1, 23, ""),
-    ("ultrafast, `-threads 2` per encoder", "ultrafast", 2, 23, ""),
-    ("superfast", "superfast", None, 23, ""),
-    ("veryfast", "veryfast", None, 23, ""),
-    ("ultrafast, CRF 20", "ultrafast", None, 20, ""),
-    ("ultrafast, effects `-noise` (no grain)", "ultrafast", None, 23, "-noise"),
-    ("ultrafast, effects `+rotation` (opt-in tilt)", "ultrafast", None, 23, "+rotation"),
-    ("ultrafast, effects `+hue` (opt-in hue shift)", "ultrafast", None, 23, "+hue"),
+    ("`VR_QUALITY=balanced` (the default)", "balanced", None, ""),
+    ("`VR_QUALITY=fast`", "fast", None, ""),
+    ("`VR_QUALITY=small`", "small", None, ""),
+    ("balanced, `-threads 1` per encoder", "balanced", 1, ""),
+    ("balanced, effects `-noise` (no grain)", "balanced", None, "-noise"),
+    ("balanced, effects `+rotation` (opt-in tilt)", "balanced", None, "+rotation"),
+    ("balanced, effects `+hue` (opt-in hue shift)", "balanced", None, "+hue"),
 )
 
 
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="before each timed run, wait up to SECONDS for other processes to leave "
                         "the CPUs idle (< 0.3 cores busy over 5 s); default 0: do not wait")
     p.add_argument("--sweep", action="store_true",
-                   help="also time the floor command with other x264 presets and thread counts")
+                   help="also time the render command at each VR_QUALITY, thread count and effects")
     p.add_argument("--no-quality", action="store_true", help="skip the SSIM measurements")
     p.add_argument("--work-dir", type=Path,
                    help="where the scratch folder goes (default: the system temp folder)")
@@ -134,7 +134,7 @@ class Bench:
     args: argparse.Namespace
     work: Path
     project: str  # the project's FFmpeg binary
-    preset: str
+    preset: str | None  # VR_PRESET, None: the quality profile's
     results: Results
     clip: Path = Path()
     info: MediaInfo | None = None
@@ -226,28 +226,49 @@ def baseline(b: Bench, ffmpeg: str, name: str) -> Timing:
     return t
 
 
-def floor(b: Bench, name: str = "floor", preset: str | None = None, threads: int | None = None,
-          crf: int = DEFAULT_CRF, exclude: str = "") -> Timing:
-    """The bare command the runner builds for this clip (video index 0 of a job with the seed),
-    run by hand."""
+def floor(b: Bench, ours: Timing, name: str = "floor") -> Timing:
+    """The bare render of what ``ours`` (a ZIP-producing run) made, built from nothing but its
+    manifest's graphs and encoder options (`bare.bare_command`): one FFmpeg, no taps, nothing
+    around it."""
+    assert b.info is not None
+    entries = ours.meta["manifest"]
+
+    def once():
+        d = b.sub(name)
+        outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(entries))]
+        cmd = bare_command(b.project, b.clip, b.info.display_width, b.info.display_height,
+                           entries, outs)
+        t0, c0 = time.monotonic(), children_cpu()
+        media.run(cmd)
+        return time.monotonic() - t0, children_cpu() - c0, outs, "from the manifest"
+
+    log(f"floor: one bare FFmpeg from the manifest, {len(entries)} outputs")
+    t = best_of(b.args.repeat, once, b.args.wait_quiet)
+    t.meta["pairs"] = [(out, params, seed) for out, (_, params, seed)
+                       in zip(t.outputs, ours.meta["pairs"], strict=True)]
+    return t
+
+
+def variant(b: Bench, name: str, quality: str, threads: int | None = None,
+            exclude: str = "") -> Timing:
+    """The command the runner builds for this clip (video index 0 of a job with the seed) at
+    ``quality``, frames tapped as the runner taps them, run by hand."""
     assert b.info is not None
     variations = sample_variations(b.args.seed, 0, b.args.variations,
                                    EffectOptions.parse(exclude))
+    encoder = encoder_for(b.info, quality, preset=b.preset, threads=threads)
 
     def once():
         d = b.sub(name)
         outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
-        # As the runner: the distinctness frames of the source and of every output are tapped
-        # off the same decode.
         taps = plan_taps(b.info, outs, d / "source.frames")
         cmd = build_render_command(b.project, b.clip, b.info, variations, outs,
-                                   preset=preset or b.preset, threads=threads, crf=crf,
-                                   taps=taps)
+                                   encoder=encoder, taps=taps)
         t0, c0 = time.monotonic(), children_cpu()
         media.run(cmd)
         return time.monotonic() - t0, children_cpu() - c0, outs, ""
 
-    log(f"floor: one FFmpeg, {len(variations)} outputs, preset {preset or b.preset}, CRF {crf}"
+    log(f"render command: {len(variations)} outputs, quality {quality}"
         + (f", -threads {threads}" if threads else "") + (f", effects {exclude}" if exclude else ""))
     t = best_of(b.args.repeat, once, b.args.wait_quiet)
     t.meta["pairs"] = list(zip(t.outputs, variations, [""] * len(variations), strict=True))
@@ -275,7 +296,7 @@ def make_run(b: Bench) -> Timing:
 
     log(f"video-refresher make: N={a.variations}")
     t = best_of(a.repeat, once, a.wait_quiet)
-    t.meta["pairs"] = unzip_outputs(t.outputs[0], b.sub("make-x"))
+    t.meta["pairs"], t.meta["manifest"] = unzip_outputs(t.outputs[0], b.sub("make-x"))
     return t
 
 
@@ -318,7 +339,7 @@ def http_run(b: Bench) -> Timing:
         hwm = status_kb(srv.pid, "VmHWM")
         if hwm:
             t.note += f"; server peak RSS over its life {hwm / 1024:.0f} MB"
-    t.meta["pairs"] = unzip_outputs(t.outputs[0], b.sub("http-x"))
+    t.meta["pairs"], t.meta["manifest"] = unzip_outputs(t.outputs[0], b.sub("http-x"))
     return t
 
 
@@ -346,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     host = machine.host_ffmpeg(args.host_ffmpeg, project)
     results = Results(
         size=args.size, seconds=args.seconds, fps=args.fps, n=args.variations, seed=args.seed,
-        preset=settings.preset, repeat=args.repeat, quick=args.quick,
+        preset=f"VR_QUALITY={settings.quality}" + (
+            f", VR_PRESET={settings.preset}" if settings.preset else ""),
+        repeat=args.repeat, quick=args.quick,
         machine=machine.describe(work), project=machine.project_ffmpeg(project), host=host,
         started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         load_start=machine.load_text(),
@@ -381,13 +404,12 @@ def run_all(b: Bench) -> None:
     else:
         R[ROW_BASELINE_HOST] = b.results.host.note
     R[ROW_BASELINE_PROJECT] = baseline(b, b.project, "baseline-project")
-    R[ROW_FLOOR] = floor(b)
     R[ROW_HTTP] = http_run(b)
+    R[ROW_FLOOR] = floor(b, R[ROW_HTTP])
     R[ROW_MAKE] = make_run(b)
     if a.sweep:
-        r.sweep = [SweepRow(SWEEP[0][0], R[ROW_FLOOR])]
-        for k, (label, preset, threads, crf, exclude) in enumerate(SWEEP[1:], 1):
-            r.sweep.append(SweepRow(label, floor(b, f"sweep{k}", preset, threads, crf, exclude)))
+        for k, (label, quality, threads, exclude) in enumerate(SWEEP):
+            r.sweep.append(SweepRow(label, variant(b, f"sweep{k}", quality, threads, exclude)))
 
     same = compare_outputs(b)
     if not a.no_quality:
@@ -398,7 +420,7 @@ def run_all(b: Bench) -> None:
                 t.ssim = list(http.ssim)
             else:
                 quality_ours(b, t)
-        for row in r.sweep[1:]:
+        for row in r.sweep:
             quality_ours(b, row.timing)
         for key in (ROW_BASELINE_HOST, ROW_BASELINE_PROJECT):
             if isinstance(R[key], Timing):

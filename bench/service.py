@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 1 << 20
 # Environment the benchmark lets through to the server (what is being measured); every other
 # VR_* variable of the caller is dropped so the defaults are measured.
-PASS_THROUGH = ("VR_PRESET", "VR_WORKERS", "VR_FFMPEG", "VR_PDQ_MATCH")
+PASS_THROUGH = ("VR_QUALITY", "VR_PRESET", "VR_WORKERS", "VR_FFMPEG", "VR_PDQ_MATCH",
+                "VR_VERIFY")
 
 
 def free_port() -> int:

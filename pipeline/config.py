@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline.media.encoder import QUALITIES, X264_PRESETS
+
 
 class ConfigError(Exception):
     pass
@@ -76,7 +78,10 @@ class Settings:
     max_upload: int = 4 * 1000**3
     max_files: int = 10
     workers: int = field(default_factory=default_workers)
-    preset: str = "ultrafast"
+    # The encoder profile (pipeline/media/encoder.py): "fast", "balanced" or "small".
+    quality: str = "balanced"
+    # An x264 preset that replaces the profile's (and its option changes); None: the profile's.
+    preset: str | None = None
     ffmpeg: str | None = None
     token_ttl: float = 24 * 3600.0
     # Grace period for FFmpeg after "q" before SIGTERM, then SIGKILL.
@@ -132,7 +137,8 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_MAX_UPLOAD", "max_upload", parse_size),
     ("VR_MAX_FILES", "max_files", int),
     ("VR_WORKERS", "workers", int),
-    ("VR_PRESET", "preset", str),
+    ("VR_QUALITY", "quality", lambda s: s.strip().lower()),
+    ("VR_PRESET", "preset", lambda s: s.strip().lower()),
     ("VR_FFMPEG", "ffmpeg", str),
     ("VR_TOKEN_TTL", "token_ttl", parse_duration),
     ("VR_STOP_GRACE", "stop_grace", parse_duration),
@@ -147,7 +153,6 @@ _ENV: list[tuple[str, str, object]] = [
 ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)
 
 VERIFY_MODES = ("sampled", "full")
-_PRESETS = {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -176,8 +181,10 @@ def validate(s: Settings) -> None:
         raise ConfigError("VR_MAX_FILES: must be at least 1")
     if s.workers < 1:
         raise ConfigError("VR_WORKERS: must be at least 1")
-    if s.preset not in _PRESETS:
+    if s.preset is not None and s.preset not in X264_PRESETS:
         raise ConfigError(f"VR_PRESET: {s.preset!r} is not an x264 preset")
+    if s.quality not in QUALITIES:
+        raise ConfigError(f"VR_QUALITY: {s.quality!r} is not one of {', '.join(QUALITIES)}")
     if s.upload_idle_timeout <= 0:
         raise ConfigError("VR_UPLOAD_IDLE_TIMEOUT: must be more than 0 seconds")
     if s.max_upload < 1 or s.storage_cap < 1:

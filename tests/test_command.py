@@ -14,6 +14,7 @@ from pipeline.media.command import (
     progress_total,
 )
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
+from pipeline.media.encoder import Encoder
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
 from tests.clips import make_clip
@@ -98,8 +99,8 @@ def test_command_without_audio_maps_no_audio():
 
 def test_single_output_needs_no_split():
     vs = variations(1)
-    args = build_render_command(FF, Path("in.mp4"), info(), vs, outputs(1), preset="veryfast",
-                                threads=2)
+    args = build_render_command(FF, Path("in.mp4"), info(), vs, outputs(1),
+                                encoder=Encoder(preset="veryfast", threads=2))
     graph = args[args.index("-filter_complex") + 1]
     assert "split" not in graph
     assert graph.startswith("[0:V:0]") and "[0:a:0]" in graph
@@ -118,8 +119,7 @@ def test_command_rejects_mismatch_and_bad_preset():
     with pytest.raises(ValueError):
         build_render_command(FF, Path("in.mp4"), info(), variations(2), outputs(3))
     with pytest.raises(ValueError):
-        build_render_command(FF, Path("in.mp4"), info(), variations(1), outputs(1),
-                             preset="; rm -rf /")
+        Encoder(preset="; rm -rf /")
     with pytest.raises(ValueError):
         filter_graph(info(), [])
 
@@ -197,7 +197,7 @@ def test_progress_total_is_longest_output():
 def _render(tmp_path, source, vs):
     src_info = probe(source)
     outs = [tmp_path / f"out_v{i + 1:02d}.mp4.part" for i in range(len(vs))]
-    args = build_render_command(find_ffmpeg(), source, src_info, vs, outs, threads=1)
+    args = build_render_command(find_ffmpeg(), source, src_info, vs, outs, encoder=Encoder(threads=1))
     done = subprocess.run(args, stdin=subprocess.PIPE, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     progress = list(parse_progress(done.stdout.decode().splitlines(),

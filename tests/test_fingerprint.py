@@ -20,6 +20,7 @@ import pytest
 from pipeline.media import fingerprint as fp
 from pipeline.media.command import build_render_command
 from pipeline.media.effects import EffectOptions, expected_duration, sample_variations
+from pipeline.media.encoder import Encoder
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.probe import probe
 from pipeline.media.verify import check_file, reference_for
@@ -94,7 +95,7 @@ def _render(source: Path, variations, directory: Path) -> list[Path]:
     (duration source/speed, audio in sync with the picture)."""
     info = probe(source)
     outs = [directory / f"{source.stem}_v{i + 1:02d}.mp4" for i in range(len(variations))]
-    args = build_render_command(FF, source, info, variations, outs, threads=1)
+    args = build_render_command(FF, source, info, variations, outs, encoder=Encoder(threads=1))
     done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     reference = reference_for(source, info)

@@ -14,6 +14,7 @@ from pipeline.config import ConfigError, load_settings
 from pipeline.media import packets, verify
 from pipeline.media.command import build_render_command
 from pipeline.media.effects import VariationParams
+from pipeline.media.encoder import Encoder
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.probe import probe
 from pipeline.media.verify import VerificationFailed
@@ -26,7 +27,7 @@ PARAMS = VariationParams(zoom=1.05, pan_x=0.4, pan_y=0.6, noise=1, noise_seed=3,
 def _render(source: Path, out: Path, params: VariationParams = PARAMS, preset: str = "ultrafast",
             ) -> Path:
     subprocess.run(build_render_command(FFMPEG, source, probe(source), [params], [out],
-                                        preset=preset),
+                                        encoder=Encoder(preset=preset)),
                    check=True, capture_output=True, timeout=60)
     return out
 

@@ -30,7 +30,7 @@ def test_jobs_stored_before_pitch_existed_keep_it_off(tmp_path):
                                {"exclude": ["hue", "mirror", "rotation"]}])
     store = Store(path)
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 2
+        assert store.schema_version() == schema.SCHEMA_VERSION == 3
         excluded = [store.job_row(f"j{i}").options["exclude"] for i in range(4)]
     finally:
         store.close()
@@ -68,3 +68,36 @@ def test_figures_of_the_earlier_phash_shape_are_not_served(tmp_path):
     assert old.distinctness is None and new.distinctness == current
     assert "previewUrl" not in output_model(old, "j1", "v1").dump()
     assert output_model(new, "j1", "v1").dump()["distinctness"] == current
+
+
+def test_outputs_stored_before_encoder_args_were_recorded_read_as_unknown(tmp_path):
+    """Schema 3 adds each output's encoder options: a version 2 database keeps its outputs, which
+    read back with none (the manifest's ``encoderArgs`` is null for them)."""
+    from pipeline.state.rows import Output
+    from pipeline.state.states import VideoStatus
+
+    path = tmp_path / "jobs.db"
+    _version_1_database(path, [{"exclude": []}])
+    conn = schema.connect(path)
+    conn.execute("BEGIN")
+    for stmt in schema._split_sql(schema._MIGRATIONS[2]):
+        conn.execute(stmt)
+    conn.execute("PRAGMA user_version=2")
+    conn.execute("INSERT INTO videos(id,job_id,idx,name,size,status,queued_at,updated_at) "
+                 "VALUES ('v1','j0',0,'a.mp4',1,'completed',0,0)")
+    conn.execute("INSERT INTO outputs(video_id,idx,name,path,size) VALUES ('v1',0,'a_v01.mp4',"
+                 "'/x/v01.mp4',1)")
+    conn.execute("COMMIT")
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.schema_version() == 3
+        (old,) = store.get_job("j0").videos[0].outputs
+        args = ("-c:v", "libx264", "-crf", "23")
+        store.set_video_state("v1", VideoStatus.COMPLETED, now=1.0, outputs=[
+            Output(index=0, name="a_v01.mp4", path="/x/v01.mp4", size=1, encoder_args=args)])
+        (new,) = store.get_job("j0").videos[0].outputs
+    finally:
+        store.close()
+    assert old.encoder_args is None and old.name == "a_v01.mp4"
+    assert new.encoder_args == args

@@ -58,7 +58,8 @@ def make_job(tmp_path: Path, sources: list[tuple[str, str, list[int]]]) -> Job:
             outputs.append(Output(index=oi, name=f"x_v{oi + 1:02d}.mp4", path=str(path),
                                   size=size, duration=1.5, seed=f"s:{vi}:{oi}",
                                   params={"zoom": 1.02 + oi / 100}, graph=f"[0:v]crop=w{oi}",
-                                  distinctness={"video": {"sourceMatches": 10 + oi}}))
+                                  distinctness={"video": {"sourceMatches": 10 + oi}},
+                                  encoder_args=("-c:v", "libx264", "-crf", str(20 + oi))))
         videos.append(row_video(vi, name, status, tuple(outputs)))
     return row_job(tuple(videos))
 
@@ -151,6 +152,7 @@ def test_write_zip_is_exact_stored_and_byte_identical(tmp_path):
         "source": "a.mp4", "file": "a/a_v02.mp4", "index": 2, "seed": "s:0:1",
         "params": {"zoom": 1.03}, "effects": ["3 % zoom"], "graph": "[0:v]crop=w1",
         "duration": 1.5, "size": 5, "distinctness": {"video": {"sourceMatches": 11}},
+        "encoderArgs": ["-c:v", "libx264", "-crf", "21"],
     }
     assert str(tmp_path) not in json.dumps(manifest)  # no server paths leak
 

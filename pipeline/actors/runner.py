@@ -32,6 +32,7 @@ from pipeline.media import distinct, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
+from pipeline.media.encoder import encoder_for
 from pipeline.media.naming import preview_path, safe_stem, source_preview_path, variation_file
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
@@ -152,8 +153,9 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         cleanup.callback(_unlink_quiet, part)
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     _remove(scratch)  # left by an earlier attempt
+    encoder = encoder_for(info, settings.quality, preset=settings.preset)
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
-                               preset=settings.preset, taps=taps)
+                               encoder=encoder, taps=taps)
     expected = [expected_duration(info.duration, p) for p in variations]
     await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
@@ -162,7 +164,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         # Only the re-rolled variations, in one more FFmpeg process; its progress is not shown
         # (the video stays just under 100 % while it runs).
         await _run_ffmpeg(service, handle, build_render_command(
-            service.ffmpeg, upload, info, params, paths, preset=settings.preset, taps=frames),
+            service.ffmpeg, upload, info, params, paths, encoder=encoder, taps=frames),
             None)
 
     names = [variation_file(stem, i) for i in range(len(variations))]
@@ -189,7 +191,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         outputs.append(Output(
             index=i, name=names[i], path=str(final), size=size, duration=v.duration,
             seed=v.seed, params=v.params.to_dict(), graph=output_graphs(info, [v.params])[0],
-            distinctness=v.distance,
+            distinctness=v.distance, encoder_args=tuple(encoder.output_args(info.has_audio)),
         ))
     return outputs
 

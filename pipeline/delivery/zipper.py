@@ -129,6 +129,9 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "params": m.output.params,
                 "effects": describe(VariationParams.from_dict(m.output.params)),
                 "graph": m.output.graph,
+                # The FFmpeg options after this file's maps, paths left out: with `graph`,
+                # enough to render it again by hand (README, "Manifest").
+                "encoderArgs": list(m.output.encoder_args) if m.output.encoder_args else None,
                 "duration": m.output.duration,
                 "size": sizes[m.arcname],
                 # PDQ and Chromaprint figures, re-rolls taken (docs/distinctness.md), the

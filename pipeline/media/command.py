@@ -8,26 +8,15 @@ runner's job. One process decodes the source once and writes every variation
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output
 from pipeline.media.effects import VariationParams, expected_duration
+from pipeline.media.encoder import Encoder, file_url
 from pipeline.media.filters import audio_filter, video_filter
 from pipeline.media.probe import MediaInfo
-
-DEFAULT_PRESET = "ultrafast"
-# x264 constant quality. At CRF 23 ultrafast measured as good as `medium` at CRF 23 (x264's
-# defaults) by SSIM and PSNR, with about 2.7x the bitrate; CRF 20 made files 1.4-2.3x larger
-# for +0.7 dB (docs/filter-costs.md).
-DEFAULT_CRF = 23
-AUDIO_BITRATE = "128k"
-X264_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast",
-    "medium", "slow", "slower", "veryslow", "placebo",
-)
 
 
 def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
@@ -103,9 +92,7 @@ def build_render_command(
     variations: Sequence[VariationParams],
     outputs: Sequence[Path],
     *,
-    preset: str = DEFAULT_PRESET,
-    threads: int | None = None,
-    crf: int = DEFAULT_CRF,
+    encoder: Encoder | None = None,
     taps: Taps | None = None,
 ) -> list[str]:
     """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
@@ -114,20 +101,20 @@ def build_render_command(
     - Progress goes to stdout as ``-progress`` key=value blocks (see `ProgressParser`); errors
       go to stderr at ``-loglevel error``. Stdin is left open: writing ``q`` to it makes FFmpeg
       stop cleanly.
-    - Outputs are MP4 (the muxer is named, so ``*.part`` names work) with ``+faststart``, H.264
-      ``yuv420p`` and AAC when the source has audio; upright at the source's display size with
-      no rotation flag; no metadata from the source and no encoder tags.
-    - ``threads`` sets each encoder's thread count (``None``: FFmpeg's choice).
+    - Every output gets ``encoder`` 's options (``encoder.Encoder.output_args``; default
+      ``Encoder()``: x264 ultrafast CRF 23, uncapped): MP4 (the muxer is named, so ``*.part``
+      names work) with ``+faststart``, H.264 ``yuv420p`` and AAC when the source has audio;
+      upright at the source's display size with no rotation flag; no metadata from the source
+      and no encoder tags.
     - ``taps`` (``distinct.Taps``) also writes the distinctness measure's frames as raw RGB:
       each variation's after its effects to ``taps.outputs[i]``, the source's to
       ``taps.source`` (one decode for all; the outputs are byte-identical with or without).
 
-    Error handling: raises ``ValueError`` when the lists do not match or the preset is unknown.
+    Error handling: raises ``ValueError`` when the lists do not match.
     """
     if len(variations) != len(outputs):
         raise ValueError(f"{len(variations)} variations but {len(outputs)} output paths")
-    if preset not in X264_PRESETS:
-        raise ValueError(f"unknown x264 preset {preset!r}")
+    encoder = encoder or Encoder()
     args = [
         ffmpeg,
         "-hide_banner",
@@ -135,43 +122,14 @@ def build_render_command(
         "-loglevel", "error",
         "-nostats",
         "-progress", "pipe:1",
-        "-i", _file_url(source),
+        "-i", file_url(source),
         "-filter_complex", filter_graph(info, variations, taps),
     ]
+    per_output = encoder.output_args(info.has_audio)
     for i, out in enumerate(outputs):
-        args += _output_args(i, out, info.has_audio, preset, crf, threads)
+        args += ["-map", f"[v{i}]", *(["-map", f"[a{i}]"] if info.has_audio else []),
+                 *per_output, file_url(out)]
     return args + _tap_outputs(taps)
-
-
-def _output_args(i: int, out: Path, has_audio: bool, preset: str, crf: int,
-                 threads: int | None) -> list[str]:
-    """The options of variation ``i``'s MP4 (see `build_render_command`)."""
-    args = ["-map", f"[v{i}]", *(["-map", f"[a{i}]"] if has_audio else []),
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    if threads is not None:
-        args += ["-threads", str(threads)]
-    args += [
-        # Timestamps divided by the speed factor need a finer clock than the default
-        # 1/fps: rounded onto it, a 1.06x output kept the source's frame spacing (so the
-        # picture was not sped up at all) and a 0.95x one had doubled gaps.
-        "-enc_time_base:v", "1:90000",
-        # x264 writes its version and settings into the stream as an SEI message.
-        "-bsf:v", "filter_units=remove_types=6",
-    ]
-    if has_audio:
-        args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-flags:a", "+bitexact"]
-    return args + [
-        "-map_metadata", "-1",
-        "-map_chapters", "-1",
-        # Bit-exact mode leaves out the "Lavf…"/"Lavc…" version tags; an empty value
-        # drops the stream's remaining "encoder" tag.
-        "-fflags", "+bitexact",
-        "-flags:v", "+bitexact",
-        "-metadata:s:v", "encoder=",
-        "-movflags", "+faststart",
-        "-f", "mp4",
-        _file_url(out),
-    ]
 
 
 def _tap_outputs(taps: Taps | None) -> list[str]:
@@ -180,16 +138,10 @@ def _tap_outputs(taps: Taps | None) -> list[str]:
         return []
     args: list[str] = []
     for i, path in enumerate(taps.outputs):
-        args += ["-map", f"[tap{i}]", *tap_output(_file_url(path))]
+        args += ["-map", f"[tap{i}]", *tap_output(file_url(path))]
     if taps.source is not None:
-        args += ["-map", "[tapsrc]", *tap_output(_file_url(taps.source))]
+        args += ["-map", "[tapsrc]", *tap_output(file_url(taps.source))]
     return args
-
-
-def _file_url(path: Path | str) -> str:
-    # The `file:` prefix keeps FFmpeg from reading a name like `concat:…` or `-x.mp4` as a
-    # protocol or an option.
-    return "file:" + os.fspath(path)
 
 
 def progress_total(source_duration: float, variations: Sequence[VariationParams]) -> float:

@@ -29,6 +29,10 @@ def _current_figures(figures: dict | None) -> dict | None:
     return None
 
 
+def _args(value: object) -> tuple[str, ...] | None:
+    return tuple(str(a) for a in value) if isinstance(value, list) else None
+
+
 @dataclass(frozen=True)
 class Output:
     """One verified variation file of a video."""
@@ -41,6 +45,9 @@ class Output:
     seed: str | None = None
     params: dict = field(default_factory=dict)
     graph: str = ""
+    # The FFmpeg options after the output's maps (``encoder.Encoder.output_args``), None where
+    # they were not recorded.
+    encoder_args: tuple[str, ...] | None = None
     # The distinctness figures (``quality``; the API's ``distinctness``), None where they could
     # not be measured.
     distinctness: dict | None = None
@@ -49,7 +56,7 @@ class Output:
     def from_row(cls, r: sqlite3.Row) -> Output:
         return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],
                    duration=r["duration"], seed=r["seed"], params=_loads(r["params_json"]) or {},
-                   graph=r["graph"] or "",
+                   graph=r["graph"] or "", encoder_args=_args(_loads(r["encoder_json"])),
                    distinctness=_current_figures(_loads(r["distance_json"])))
 
 

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -77,6 +77,11 @@ _MIGRATIONS: dict[int, str] = {
     WHERE NOT EXISTS (
         SELECT 1 FROM json_each(jobs.options_json, '$.exclude') WHERE value = 'pitch'
     );
+    """,
+    # The FFmpeg output options each variation was encoded with (the manifest's `encoderArgs`);
+    # NULL for outputs made before they were recorded.
+    3: """
+    ALTER TABLE outputs ADD COLUMN encoder_json TEXT;
     """,
 }
 

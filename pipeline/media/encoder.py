@@ -1,0 +1,141 @@
+"""How every variation is encoded: the x264 profile (``VR_QUALITY``), a bitrate cap relative to
+the source, AAC, and the MP4 options. Pure.
+
+Three profiles, measured on real footage (docs/benchmarks.md, "Speed, size and quality"):
+
+- ``fast``: x264 ``ultrafast``, CRF 23. The quickest, but ultrafast has no CABAC, B-frames or
+  deblocking, so its files run 1.0-1.6x their source's size.
+- ``balanced`` (the default): ``ultrafast`` with the cheap parts of ``superfast`` put back
+  (CABAC, three fixed B-frames, deblocking, quarter-pixel motion); see `PROFILES`.
+- ``small``: x264 ``veryfast``, CRF 23: the smallest files, at about twice the encoding CPU.
+
+Whatever the profile, x264's VBV caps the video at `CAP_FACTOR` times the source's own bitrate
+(never below `MIN_MAXRATE`), so no input, however thin its source's bitrate, makes outputs
+several times its size. The cap only bites where constant quality would spend more.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config imports this module: it stays free of PyAV
+    from pipeline.media.probe import MediaInfo
+
+QUALITIES = ("fast", "balanced", "small")
+DEFAULT_QUALITY = "balanced"
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)
+AUDIO_BITRATE = "128k"
+# The video's peak bitrate: at most this many times the source's (whole file, bits per second),
+# over a buffer of two seconds.
+CAP_FACTOR = 1.5
+BUFFER_SECONDS = 2.0
+MIN_MAXRATE = 250_000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An x264 preset, its constant quality (CRF) and the x264 options changed from it."""
+
+    preset: str
+    crf: int
+    x264_params: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "fast": Profile("ultrafast", 23),
+    "balanced": Profile("ultrafast", 23, "cabac=1:bframes=3:b-adapt=0:deblock=1:subme=1"),
+    "small": Profile("veryfast", 23),
+}
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """The output options of one variation's MP4 (`output_args`), the same for every variation
+    of one source."""
+
+    preset: str = "ultrafast"
+    crf: int = 23
+    x264_params: str = ""
+    maxrate: int | None = None  # bits per second; None: no cap
+    bufsize: int | None = None
+    threads: int | None = None  # per encoder; None: FFmpeg's choice
+    audio_bitrate: str = AUDIO_BITRATE
+    extra: tuple[str, ...] = field(default=())  # more video options, for experiments
+
+    def __post_init__(self) -> None:
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"unknown x264 preset {self.preset!r}")
+
+    def video_args(self) -> list[str]:
+        """H.264 ``yuv420p`` at the profile's quality, capped, without x264's version SEI."""
+        args = ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf)]
+        if self.x264_params:
+            args += ["-x264-params", self.x264_params]
+        if self.maxrate:
+            args += ["-maxrate", str(self.maxrate), "-bufsize", str(self.bufsize or self.maxrate)]
+        args += [*self.extra, "-pix_fmt", "yuv420p"]
+        if self.threads is not None:
+            args += ["-threads", str(self.threads)]
+        return args + [
+            # Timestamps divided by the speed factor need a finer clock than the default
+            # 1/fps: rounded onto it, a 1.06x output kept the source's frame spacing (so the
+            # picture was not sped up at all) and a 0.95x one had doubled gaps.
+            "-enc_time_base:v", "1:90000",
+            # x264 writes its version and settings into the stream as an SEI message.
+            "-bsf:v", "filter_units=remove_types=6",
+        ]
+
+    def output_args(self, has_audio: bool) -> list[str]:
+        """Every option of one output after its ``-map`` s and before its path: what the
+        manifest records as ``encoderArgs`` (no paths)."""
+        args = self.video_args()
+        if has_audio:
+            args += ["-c:a", "aac", "-b:a", self.audio_bitrate, "-flags:a", "+bitexact"]
+        return args + [
+            "-map_metadata", "-1",
+            "-map_chapters", "-1",
+            # Bit-exact mode leaves out the "Lavf…"/"Lavc…" version tags; an empty value
+            # drops the stream's remaining "encoder" tag.
+            "-fflags", "+bitexact",
+            "-flags:v", "+bitexact",
+            "-metadata:s:v", "encoder=",
+            "-movflags", "+faststart",
+            "-f", "mp4",
+        ]
+
+
+def source_bitrate(info: MediaInfo) -> int | None:
+    """The source file's mean bitrate (bits per second), or None where it cannot be told."""
+    if info.size <= 0 or info.duration <= 0:
+        return None
+    return int(info.size * 8 / info.duration)
+
+
+def encoder_for(info: MediaInfo, quality: str = DEFAULT_QUALITY, *, preset: str | None = None,
+                threads: int | None = None) -> Encoder:
+    """The encoder of ``info`` 's variations: ``quality`` 's profile (``preset`` replaces its
+    x264 preset and drops its option changes), capped relative to the source's bitrate."""
+    if quality not in PROFILES:
+        raise ValueError(f"unknown quality {quality!r}; one of {', '.join(QUALITIES)}")
+    profile = PROFILES[quality]
+    params = profile.x264_params
+    if preset is not None and preset != profile.preset:
+        params = ""
+    rate = source_bitrate(info)
+    maxrate = max(MIN_MAXRATE, int(rate * CAP_FACTOR)) if rate else None
+    return Encoder(
+        preset=preset or profile.preset, crf=profile.crf, x264_params=params, maxrate=maxrate,
+        bufsize=int(maxrate * BUFFER_SECONDS) if maxrate else None, threads=threads,
+    )
+
+
+def file_url(path: Path | str) -> str:
+    """``file:`` + path: keeps FFmpeg from reading a name like ``concat:…`` or ``-x.mp4`` as a
+    protocol or an option."""
+    return "file:" + os.fspath(path)
