@@ -203,11 +203,17 @@ def test_recovery_kills_recorded_ffmpeg_orphan_but_not_other_processes(make_serv
                 p.wait()
 
 
+def _job(c, job_id: str) -> dict:
+    r = c.get(f"/api/jobs/{job_id}")
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
 def test_interrupted_video_without_upload_fails_not_retryable(make_server, long_clip):
     srv = make_server({"VR_WORKERS": "1"})
     with srv.client() as c:
         job_id = c.post("/api/jobs", files=_files(long_clip), data={"variations": "2"}).json()["jobId"]
-        wait_for(lambda: c.get(f"/api/jobs/{job_id}").json()["videos"][0]["status"] == "processing", 60)
+        wait_for(lambda: _job(c, job_id)["videos"][0]["status"] == "processing", 60)
     srv.kill9()
     for f in (srv.data_dir / "uploads" / job_id).iterdir():
         f.unlink()
