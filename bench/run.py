@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, load_settings
 from pipeline.media.command import build_render_command
 from pipeline.media.effects import EffectOptions, sample_variations
-from pipeline.media.encoder import encoder_for
+from pipeline.media.encoder import encoder_for, encoder_threads
 from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.quality import plan_taps
@@ -64,16 +64,18 @@ DOWNLOAD_VARIATIONS = 20
 # Deadlocked runs (see `machine.StallWatch`) discarded and retried before giving up.
 MAX_STALLS = 3
 STALLS: list[str] = []  # what each deadlocked run looked like, for the notes
-# The render command's variants timed by --sweep: (label, `VR_QUALITY`, per-encoder threads,
-# `effects` field), each the service's own command for video 0 of the job, frames tapped.
+# The render command's variants timed by --sweep: (label, `VR_QUALITY`, per-encoder threads (-1:
+# as the runner chooses, 0: x264's own choice), `effects` field), each the service's own command
+# for video 0 of the job, frames tapped.
 SWEEP = (
-    ("`VR_QUALITY=balanced` (the default)", "balanced", None, ""),
-    ("`VR_QUALITY=fast`", "fast", None, ""),
-    ("`VR_QUALITY=small`", "small", None, ""),
-    ("balanced, `-threads 1` per encoder", "balanced", 1, ""),
-    ("balanced, effects `-noise` (no grain)", "balanced", None, "-noise"),
-    ("balanced, effects `+rotation` (opt-in tilt)", "balanced", None, "+rotation"),
-    ("balanced, effects `+hue` (opt-in hue shift)", "balanced", None, "+hue"),
+    ("`VR_QUALITY=balanced` (the default)", "balanced", -1, ""),
+    ("`VR_QUALITY=fast`", "fast", -1, ""),
+    ("`VR_QUALITY=small`", "small", -1, ""),
+    ("balanced, x264's own thread count", "balanced", 0, ""),
+    ("balanced, `-threads 2` per encoder", "balanced", 2, ""),
+    ("balanced, effects `-noise` (no grain)", "balanced", -1, "-noise"),
+    ("balanced, effects `+rotation` (opt-in tilt)", "balanced", -1, "+rotation"),
+    ("balanced, effects `+hue` (opt-in hue shift)", "balanced", -1, "+hue"),
 )
 
 
@@ -249,14 +251,14 @@ def floor(b: Bench, ours: Timing, name: str = "floor") -> Timing:
     return t
 
 
-def variant(b: Bench, name: str, quality: str, threads: int | None = None,
-            exclude: str = "") -> Timing:
+def variant(b: Bench, name: str, quality: str, threads: int = -1, exclude: str = "") -> Timing:
     """The command the runner builds for this clip (video index 0 of a job with the seed) at
     ``quality``, frames tapped as the runner taps them, run by hand."""
     assert b.info is not None
     variations = sample_variations(b.args.seed, 0, b.args.variations,
                                    EffectOptions.parse(exclude))
-    encoder = encoder_for(b.info, quality, preset=b.preset, threads=threads)
+    per_encoder = encoder_threads(len(variations)) if threads < 0 else threads or None
+    encoder = encoder_for(b.info, quality, preset=b.preset, threads=per_encoder)
 
     def once():
         d = b.sub(name)
@@ -269,7 +271,7 @@ def variant(b: Bench, name: str, quality: str, threads: int | None = None,
         return time.monotonic() - t0, children_cpu() - c0, outs, ""
 
     log(f"render command: {len(variations)} outputs, quality {quality}"
-        + (f", -threads {threads}" if threads else "") + (f", effects {exclude}" if exclude else ""))
+        + (f", threads {threads}" if threads >= 0 else "") + (f", effects {exclude}" if exclude else ""))
     t = best_of(b.args.repeat, once, b.args.wait_quiet)
     t.meta["pairs"] = list(zip(t.outputs, variations, [""] * len(variations), strict=True))
     return t

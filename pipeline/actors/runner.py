@@ -28,11 +28,11 @@ from pathlib import Path
 import trio
 
 from pipeline.context import RunnerContext
-from pipeline.media import distinct, quality
+from pipeline.media import distinct, fingerprint, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.media.encoder import encoder_for
+from pipeline.media.encoder import encoder_for, encoder_threads
 from pipeline.media.naming import preview_path, safe_stem, source_preview_path, variation_file
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
@@ -144,16 +144,17 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     stem = safe_stem(video.name)
     finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
     outputs = [part_path(f) for f in finals]
-    # The frames of the distinctness measure (and the previews), taken off the render's decode:
-    # the source's and each output's after its effects.
-    source_frames = out_dir / "source.frames.part"
-    taps = quality.plan_taps(info, outputs, source_frames)
-    scratch = [*outputs, *taps.outputs, source_frames]
+    # The frames of the distinctness measure (and the previews) and the audio fingerprints,
+    # taken off the render's decode: the source's and each output's after its effects.
+    source_frames, source_print = out_dir / "source.frames.part", out_dir / "source.print.part"
+    taps = quality.plan_taps(info, outputs, source_frames, source_print)
+    scratch = [*outputs, *taps.outputs, *taps.prints, source_frames, source_print]
     for part in scratch:
         cleanup.callback(_unlink_quiet, part)
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     _remove(scratch)  # left by an earlier attempt
-    encoder = encoder_for(info, settings.quality, preset=settings.preset)
+    encoder = encoder_for(info, settings.quality, preset=settings.preset,
+                          threads=encoder_threads(len(variations)))
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
                                encoder=encoder, taps=taps)
     expected = [expected_duration(info.duration, p) for p in variations]
@@ -181,8 +182,9 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         )
     except VerificationFailed as exc:
         raise RenderFailed(f"output failed verification: {exc.message}") from None
-    checked = await quality.with_audio_figures(service.ffmpeg, upload, info, result.variations)
-    _remove(scratch[len(outputs):])
+    checked = await quality.with_audio_figures(service.ffmpeg, upload, info, result.variations,
+                                               source_print)
+    _remove([*scratch[len(outputs):], *(fingerprint.print_path(v.part) for v in checked)])
     await trio.to_thread.run_sync(_write_previews, result, finals)
 
     outputs = []

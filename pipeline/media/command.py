@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.media import fingerprint
 from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output
 from pipeline.media.effects import VariationParams, expected_duration
 from pipeline.media.encoder import Encoder, file_url
@@ -63,14 +64,35 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
     if tap_source:
         parts.append(f"{video_inputs[n]}{tap_filter(taps.times, taps.size)}[tapsrc]")
     if info.has_audio:
-        if n == 1:
-            audio_inputs = ["[0:a:0]"]
-        else:
-            audio_inputs = [f"[as{i}]" for i in range(n)]
-            parts.append("[0:a:0]asplit=" + str(n) + "".join(audio_inputs))
-        for i, params in enumerate(variations):
-            parts.append(f"{audio_inputs[i]}{audio_filter(params)}[a{i}]")
+        parts += _audio_parts(variations, taps)
     return ";".join(parts)
+
+
+def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None) -> list[str]:
+    """The audio half of `filter_graph`: ``[a0]``… and, when ``taps`` asks for fingerprints,
+    ``[fp0]``… after each variation's filters and ``[fpsrc]`` off the source."""
+    n = len(variations)
+    print_outputs = taps is not None and bool(taps.prints)
+    if print_outputs and len(taps.prints) != n:
+        raise ValueError(f"{n} variations but {len(taps.prints)} fingerprint taps")
+    print_source = taps is not None and taps.source_print is not None
+    branches = n + (1 if print_source else 0)
+    parts: list[str] = []
+    if branches == 1:
+        audio_inputs = ["[0:a:0]"]
+    else:
+        audio_inputs = [f"[as{i}]" for i in range(branches)]
+        parts.append("[0:a:0]asplit=" + str(branches) + "".join(audio_inputs))
+    for i, params in enumerate(variations):
+        chain = f"{audio_inputs[i]}{audio_filter(params)}"
+        if print_outputs:
+            parts.append(f"{chain},asplit=2[a{i}][af{i}]")
+            parts.append(f"[af{i}]{fingerprint.branch_filter()}[fp{i}]")
+        else:
+            parts.append(f"{chain}[a{i}]")
+    if print_source:
+        parts.append(f"{audio_inputs[n]}{fingerprint.branch_filter()}[fpsrc]")
+    return parts
 
 
 def output_graphs(info: MediaInfo, variations: Sequence[VariationParams]) -> list[str]:
@@ -108,7 +130,9 @@ def build_render_command(
       and no encoder tags.
     - ``taps`` (``distinct.Taps``) also writes the distinctness measure's frames as raw RGB:
       each variation's after its effects to ``taps.outputs[i]``, the source's to
-      ``taps.source`` (one decode for all; the outputs are byte-identical with or without).
+      ``taps.source`` (one decode for all; the outputs are byte-identical with or without);
+      with sound, the Chromaprint fingerprint of each variation's audio after its filters to
+      ``taps.prints[i]`` and of the source's to ``taps.source_print``.
 
     Error handling: raises ``ValueError`` when the lists do not match.
     """
@@ -129,18 +153,25 @@ def build_render_command(
     for i, out in enumerate(outputs):
         args += ["-map", f"[v{i}]", *(["-map", f"[a{i}]"] if info.has_audio else []),
                  *per_output, file_url(out)]
-    return args + _tap_outputs(taps)
+    return args + _tap_outputs(taps, info.has_audio)
 
 
-def _tap_outputs(taps: Taps | None) -> list[str]:
-    """The raw-frame outputs of `filter_graph` 's ``[tap…]`` labels."""
-    if taps is None or not taps.times:
+def _tap_outputs(taps: Taps | None, has_audio: bool) -> list[str]:
+    """The raw-frame outputs of `filter_graph` 's ``[tap…]`` labels, and the fingerprint
+    outputs of its ``[fp…]`` ones."""
+    if taps is None:
         return []
     args: list[str] = []
-    for i, path in enumerate(taps.outputs):
-        args += ["-map", f"[tap{i}]", *tap_output(file_url(path))]
-    if taps.source is not None:
-        args += ["-map", "[tapsrc]", *tap_output(file_url(taps.source))]
+    if taps.times:
+        for i, path in enumerate(taps.outputs):
+            args += ["-map", f"[tap{i}]", *tap_output(file_url(path))]
+        if taps.source is not None:
+            args += ["-map", "[tapsrc]", *tap_output(file_url(taps.source))]
+    if has_audio:
+        for i, path in enumerate(taps.prints):
+            args += ["-map", f"[fp{i}]", *fingerprint.output_args(path)]
+        if taps.source_print is not None:
+            args += ["-map", "[fpsrc]", *fingerprint.output_args(taps.source_print)]
     return args
 
 

@@ -115,12 +115,16 @@ def tap_output(target: str) -> list[str]:
 class Taps:
     """What a render taps: frames at content ``times`` of ``size``, the source's to ``source``
     and each variation's (after its effects, at `output_times`) to ``outputs`` (in variation
-    order; empty: none)."""
+    order; empty: none); and, for a source with sound, the audio fingerprints
+    (``fingerprint.branch_filter``) of each variation's sound after its effects to ``prints``
+    and of the source's to ``source_print``."""
 
     times: tuple[float, ...]
     size: tuple[int, int]
     outputs: tuple[Path, ...] = ()
     source: Path | None = None
+    prints: tuple[Path, ...] = ()
+    source_print: Path | None = None
 
     @classmethod
     def plan(cls, duration: float, fps: float | None, width: int, height: int,

@@ -110,6 +110,23 @@ class Encoder:
         ]
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def encoder_threads(outputs: int, cores: int | None = None) -> int | None:
+    """Threads per x264 encoder for a render of ``outputs`` variations: one when there are at
+    least as many encoders as cores (they keep every core busy side by side, and x264's frame
+    threads only add their own overhead: on 2 cores, five 720p encoders took 5-9 % less wall
+    time and 5 % less CPU with one thread each), else x264's own choice (None)."""
+    cores = cores or usable_cores()
+    return 1 if outputs >= cores else None
+
+
 def source_bitrate(info: MediaInfo) -> int | None:
     """The source file's mean bitrate (bits per second), or None where it cannot be told."""
     if info.size <= 0 or info.duration <= 0:

@@ -37,7 +37,6 @@ lose, and the re-rolls' frame taps once read, are removed here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -49,6 +48,7 @@ import trio
 from pipeline.media import distinct, fingerprint, packets, preview, verify
 from pipeline.media.distinct import DistanceTable, FrameHash, Taps
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
+from pipeline.media.encoder import usable_cores
 from pipeline.media.probe import MediaInfo
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
@@ -105,11 +105,16 @@ class Rendered:
 
 
 def plan_taps(info: MediaInfo, parts: list[Path] | tuple[Path, ...] = (),
-              source: Path | None = None) -> Taps:
-    """The frames a render of ``info`` taps: each part's to ``distinct.frames_path``, the
-    source's to ``source``."""
-    return Taps.plan(info.duration, info.fps, info.display_width, info.display_height,
+              source: Path | None = None, source_print: Path | None = None) -> Taps:
+    """What a render of ``info`` taps: each part's frames to ``distinct.frames_path`` and, when
+    ``info`` has sound, its fingerprint to ``fingerprint.print_path``; the source's frames to
+    ``source`` and its fingerprint to ``source_print``."""
+    taps = Taps.plan(info.duration, info.fps, info.display_width, info.display_height,
                      [distinct.frames_path(p) for p in parts], source)
+    if not info.has_audio:
+        return taps
+    return replace(taps, prints=tuple(fingerprint.print_path(p) for p in parts),
+                   source_print=source_print)
 
 
 async def check_outputs(rendered: Rendered, *, rerender: Rerender, cleanup: ExitStack,
@@ -157,7 +162,7 @@ class _Checker:
         reference = await trio.to_thread.run_sync(verify.reference_for, rendered.source,
                                                   rendered.info)
         return cls(rendered, reference, rendered.taps or plan_taps(rendered.info),
-                   trio.CapacityLimiter(_cores()))
+                   trio.CapacityLimiter(usable_cores()))
 
     async def first_pass(self) -> tuple[list[Variation], tuple[FrameHash, ...] | None,
                                         bytes | None]:
@@ -209,8 +214,10 @@ class _Checker:
                                           avoid=[s.params for s in slots] + fresh))
         paths = [_reroll_path(slots[i].part, attempt) for i in low]
         taps = replace(self.taps, outputs=tuple(distinct.frames_path(p) for p in paths),
-                       source=None)
-        for path in (*paths, *taps.outputs):
+                       source=None, source_print=None,
+                       prints=tuple(fingerprint.print_path(p) for p in paths)
+                       if self.taps.prints else ())
+        for path in (*paths, *taps.outputs, *taps.prints):
             cleanup.callback(_unlink_quiet, path)
         await rerender(fresh, paths, taps)
         try:
@@ -232,6 +239,7 @@ class _Checker:
                 loser, slots, table = slots[i].part, trial, trial_table
             slots[i] = replace(slots[i], rerolls=slots[i].rerolls + 1)
             await trio.to_thread.run_sync(_unlink_quiet, loser)
+            await trio.to_thread.run_sync(_unlink_quiet, fingerprint.print_path(loser))
         return slots, table
 
     async def verify(self, slots, variations, parts, frame_files) -> list:
@@ -286,22 +294,20 @@ def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | No
 
 
 async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
-                             checked: list[Variation]) -> list[Variation]:
+                             checked: list[Variation], source_print: Path | None = None,
+                             ) -> list[Variation]:
     """The verified variations with the audio half of their distinctness figures
-    (``fingerprint.audio_figures``: Chromaprint of the source and of each output, audio-only
-    decodes). Figures that cannot be taken stay None: the outputs are good all the same."""
+    (``fingerprint.audio_figures``: Chromaprint of the source and of each output, as the render
+    tapped them to ``source_print`` and ``fingerprint.print_path`` of each part, or else from
+    audio-only decodes). Figures that cannot be taken stay None: the outputs are good all
+    the same."""
     if not info.has_audio or not any(v.distance for v in checked):
         return checked
-    audio = await fingerprint.audio_figures(ffmpeg, source, [v.part for v in checked])
+    audio = await fingerprint.audio_figures(
+        ffmpeg, source, [v.part for v in checked],
+        tapped=[fingerprint.print_path(v.part) for v in checked], source_tapped=source_print)
     return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
             for v, a in zip(checked, audio, strict=True)]
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _first_failure_raised(results: list) -> list[tuple[float, tuple[FrameHash, ...], bytes | None]]:
