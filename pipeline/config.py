@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipeline.media.encoder import QUALITIES, X264_PRESETS
 
@@ -105,6 +106,10 @@ class Settings:
     # the Fly-Client-IP header; N = the Nth address from the right of X-Forwarded-For. Only set
     # it behind such proxies: anyone can send those headers.
     trusted_proxy: str | int | None = None
+    # Where job completed/failed/cancelled events are POSTed (pipeline/actors/notifier.py), and
+    # the key their HMAC-SHA256 signature is made with; no URL: no webhooks.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -148,6 +153,8 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_CORS_ORIGINS", "cors_origins", lambda s: tuple(o.strip() for o in s.split(",") if o.strip())),
     ("VR_UPLOAD_IDLE_TIMEOUT", "upload_idle_timeout", parse_duration),
     ("VR_TRUSTED_PROXY", "trusted_proxy", parse_trusted_proxy),
+    ("VR_WEBHOOK_URL", "webhook_url", str.strip),
+    ("VR_WEBHOOK_SECRET", "webhook_secret", str),
 ]
 
 ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)
@@ -191,5 +198,12 @@ def validate(s: Settings) -> None:
         raise ConfigError("VR_MAX_UPLOAD and VR_STORAGE_CAP must be positive")
     if s.verify not in VERIFY_MODES:
         raise ConfigError(f"VR_VERIFY: {s.verify!r} is not one of {', '.join(VERIFY_MODES)}")
+    if s.webhook_url is not None:
+        url = urlsplit(s.webhook_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"VR_WEBHOOK_URL: {s.webhook_url!r} is not an http(s) URL")
+        if not s.webhook_secret:
+            raise ConfigError("VR_WEBHOOK_SECRET: must be set with VR_WEBHOOK_URL (the receiver "
+                              "checks each delivery's signature with it)")
     if not (-1 <= s.pdq_match <= 256):
         raise ConfigError(f"VR_PDQ_MATCH: {s.pdq_match} must be between -1 and 256")

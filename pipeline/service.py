@@ -1,6 +1,7 @@
 """The service: shared parts (settings, store, hub) and the actors' root nursery.
 
-``Service.run`` opens the actors (intake, scheduler with its runners, janitor) in one nursery
+``Service.run`` opens the actors (intake, scheduler with its runners, janitor, and the webhook
+notifier when one is configured) in one nursery
 and calls ``task_status.started()`` once they accept work. Cancelling the surrounding scope
 is the shutdown: runners stop FFmpeg and mark their videos ``interrupted``.
 """
@@ -16,11 +17,22 @@ import trio
 
 from pipeline.actors.intake import IntakeAccepted, IntakeRejected, IntakeRequest, intake_actor
 from pipeline.actors.janitor import Janitor
-from pipeline.actors.scheduler import CancelJob, Drain, RetryVideo, Scheduler, SchedulerMessage
+from pipeline.actors.notifier import Notifier
+from pipeline.actors.scheduler import (
+    CancelJob,
+    Drain,
+    Pause,
+    QueueView,
+    Resume,
+    RetryVideo,
+    Scheduler,
+    SchedulerMessage,
+)
 from pipeline.config import Settings
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.state.ledger import Ledger
 from pipeline.state.progress import ProgressHub
+from pipeline.state.rows import Job
 from pipeline.state.store import AsyncStore, Store
 
 log = logging.getLogger("video_refresher")
@@ -37,6 +49,9 @@ class Service:
     settings: Settings
     clock: Callable[[], float] = time.time
     log: logging.Logger = field(default=log)
+    # The API's JSON of a job (``web.views.job_json``): given by the web layer, it turns on the
+    # webhooks when ``VR_WEBHOOK_URL`` is set (their bodies are that JSON).
+    render_job: Callable[[Job], dict] | None = None
 
     def __post_init__(self) -> None:
         for d in (self.settings.data_dir, self.settings.uploads_dir, self.settings.outputs_dir):
@@ -49,6 +64,13 @@ class Service:
                              logger=self.log)
         self.scheduler = Scheduler(self)
         self.janitor = Janitor(self)
+        self.notifier: Notifier | None = None
+        if self.settings.webhook_url and self.settings.webhook_secret and self.render_job:
+            self.notifier = Notifier(self.store, url=self.settings.webhook_url,
+                                     secret=self.settings.webhook_secret,
+                                     render_job=self.render_job, clock=self.clock, log=self.log)
+            self.ledger.webhooks = True
+            self.ledger.delivery_owed = self.notifier.wake
         self.scheduler_send, self._scheduler_recv = \
             trio.open_memory_channel[SchedulerMessage](64)
         self.intake_send, self._intake_recv = trio.open_memory_channel[IntakeRequest](16)
@@ -85,10 +107,26 @@ class Service:
         self.log.info("job cancel requested", extra={"jobId": job_id})
         await self._ask(lambda reply: CancelJob(job_id, reply))
 
+    async def cancel_video(self, job_id: str, video_id: str) -> None:
+        """Stop one video's render, or take it out of the queue; returns once it stopped."""
+        self.log.info("video cancel requested", extra={"jobId": job_id, "videoId": video_id})
+        await self._ask(lambda reply: CancelJob(job_id, reply, video_id))
+
     async def retry(self, job_id: str, video_id: str) -> bool:
         """Queue a finished-without-success video again; False if a concurrent change made that
         impossible (it is queued again already)."""
         return await self._ask(lambda reply: RetryVideo(job_id, video_id, reply))
+
+    async def pause_queue(self) -> None:
+        """Start no more renders (the running ones finish); kept across restarts."""
+        await self._ask(Pause)
+
+    async def resume_queue(self) -> None:
+        await self._ask(Resume)
+
+    async def queue_view(self) -> QueueView:
+        """Places in line and time estimates of the pending videos (``Scheduler.view``)."""
+        return await self.scheduler.view()
 
     async def wait_idle(self) -> None:
         """Return once nothing is queued or rendering."""
@@ -113,6 +151,8 @@ class Service:
             await nursery.start(self.scheduler.run, self._scheduler_recv)
             # After the scheduler's recovery, so leftover *.part files are already gone.
             await nursery.start(self.janitor.run)
+            if self.notifier is not None:
+                await nursery.start(self.notifier.run)
             task_status.started()
 
     def close(self) -> None:

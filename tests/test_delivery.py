@@ -100,7 +100,7 @@ def test_download_is_an_exact_store_zip_with_manifest(srv, client, clips, tmp_pa
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/zip"
     assert int(r.headers["content-length"]) == len(r.content)
-    assert r.headers["content-disposition"] == f'attachment; filename="video-refresher-{job_id}.zip"'
+    assert r.headers["content-disposition"] == 'attachment; filename="promo + 2-variations.zip"'
 
     zf = zipfile.ZipFile(io.BytesIO(r.content))
     assert zf.namelist() == [

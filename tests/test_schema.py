@@ -30,7 +30,7 @@ def test_jobs_stored_before_pitch_existed_keep_it_off(tmp_path):
                                {"exclude": ["hue", "mirror", "rotation"]}])
     store = Store(path)
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 3
+        assert store.schema_version() == schema.SCHEMA_VERSION == 4
         excluded = [store.job_row(f"j{i}").options["exclude"] for i in range(4)]
     finally:
         store.close()
@@ -91,7 +91,7 @@ def test_outputs_stored_before_encoder_args_were_recorded_read_as_unknown(tmp_pa
     conn.close()
     store = Store(path)
     try:
-        assert store.schema_version() == 3
+        assert store.schema_version() == schema.SCHEMA_VERSION
         (old,) = store.get_job("j0").videos[0].outputs
         args = ("-c:v", "libx264", "-crf", "23")
         store.set_video_state("v1", VideoStatus.COMPLETED, now=1.0, outputs=[
@@ -101,3 +101,37 @@ def test_outputs_stored_before_encoder_args_were_recorded_read_as_unknown(tmp_pa
         store.close()
     assert old.encoder_args is None and old.name == "a_v01.mp4"
     assert new.encoder_args == args
+
+
+def test_jobs_from_before_names_are_named_after_their_files(tmp_path):
+    """Schema 4 adds job names, render times, the per-video log, the queue's pause, API keys and
+    webhook deliveries: a version 3 database keeps its jobs, unnamed and untimed, and the API
+    names them after their files."""
+    from pipeline.state.states import VideoStatus
+    from web.views import job_json
+
+    path = tmp_path / "jobs.db"
+    _version_1_database(path, [{"exclude": []}])
+    conn = schema.connect(path)
+    conn.execute("BEGIN")
+    for v in (2, 3):
+        for stmt in schema._split_sql(schema._MIGRATIONS[v]):
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version=3")
+    for i, name in enumerate(["promo.mp4", "b.mov"]):
+        conn.execute("INSERT INTO videos(id,job_id,idx,name,size,status,queued_at,updated_at) "
+                     f"VALUES ('v{i}','j0',{i},?,1,'queued',0,0)", (name,))
+    conn.execute("COMMIT")
+    conn.close()
+    store = Store(path)
+    try:
+        job = store.get_job("j0")
+        assert job.name is None and job.videos[0].started_at is None
+        assert job_json(job)["name"] == "promo.mp4 + 1"
+        store.set_video_state("v0", VideoStatus.PROCESSING, now=5.0)
+        store.set_video_state("v0", VideoStatus.FAILED, now=7.0, error="x")
+        video = store.get_job("j0").videos[0]
+        assert (video.started_at, video.finished_at) == (5.0, 7.0)
+        assert store.flag("queue_paused") is None and store.api_keys() == []
+    finally:
+        store.close()

@@ -78,8 +78,26 @@ def test_members_get_one_safe_unique_folder_per_source(tmp_path):
         "passwd/passwd_v01.mp4",
         "Été 2024/Été 2024_v01.mp4",
     ]
-    assert archive_filename(job) == "video-refresher-jtest.zip"
-    assert archive_filename(replace(job, videos=job.videos[:1])) == "Promo-variations.zip"
+    # Named after its files (the default name): the first source's stem and how many more.
+    assert archive_filename(replace(job, name="Promo.mp4 + 4")) == "Promo + 4-variations.zip"
+    assert archive_filename(replace(job, videos=job.videos[:1], name="Promo.mp4")) \
+        == "Promo-variations.zip"
+    assert archive_filename(replace(job, name=None)) == "Promo + 4-variations.zip"  # older jobs
+    assert archive_filename(replace(job, videos=())) == "video-refresher-jtest.zip"
+
+
+@pytest.mark.parametrize(("name", "filename"), [
+    ("Summer sale", "Summer sale.zip"),
+    ("Q3 / EU: final?", "Q3 _ EU_ final.zip"),
+    ("../../etc/passwd", "etc_passwd.zip"),
+    ("a\\b", "a_b.zip"),
+    ("Été 2024 — v2", "Été 2024 _ v2.zip"),
+    ("con", "con_.zip"),
+    ("...", "video.zip"),
+])
+def test_a_named_job_downloads_under_its_own_safe_name(tmp_path, name, filename):
+    job = make_job(tmp_path, [("Promo.mp4", "completed", [10])])
+    assert archive_filename(replace(job, name=name)) == filename
 
 
 # (source display name, its folder): every script's letters in the order they were typed, with

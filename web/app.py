@@ -25,8 +25,11 @@ from .errors import HTTP_CODES, APIError, error_response
 from .files import bp as files_bp
 from .flow import FlowControlledConnection, FlowControlledRequest, limit_bodies
 from .jobs import bp as jobs_bp
+from .keys import authenticate
+from .keys import bp as keys_bp
 from .metrics import install_metrics
 from .openapi import install_openapi
+from .queue import bp as queue_bp
 from .ui_files import bp as ui_bp
 
 # The lifecycle's refusals (retry, cancel, download, one file) as HTTP statuses.
@@ -35,7 +38,7 @@ PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
 # What the browser fetches by itself (a link, an <img>, a <video>) cannot send a header: these
 # GET endpoints also take the token as ``?token=``.
 QUERY_TOKEN = {"delivery.download", "files.output_file", "files.output_preview",
-               "files.video_preview"}
+               "files.video_preview", "queue.video_log"}
 DISK_FULL = ("The server's disk is full. Delete some jobs, or wait for running jobs to finish, "
              "then try again.")
 CONTENT_SECURITY_POLICY = (
@@ -70,6 +73,8 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     app.register_blueprint(jobs_bp)
     app.register_blueprint(delivery_bp)
     app.register_blueprint(files_bp)
+    app.register_blueprint(queue_bp)
+    app.register_blueprint(keys_bp)
     install_metrics(app, service)  # GET /metrics, public and aggregate only
     app.register_blueprint(ui_bp)
     # Last: it documents the routes registered above (web/openapi.py).
@@ -113,7 +118,7 @@ async def _require_token():
     if token is None and request.method in ("GET", "HEAD") and request.endpoint in QUERY_TOKEN:
         token = request.args.get("token")
     try:
-        current_app.extensions["auth"].verify(token)
+        await authenticate(token)
     except TokenError as exc:
         return error_response(401, exc.code, exc.message, {"WWW-Authenticate": "Bearer"})
     return None

@@ -26,10 +26,11 @@ import time
 from urllib.parse import quote
 
 import trio
-from quart import Blueprint, Response, current_app, jsonify, websocket
+from quart import Blueprint, Response, current_app, g, jsonify, websocket
 
 from pipeline.actors.lifecycle import (
     cancel_job,
+    cancel_video,
     delete_job,
     open_download,
     retry_video,
@@ -38,6 +39,7 @@ from pipeline.delivery.zipper import archive_filename, stream_archive
 from pipeline.state.progress import SubscriberLagging
 
 from .auth import TokenError
+from .keys import authenticate, key_revoked
 from .metrics import count_bytes
 from .ranges import ranged_response
 from .views import Snapshot, event_messages, job_json
@@ -46,6 +48,7 @@ bp = Blueprint("delivery", __name__)
 
 # State events a WebSocket client may have pending before it is closed as lagging.
 WS_QUEUE = 256
+KEY_RECHECK = 5.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_LAGGING = 4408
 
@@ -84,19 +87,30 @@ async def download(job_id: str):
 @bp.post("/api/jobs/<job_id>/cancel")
 async def cancel(job_id: str):
     job = await cancel_job(_service(), job_id)
-    return jsonify(job_json(job)), 202
+    return await _accepted(job)
+
+
+@bp.post("/api/jobs/<job_id>/videos/<video_id>/cancel")
+async def cancel_one(job_id: str, video_id: str):
+    job = await cancel_video(_service(), job_id, video_id)
+    return await _accepted(job)
 
 
 @bp.post("/api/jobs/<job_id>/videos/<video_id>/retry")
 async def retry(job_id: str, video_id: str):
     job = await retry_video(_service(), job_id, video_id)
-    return jsonify(job_json(job)), 202
+    return await _accepted(job)
 
 
 @bp.delete("/api/jobs/<job_id>")
 async def delete(job_id: str):
     await delete_job(_service(), job_id)
     return Response(b"", status=204)
+
+
+async def _accepted(job):
+    """202 with the job as ``GET /api/jobs/{id}`` gives it, places in line included."""
+    return jsonify(job_json(job, await _service().queue_view())), 202
 
 
 def content_disposition(filename: str) -> str:
@@ -113,9 +127,8 @@ def content_disposition(filename: str) -> str:
 
 @bp.websocket("/api/ws")
 async def ws():
-    auth = current_app.extensions["auth"]
     try:
-        token_expires = auth.verify(websocket.args.get("token"))
+        token_expires = await authenticate(websocket.args.get("token"))
     except TokenError as exc:
         await websocket.accept()
         await websocket.close(CLOSE_UNAUTHORIZED, exc.message)
@@ -130,14 +143,21 @@ async def ws():
     with service.hub.subscribe(follow, max_events=WS_QUEUE) as sub:
         if follow is None:
             jobs = await service.store.list_jobs()
-            await _send(websocket, {"type": "hello", "jobs": [job_json(j) for j in jobs]})
+            queue = await service.queue_view()
+            await _send(websocket, {"type": "hello", "jobs": [job_json(j, queue) for j in jobs]})
         else:
-            for message in event_messages(Snapshot(follow, await service.store.get_job(follow))):
+            snapshot = Snapshot(follow, await service.store.get_job(follow),
+                                await service.queue_view())
+            for message in event_messages(snapshot):
                 await _send(websocket, message)
-        code, reason = CLOSE_UNAUTHORIZED, "Your session has expired. Log in again."
+        key = g.get("api_key")
+        code, reason = CLOSE_UNAUTHORIZED, ("This API key was revoked." if key is not None
+                                            else "Your session has expired. Log in again.")
         with trio.move_on_after(max(0.0, token_expires - time.time())):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_ws_commands, service, sub)
+                if key is not None:
+                    nursery.start_soon(_close_when_revoked, key.id, nursery.cancel_scope)
                 try:
                     while True:
                         for message in event_messages(await sub.receive()):
@@ -164,7 +184,14 @@ async def _ws_commands(service, sub) -> None:
         sub.subscribe(job_id)
         job = await service.store.get_job(job_id) if job_id else None
         # Goes through the subscriber's queue, so it is ordered with the events around it.
-        sub.push(Snapshot(job_id, job))
+        sub.push(Snapshot(job_id, job, await service.queue_view()))
+
+
+async def _close_when_revoked(key_id: str, scope: trio.CancelScope) -> None:
+    """A socket opened with an API key closes within ``KEY_RECHECK`` seconds of its revocation."""
+    while not await key_revoked(key_id):
+        await trio.sleep(KEY_RECHECK)
+    scope.cancel()
 
 
 async def _send(ws, message: dict) -> None:

@@ -20,6 +20,7 @@ from pipeline.actors.intake import IntakeRejected, UploadedFile
 from pipeline.actors.janitor import expected_output_bytes
 from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.media.ffmpeg import ffmpeg_version
+from pipeline.media.naming import default_job_name
 
 from . import models
 from .auth import client_address
@@ -96,8 +97,10 @@ async def login():
 
 @bp.get("/api/jobs")
 async def list_jobs():
-    jobs = await _service().store.list_jobs()
-    return jsonify(models.JobList(jobs=[job_model(j) for j in jobs]).dump())
+    service = _service()
+    jobs = await service.store.list_jobs()
+    queue = await service.queue_view()
+    return jsonify(models.JobList(jobs=[job_model(j, queue) for j in jobs]).dump())
 
 
 @bp.post("/api/jobs")
@@ -116,6 +119,7 @@ async def create_job():
             idle_timeout=settings.upload_idle_timeout, on_bytes=count_upload(),
         )
         variations, seed, options = _job_fields(upload.fields)
+        name = _job_name(upload.fields)
         files = _check_files(upload.files)
         await _check_room_for_outputs(service, files, variations)
         result = await service.submit({
@@ -124,6 +128,7 @@ async def create_job():
             "variations": variations,
             "seed": seed,
             "options": options,
+            "name": name,
         })
         if isinstance(result, IntakeRejected):
             raise APIError(result.status, result.code, result.message)
@@ -135,6 +140,7 @@ async def create_job():
             shutil.rmtree(job_dir, ignore_errors=True)
     return jsonify(models.JobCreated(
         jobId=job_id,
+        name=name or default_job_name([f.name for f in files]),
         status="queued",
         videos=[models.UploadedVideo(**v) for v in result.videos],
         variationsPerVideo=variations,
@@ -145,10 +151,11 @@ async def create_job():
 
 @bp.get("/api/jobs/<job_id>")
 async def get_job(job_id: str):
-    job = await _service().store.get_job(job_id)
+    service = _service()
+    job = await service.store.get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", "There is no job with this id.")
-    return jsonify(job_json(job))
+    return jsonify(job_json(job, await service.queue_view()))
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -204,6 +211,21 @@ def _job_fields(fields: dict[str, str]) -> tuple[int, str | None, EffectOptions]
     except ValueError as exc:
         raise APIError(400, "bad_effects", str(exc)) from None
     return variations, seed, options
+
+
+MAX_NAME = 120
+
+
+def _job_name(fields: dict[str, str]) -> str | None:
+    """The job's ``name`` field: printable text of at most ``MAX_NAME`` characters; absent or
+    blank, the job is named after its files."""
+    name = " ".join(fields.get("name", "").split())
+    if not name:
+        return None
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise APIError(400, "bad_name", f"name must be printable text of at most {MAX_NAME} "
+                       "characters.")
+    return name
 
 
 def _check_writable(path: Path) -> None:

@@ -108,6 +108,18 @@ class _ServiceCollector(Collector):
         yield GaugeMetricFamily("vr_websocket_subscribers", "Open WebSocket subscriptions.",
                                 value=service.hub.statistics().subscribers)
 
+        hooks = service.notifier.statistics() if service.notifier is not None else None
+        for name, value, text in [
+            ("vr_webhook_delivered", hooks and hooks.delivered, "Webhook deliveries answered 2xx."),
+            ("vr_webhook_failed_tries", hooks and hooks.failed_tries,
+             "Webhook tries that failed (another status, no connection, a timeout)."),
+            ("vr_webhook_given_up", hooks and hooks.given_up,
+             "Webhook deliveries given up after every retry."),
+        ]:
+            yield CounterMetricFamily(name, text, value=value or 0)
+        yield GaugeMetricFamily("vr_queue_paused", "1 while the queue is paused.",
+                                value=int(sched.paused))
+
         jan = service.janitor.statistics()
         for name, value, text in [
             ("vr_janitor_expired_jobs", jan.expired, "Jobs whose results expired."),

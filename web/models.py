@@ -118,12 +118,23 @@ class Video(Shape):
     outputCount: int | None = None
     previewUrl: str | None = Field(None, description="A JPEG contact strip of the source, once "
                                    "it has variations (the frames the render tapped).")
+    startedAt: str | None = Field(None, description="When its current or last render began.")
+    finishedAt: str | None = Field(None, description="When it last completed, failed or was "
+                                   "cancelled.")
+    queuePosition: int | None = Field(None, description="Place in line while queued, 1 = next.")
+    startsInSeconds: float | None = Field(None, description="While queued: about when it starts "
+                                          "(null: no estimate yet, or the queue is paused).")
+    etaSeconds: float | None = Field(None, description="While queued or rendering: about how long "
+                                     "until it is done, from the renders measured on this "
+                                     "machine (null until it can be estimated).")
+    logUrl: str = Field(description="text/plain: every FFmpeg command and its stderr, by attempt.")
 
 
 class Job(Shape):
     """A job with its videos."""
 
     id: str
+    name: str = Field(description="As given at upload, else the first file's name and how many more.")
     status: str = Field(description="queued, processing, completed, failed, cancelled or expired")
     createdAt: str
     startedAt: str | None = None
@@ -133,6 +144,8 @@ class Job(Shape):
     seed: str
     excludedEffects: list[str]
     progress: float
+    etaSeconds: float | None = Field(None, description="About how long until its last video is "
+                                     "done; null when not pending or not yet estimable.")
     counts: dict[str, int]
     videos: list[Video]
 
@@ -141,6 +154,30 @@ class JobList(Shape):
     """Jobs, newest first."""
 
     jobs: list[Job]
+
+
+class Queue(Shape):
+    """The render queue: paused (kept across restarts), and how much waits and runs."""
+
+    paused: bool = Field(description="Running renders finish; nothing new starts.")
+    queued: int
+    running: int
+    workers: int = Field(description="Renders at once (VR_WORKERS).")
+    etaSeconds: float | None = Field(None, description="About how long until all is done.")
+
+
+class ApiKey(Shape):
+    """An API key: ``key`` (``vrk_…``) only in the answer that made it; it is never shown again."""
+
+    id: str
+    name: str
+    key: str | None = Field(None, description="The key itself, only when it is made.")
+    createdAt: str
+    lastUsedAt: str | None = None
+
+
+class ApiKeyList(Shape):
+    keys: list[ApiKey]
 
 
 class UploadedVideo(Shape):
@@ -153,6 +190,7 @@ class JobCreated(Shape):
     """The upload was accepted and queued."""
 
     jobId: str
+    name: str
     status: str
     videos: list[UploadedVideo]
     variationsPerVideo: int

@@ -31,7 +31,7 @@ from quart_schema.openapi import OpenAPIProvider
 import pipeline
 
 from .errors import error_response
-from .models import Error, Health, Job, JobCreated, JobList, Token
+from .models import ApiKey, ApiKeyList, Error, Health, Job, JobCreated, JobList, Queue, Token
 
 OPENAPI_PATH = "/api/openapi.json"
 
@@ -43,8 +43,15 @@ class AuthRequest(BaseModel):
     password: str
 
 
+class KeyRequest(BaseModel):
+    name: str = Field(description="What the key is for (1 to 100 characters).")
+
+
 class UploadForm(BaseModel):
     videos: list[bytes] = Field(description="1 to VR_MAX_FILES MP4/MOV files (repeat the field).")
+    name: str | None = Field(None, max_length=120, description=(
+        "The job's name (history, the ZIP's file name); default: the first file's name and how "
+        "many more."))
     variations: int = Field(5, ge=1, le=20, description="Variations per video.")
     seed: str | None = Field(None, max_length=64, description="Seed for reproducible variations.")
     effects: str | None = Field(None, description=(
@@ -105,9 +112,24 @@ _DOCS: dict[str, _Doc] = {
         media={200: ("image/jpeg", {"type": "string", "format": "binary"})}),
     "delivery.cancel": _Doc("Cancel a job (finished videos are kept)",
                             {202: Job, **_AUTH, 404: Error, 409: Error}),
+    "delivery.cancel_one": _Doc("Cancel one video of a job (the others go on)",
+                                {202: Job, **_AUTH, 404: Error, 409: Error}),
     "delivery.retry": _Doc("Retry a failed, interrupted or cancelled video",
                            {202: Job, **_AUTH, 404: Error, 409: Error, 410: Error}),
     "delivery.delete": _Doc("Delete a job, its files and rows", {204: None, **_AUTH, 404: Error}),
+    "queue.queue": _Doc("The render queue: paused, queued, running, workers", {200: Queue, **_AUTH}),
+    "queue.pause": _Doc("Pause the queue (running renders finish, nothing new starts; kept "
+                        "across restarts)", {200: Queue, **_AUTH}),
+    "queue.resume": _Doc("Resume the queue", {200: Queue, **_AUTH}),
+    "queue.video_log": _Doc(
+        "A video's log: every FFmpeg command line and its stderr, by attempt",
+        {**_AUTH, 404: Error}, media={200: ("text/plain", {"type": "string"})}),
+    "keys.create_key": _Doc("Make an API key (shown once; needs a login, not a key)",
+                            {201: ApiKey, 400: Error, **_AUTH, 403: Error}, request=KeyRequest),
+    "keys.list_keys": _Doc("List API keys (no secrets; needs a login)",
+                           {200: ApiKeyList, **_AUTH, 403: Error}),
+    "keys.delete_key": _Doc("Revoke an API key (needs a login)",
+                            {204: None, **_AUTH, 403: Error, 404: Error}),
     "metrics.metrics": _Doc("Aggregate figures in the Prometheus text format", public=True,
                             media={200: ("text/plain", {"type": "string"})}),
 }

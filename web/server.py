@@ -22,10 +22,11 @@ from pipeline.service import Service, log
 
 from .app import create_app
 from .auth import Auth, load_or_create_password, load_or_create_secret
+from .views import job_json
 
 
 def build(settings: Settings) -> tuple[Service, object, str, bool]:
-    service = Service(settings)
+    service = Service(settings, render_job=job_json)
     password, generated = load_or_create_password(settings.data_dir, settings.password)
     secret = load_or_create_secret(settings.data_dir, settings.secret)
     auth = Auth(password, secret, settings.token_ttl, time.time)

@@ -115,7 +115,7 @@ def _small_field(chunk: bytes) -> None:
 
 
 # The form's small fields, kept as sent (each field's own check decides what it accepts).
-_FIELDS = ("variations", "seed", "effects")
+_FIELDS = ("variations", "seed", "effects", "name")
 
 
 async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int,

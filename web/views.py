@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pipeline.actors.scheduler import QueueView
 from pipeline.media.describe import describe
 from pipeline.media.effects import VariationParams
+from pipeline.media.naming import default_job_name
 from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import RETRYABLE, VideoStatus
@@ -42,7 +44,16 @@ def output_model(o: Output, job_id: str, video_id: str) -> models.Output:
     return models.Output(**fields)
 
 
-def video_model(v: Video) -> models.Video:
+def video_log_url(job_id: str, video_id: str) -> str:
+    return f"/api/jobs/{job_id}/videos/{video_id}/log"
+
+
+def job_name(job: Job) -> str:
+    """The job's name; jobs made before names were kept are named after their files."""
+    return job.name or default_job_name([v.name for v in job.videos])
+
+
+def video_model(v: Video, queue: QueueView | None = None) -> models.Video:
     fields = {
         "id": v.id,
         "name": v.name,
@@ -53,7 +64,15 @@ def video_model(v: Video) -> models.Video:
         "error": v.error,
         "attempts": v.attempts,
         "retryable": v.retryable and v.status in RETRYABLE and bool(v.upload_path),
+        "startedAt": iso(v.started_at),
+        "finishedAt": iso(v.finished_at),
+        "logUrl": video_log_url(v.job_id, v.id),
     }
+    estimate = queue.estimates.get(v.id) if queue is not None else None
+    if estimate is not None:
+        fields["queuePosition"] = estimate.position
+        fields["startsInSeconds"] = estimate.starts_in if estimate.position else None
+        fields["etaSeconds"] = estimate.eta
     if v.stderr_tail:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
@@ -65,14 +84,17 @@ def video_model(v: Video) -> models.Video:
     return models.Video(**fields)
 
 
-def job_model(job: Job) -> models.Job:
-    videos = [video_model(v) for v in job.videos]
+def job_model(job: Job, queue: QueueView | None = None) -> models.Job:
+    """The job's JSON; with ``queue``, its pending videos' places and estimates too."""
+    videos = [video_model(v, queue) for v in job.videos]
     progress = sum(v.progress for v in videos) / len(videos) if videos else 0.0
     counts: dict[str, int] = {}
     for v in videos:
         counts[v.status] = counts.get(v.status, 0) + 1
+    eta = queue.job_eta([v.id for v in job.videos]) if queue is not None else None
     return models.Job(
         id=job.id,
+        name=job_name(job),
         status=str(job.status),
         createdAt=iso(job.created_at),
         startedAt=iso(job.started_at),
@@ -82,14 +104,22 @@ def job_model(job: Job) -> models.Job:
         seed=job.seed,
         excludedEffects=job.options.get("exclude", []),
         progress=round(progress, 1),
+        etaSeconds=eta,
         counts=counts,
         videos=videos,
     )
 
 
-def job_json(job: Job) -> dict:
+def job_json(job: Job, queue: QueueView | None = None) -> dict:
     """``GET /api/jobs/{id}`` (and each entry of the list, the WebSocket's snapshots)."""
-    return job_model(job).dump()
+    return job_model(job, queue).dump()
+
+
+def queue_model(queue: QueueView) -> models.Queue:
+    etas = [e.eta for e in queue.estimates.values()]
+    eta = max(etas) if etas and None not in etas else None
+    return models.Queue(paused=queue.paused, queued=queue.queued, running=queue.running,
+                        workers=queue.workers, etaSeconds=eta)
 
 
 def event_messages(event: Event) -> list[dict]:
@@ -113,7 +143,7 @@ def event_messages(event: Event) -> list[dict]:
             return [{"type": "job", "jobId": event.job_id, "status": "deleted"}]
         case Snapshot():
             return [{"type": "subscribed", "jobId": event.job_id,
-                     "job": job_json(event.job) if event.job is not None else None}]
+                     "job": job_json(event.job, event.queue) if event.job is not None else None}]
     raise TypeError(f"no message for {event!r}")
 
 
@@ -124,3 +154,4 @@ class Snapshot(Event):
     with the events around it."""
 
     job: Job | None = field(default=None, compare=False)
+    queue: QueueView | None = field(default=None, compare=False)

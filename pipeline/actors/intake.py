@@ -18,6 +18,7 @@ import trio
 from pipeline.actors.scheduler import VideoQueued, is_disk_full
 from pipeline.context import IntakeContext
 from pipeline.media.effects import EffectOptions
+from pipeline.media.naming import default_job_name
 from pipeline.media.probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 
 
@@ -37,6 +38,7 @@ class IntakeRequest:
     seed: str | None
     options: EffectOptions
     reply: trio.MemorySendChannel[IntakeAccepted | IntakeRejected] = field(compare=False, repr=False)
+    name: str | None = None  # None: named after its files (``default_job_name``)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
         variations=req.variations,
         options={"exclude": sorted(req.options.exclude)},
         videos=videos,
+        name=req.name or default_job_name([f.name for f in req.files]),
     )
     for v in videos:
         await service.scheduler_send.send(VideoQueued(job_id=req.job_id, video_id=v["id"]))

@@ -1,4 +1,5 @@
-"""User requests on an existing job: download, cancel, retry a video, delete.
+"""User requests on an existing job: download, cancel (the job or one video), retry a video,
+delete.
 
 The rules live here (which state allows what, and the sentence that explains a refusal); the web
 layer only maps ``LifecycleError`` subclasses to HTTP statuses.
@@ -98,6 +99,19 @@ async def cancel_job(service: LifecycleContext, job_id: str) -> Job:
     if job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
         raise Conflict("not_running", f"This job is {job.status}: there is nothing to cancel.")
     await service.cancel_job(job_id)
+    return await _job(service, job_id)
+
+
+async def cancel_video(service: LifecycleContext, job_id: str, video_id: str) -> Job:
+    """Stop one video's render or take it out of the queue; the job's other videos go on.
+
+    Returns the settled job. Raises ``Conflict`` when the video is not queued or rendering.
+    """
+    job = await _job(service, job_id)
+    video = _video(job, video_id)
+    if video.status not in (VideoStatus.QUEUED, VideoStatus.PROCESSING):
+        raise Conflict("not_running", f"This video is {video.status}: there is nothing to cancel.")
+    await service.cancel_video(job_id, video_id)
     return await _job(service, job_id)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import signal
 from collections import deque
 from contextlib import ExitStack
@@ -38,6 +39,7 @@ from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
+from pipeline.state.store import MAX_RUN_LOG
 
 STDERR_TAIL_LINES = 20
 
@@ -205,16 +207,25 @@ async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[st
     Raises ``RenderFailed`` when FFmpeg fails. The process is always stopped and reaped
     (``stop_process``), also on cancellation.
     """
-    settings = service.settings
-    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    settings, store = service.settings, service.store
+    stderr = _Stderr()
     started = trio.current_time()
     watch = _Watch(parser or ProgressParser(1.0), publish=parser is not None)
-    proc = await open_child(cmd, stdin=True, stdout=True, stderr=True)
+    # The per-video log: this run's exact command line now, its stderr when it ends.
+    run_id = await store.ffmpeg_run_started(handle.video_id, shlex.join(cmd),
+                                            service.ledger.clock())
     try:
-        await service.store.set_video_pid(handle.video_id, proc.pid)
+        proc = await open_child(cmd, stdin=True, stdout=True, stderr=True)
+    except BaseException as exc:
+        with trio.CancelScope(shield=True):
+            await store.ffmpeg_run_finished(run_id, None, f"FFmpeg did not start: {exc!r}",
+                                            service.ledger.clock())
+        raise
+    try:
+        await store.set_video_pid(handle.video_id, proc.pid)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_progress, service, handle, proc, watch)
-            nursery.start_soon(_read_stderr, proc, stderr_tail)
+            nursery.start_soon(_read_stderr, proc, stderr)
             nursery.start_soon(_watchdog, watch, settings.stall_timeout, nursery.cancel_scope)
             await proc.wait()
             # The readers end by themselves at EOF (keeping the last stderr lines).
@@ -224,8 +235,10 @@ async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[st
         service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
         with trio.CancelScope(shield=True):
             await proc.aclose()
-            await service.store.set_video_pid(handle.video_id, None)
-    tail = "\n".join(stderr_tail)
+            await store.set_video_pid(handle.video_id, None)
+            await store.ffmpeg_run_finished(run_id, proc.returncode, stderr.text(),
+                                            service.ledger.clock())
+    tail = "\n".join(stderr.tail)
     if watch.stalled:
         raise RenderFailed(
             f"FFmpeg made no progress for {settings.stall_timeout:.0f} s and was stopped; "
@@ -326,15 +339,33 @@ async def _read_progress(service: RunnerContext, handle: RenderHandle, proc: Chi
                                         min(updates[-1].percent, 99.9))
 
 
-async def _read_stderr(proc: Child, tail: deque[str]) -> None:
+class _Stderr:
+    """What an FFmpeg run wrote to stderr: its last lines (the error shown on the video) and its
+    last ``MAX_RUN_LOG`` bytes (the per-video log)."""
+
+    def __init__(self) -> None:
+        self.tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self.log = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.log += chunk
+        if len(self.log) > 2 * MAX_RUN_LOG:
+            del self.log[:-MAX_RUN_LOG]
+
+    def text(self) -> str:
+        return bytes(self.log[-MAX_RUN_LOG:]).decode("utf-8", "replace")
+
+
+async def _read_stderr(proc: Child, stderr: _Stderr) -> None:
     assert proc.stderr is not None
     buf = b""
     async for chunk in proc.stderr:
+        stderr.add(chunk)
         buf += chunk
         *lines, buf = buf.split(b"\n")
-        tail.extend(ln.decode("utf-8", "replace").rstrip() for ln in lines if ln.strip())
+        stderr.tail.extend(ln.decode("utf-8", "replace").rstrip() for ln in lines if ln.strip())
     if buf.strip():
-        tail.append(buf.decode("utf-8", "replace").rstrip())
+        stderr.tail.append(buf.decode("utf-8", "replace").rstrip())
 
 
 def _remove(paths: list[Path]) -> None:

@@ -6,8 +6,11 @@ Messages (frozen dataclasses, one base ``SchedulerMessage``) arrive on one bound
   ledger), answering ``True``, or ``False`` when a concurrent change made that illegal;
 - ``CancelJob``: stop a job's running renders and drop its queued videos; the answer comes once
   its renders have stopped, without holding up other messages meanwhile;
-- ``Drain``: answer when nothing is queued or running (used by ``make``).
-Answers travel on the one-shot channel the message carries.
+- ``Drain``: answer when nothing is queued or running (used by ``make``);
+- ``Pause`` / ``Resume``: stop starting renders (the running ones finish) or start again; the
+  pause is kept in the store, so it holds across a restart.
+Answers travel on the one-shot channel the message carries. ``view`` gives each pending video's
+place in line and time estimate (``pipeline/actors/eta.py``) from the renders measured here.
 
 On start it recovers: leftover FFmpeg processes recorded in the store are killed (only when
 ``/proc/<pid>/cmdline`` shows FFmpeg), ``*.part`` files are removed, and videos left
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import trio
 
+from pipeline.actors.eta import Estimate, Pending, Rates, plan
 from pipeline.actors.runner import RenderHandle, kill_orphan, render_video
 from pipeline.context import SchedulerContext
 from pipeline.state.states import IllegalTransition, VideoStatus
@@ -51,8 +55,11 @@ class RetryVideo(SchedulerMessage):
 
 @dataclass(frozen=True)
 class CancelJob(SchedulerMessage):
+    """Cancel the job's queued and running videos, or only ``video_id``'s."""
+
     job_id: str
     reply: trio.MemorySendChannel[bool] | None = field(default=None, compare=False, repr=False)
+    video_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,43 @@ class Drain(SchedulerMessage):
 
 
 @dataclass(frozen=True)
+class Pause(SchedulerMessage):
+    reply: trio.MemorySendChannel[bool] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Resume(SchedulerMessage):
+    reply: trio.MemorySendChannel[bool] = field(compare=False, repr=False)
+
+
+PAUSED_FLAG = "queue_paused"
+
+
+@dataclass(frozen=True)
 class SchedulerStatistics:
     queued: int
     running: int
     workers: int
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The queue as it stands: counts, and each pending video's ``eta.Estimate`` by id."""
+
+    paused: bool
+    queued: int
+    running: int
+    workers: int
+    estimates: dict[str, Estimate]
+
+    def job_eta(self, video_ids: list[str]) -> float | None:
+        """Seconds until the last of these videos is done: None if any pending one has no
+        estimate, or none is pending."""
+        pending = [self.estimates[v] for v in video_ids if v in self.estimates]
+        if not pending or any(e.eta is None for e in pending):
+            return None
+        return max(e.eta for e in pending)
 
 
 class Scheduler:
@@ -73,19 +113,47 @@ class Scheduler:
         self.queue: deque[VideoQueued] = deque()
         self.running: dict[str, RenderHandle] = {}
         self._drain_waiters: list[trio.MemorySendChannel[bool]] = []
-        # Cancel answers owed once the job's renders have stopped, by job id.
-        self._cancel_waiters: dict[str, list[trio.MemorySendChannel[bool]]] = {}
+        # Cancel answers owed once the renders have stopped, by (job id, video id or None).
+        self._cancel_waiters: dict[tuple[str, str | None],
+                                   list[trio.MemorySendChannel[bool]]] = {}
         self._changed = trio.Event()
+        self.paused = False
+        self._rates: Rates | None = None  # measured throughput; None: to be read again
 
     def statistics(self) -> SchedulerStatistics:
         return SchedulerStatistics(
             queued=len(self.queue), running=len(self.running),
-            workers=self.service.settings.workers,
+            workers=self.service.settings.workers, paused=self.paused,
         )
+
+    async def view(self) -> QueueView:
+        """Places in line and estimates of every queued and running video."""
+        queued = [m.video_id for m in self.queue]
+        running = list(self.running)
+        store = self.service.store
+        if self._rates is None:
+            self._rates = Rates.measure(await store.throughput_samples())
+        rates, now = self._rates, self.service.ledger.clock()
+        work = {v.id: (v, n) for v, n in await store.pending_work()}
+
+        def pending(video_id: str) -> Pending:
+            if video_id not in work:  # finished meanwhile
+                return Pending(video_id, 0.0, 100.0)
+            v, variations = work[video_id]
+            estimate = rates.render_seconds(v.info.get("width") or 0, v.info.get("height") or 0,
+                                            v.duration, variations)
+            elapsed = max(now - v.started_at, 0.0) if v.started_at else 0.0
+            return Pending(video_id, estimate, v.progress, elapsed)
+
+        estimates = plan([pending(v) for v in running], [pending(v) for v in queued],
+                         self.service.settings.workers, self.paused)
+        return QueueView(self.paused, len(queued), len(running), self.service.settings.workers,
+                         estimates)
 
     async def recover(self) -> None:
         service = self.service
         store = service.store
+        self.paused = await store.flag(PAUSED_FLAG) == "1"
         for video_id, pid in await store.recorded_pids():
             if await trio.to_thread.run_sync(kill_orphan, pid):
                 service.log.warning("killed leftover FFmpeg", extra={"videoId": video_id, "pid": pid})
@@ -132,22 +200,33 @@ class Scheduler:
                 else:
                     self._enqueue(VideoQueued(job_id, video_id))
                     _answer(reply, True)
-            case CancelJob(job_id=job_id, reply=reply):
-                dropped = [m for m in self.queue if m.job_id == job_id]
+            case CancelJob(job_id=job_id, reply=reply, video_id=video_id):
+                def hit(j: str, v: str) -> bool:
+                    return j == job_id and video_id in (None, v)
+
+                dropped = [m for m in self.queue if hit(m.job_id, m.video_id)]
                 for m in dropped:
                     self.queue.remove(m)
                 for m in dropped:
                     await _settle(self.service.ledger.cancelled(m.video_id))
                 for h in list(self.running.values()):
-                    if h.job_id == job_id:
+                    if hit(h.job_id, h.video_id):
                         h.reason = "cancel"
                         h.cancel_scope.cancel()
-                # Answered once this job's renders have stopped (``_notify``), so the caller
-                # sees a settled job; other messages go on meanwhile.
+                # Answered once those renders have stopped (``_notify``), so the caller sees a
+                # settled job; other messages go on meanwhile.
                 if reply is not None:
-                    self._cancel_waiters.setdefault(job_id, []).append(reply)
+                    self._cancel_waiters.setdefault((job_id, video_id), []).append(reply)
             case Drain(reply=reply):
                 self._drain_waiters.append(reply)
+            case Pause(reply=reply) | Resume(reply=reply):
+                paused = isinstance(msg, Pause)
+                await self.service.store.set_flag(PAUSED_FLAG, "1" if paused else None)
+                if paused != self.paused:
+                    self.service.log.info("queue paused" if paused else "queue resumed",
+                                          extra={"queued": len(self.queue)})
+                self.paused = paused
+                _answer(reply, True)
             case _:
                 raise TypeError(f"unknown scheduler message {msg!r}")
 
@@ -158,9 +237,9 @@ class Scheduler:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
-        busy = {h.job_id for h in self.running.values()}
-        for job_id in [j for j in self._cancel_waiters if j not in busy]:
-            for w in self._cancel_waiters.pop(job_id):
+        busy = {(h.job_id, v) for h in self.running.values() for v in (None, h.video_id)}
+        for key in [k for k in self._cancel_waiters if k not in busy]:
+            for w in self._cancel_waiters.pop(key):
                 _answer(w, True)
         if not self.queue and not self.running:
             for w in self._drain_waiters:
@@ -172,7 +251,8 @@ class Scheduler:
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:
-            while self.queue and len(self.running) < self.service.settings.workers:
+            while (not self.paused and self.queue
+                   and len(self.running) < self.service.settings.workers):
                 msg = self.queue.popleft()
                 handle = RenderHandle(msg.job_id, msg.video_id, trio.CancelScope())
                 self.running[msg.video_id] = handle
@@ -190,6 +270,7 @@ class Scheduler:
                 await _settle(self.service.ledger.failed(handle.video_id, error, retryable=True))
         finally:
             self.running.pop(handle.video_id, None)
+            self._rates = None  # one more render measured
             self._notify()
 
 

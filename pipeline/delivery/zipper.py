@@ -56,7 +56,7 @@ from pipeline.delivery.ziplayout import (
 )
 from pipeline.media.describe import describe
 from pipeline.media.effects import VariationParams
-from pipeline.media.naming import unique_stems, variation_file
+from pipeline.media.naming import default_job_name, safe_name, unique_stems, variation_file
 from pipeline.state.rows import Job, Output
 from pipeline.state.states import VideoStatus
 
@@ -115,6 +115,7 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
     doc = {
         "manifestVersion": MANIFEST_VERSION,
         "jobId": job.id,
+        "name": job.name,
         "seed": job.seed,
         "variationsPerVideo": job.variations,
         "excludedEffects": job.options.get("exclude", []),
@@ -155,11 +156,16 @@ def manifest_bytes(doc: dict) -> bytes:
 
 
 def archive_filename(job: Job) -> str:
-    """The download's file name: ``<source stem>-variations.zip`` for one source, else by job id."""
-    videos = job.videos
-    if len(videos) == 1:
-        return f"{unique_stems([videos[0].name])[0]}-variations.zip"
-    return f"video-refresher-{job.id}.zip"
+    """The download's file name, from the job's name: ``<name>.zip`` for a name it was given;
+    ``<first source's stem>-variations.zip`` (``… + 2-variations.zip`` with more sources) for
+    one named after its files."""
+    names = [v.name for v in job.videos]
+    if job.name and job.name != default_job_name(names):
+        return f"{safe_name(job.name)}.zip"
+    if not names:
+        return f"video-refresher-{job.id}.zip"
+    more = f" + {len(names) - 1}" if len(names) > 1 else ""
+    return f"{unique_stems(names[:1])[0]}{more}-variations.zip"
 
 
 def _iso(ts: float | None) -> str | None:

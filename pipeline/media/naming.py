@@ -52,7 +52,16 @@ def safe_stem(raw: str | None) -> str:
     ending in a space or a dot (Windows drops those).
     """
     name = unicodedata.normalize("NFC", display_name(raw))
-    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return _clean_stem(name.rsplit(".", 1)[0] if "." in name else name)
+
+
+def safe_name(text: str) -> str:
+    """Text (a job's name) as a safe file name stem, as ``safe_stem`` makes them, but without
+    taking anything for a folder or an extension: slashes and dots are characters like others."""
+    return _clean_stem(unicodedata.normalize("NFC", display_name(text.replace("/", "_"))))
+
+
+def _clean_stem(stem: str) -> str:
     stem = "".join(ch if ch.isalnum() or ch in _SAFE_PUNCTUATION
                    or unicodedata.category(ch)[0] == "M" else "_" for ch in stem)
     stem = re.sub(r"_+", "_", stem).strip(" ._")
@@ -63,6 +72,14 @@ def safe_stem(raw: str | None) -> str:
     if first.upper() in _RESERVED:
         stem = f"{first}_{dot}{rest}"
     return stem
+
+
+def default_job_name(file_names: list[str]) -> str:
+    """A job's name when it was not given one: its first file's name, and how many more."""
+    if not file_names:
+        return "job"
+    more = len(file_names) - 1
+    return display_name(file_names[0]) + (f" + {more}" if more else "")
 
 
 def unique_stems(raws: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from pipeline.state.events import JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.state.progress import ProgressHub
 from pipeline.state.rows import Output
 from pipeline.state.states import JobStatus, VideoStatus
-from pipeline.state.store import AsyncStore
+from pipeline.state.store import WEBHOOK_EVENTS, AsyncStore
 
 V = VideoStatus
 # The statuses each video transition may start from.
@@ -49,21 +49,25 @@ class Ledger:
     injectable); finished jobs expire ``job_ttl`` seconds after they finish."""
 
     def __init__(self, store: AsyncStore, hub: ProgressHub, *, clock: Callable[[], float],
-                 job_ttl: float, logger: logging.Logger = log):
+                 job_ttl: float, logger: logging.Logger = log, webhooks: bool = False):
         self.store = store
         self.hub = hub
         self.clock = clock
         self.job_ttl = job_ttl
         self.log = logger
+        # With webhooks on, a job's reaching completed/failed/cancelled also records a delivery
+        # (in the same transaction) and calls ``delivery_owed`` (the notifier's wake-up).
+        self.webhooks = webhooks
+        self.delivery_owed: Callable[[], None] = lambda: None
         self._progress_written: dict[str, float] = {}
 
     # -- jobs -------------------------------------------------------------------------------
 
     async def job_queued(self, *, job_id: str, seed: str, variations: int, options: dict,
-                         videos: list[dict]) -> None:
+                         videos: list[dict], name: str | None = None) -> None:
         """A new job with its videos, all queued."""
         await self.store.create_job(job_id=job_id, seed=seed, variations=variations,
-                                    options=options, videos=videos, now=self.clock())
+                                    options=options, videos=videos, now=self.clock(), name=name)
         self.hub.publish(JobChanged(job_id, JobStatus.QUEUED))
         self.log.info("job created", extra={
             "jobId": job_id, "videoIds": [v["id"] for v in videos], "variations": variations,
@@ -132,11 +136,13 @@ class Ledger:
         result = await self.store.set_video_state(
             video_id, status, now=self.clock(), progress=progress, error=error,
             stderr_tail=stderr_tail, retryable=retryable, job_ttl=self.job_ttl,
-            allowed_from=_ALLOWED[status], outputs=outputs,
+            allowed_from=_ALLOWED[status], outputs=outputs, notify=self.webhooks,
         )
         if result is None:
             return None
         job_id, job_status = result
+        if self.webhooks and job_status in WEBHOOK_EVENTS:
+            self.delivery_owed()
         self._progress_written.pop(f"{job_id}/{video_id}", None)
         event = VideoChanged(job_id, video_id, status, JobStatus(job_status), progress=progress,
                              error=error)

@@ -81,6 +81,10 @@ class Video:
     retryable: bool
     outputs: tuple[Output, ...] | None = None
     output_count: int = 0
+    # When this attempt's render began and when the video last finished (completed, failed or
+    # cancelled); None before.
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row, outputs: tuple[Output, ...] | None = None,
@@ -94,6 +98,7 @@ class Video:
             outputs=outputs,
             output_count=len(outputs) if output_count is None and outputs is not None
             else output_count or 0,
+            started_at=r["started_at"], finished_at=r["finished_at"],
         )
 
 
@@ -112,6 +117,8 @@ class Job:
     options: dict
     error: str | None
     videos: tuple[Video, ...] = ()
+    # The name it was given, or None for jobs made before jobs had names (``display_name``).
+    name: str | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row, videos: tuple[Video, ...] = ()) -> Job:
@@ -120,4 +127,72 @@ class Job:
             started_at=r["started_at"], completed_at=r["completed_at"],
             expires_at=r["expires_at"], variations=r["variations"], seed=r["seed"],
             options=_loads(r["options_json"]) or {}, error=r["error"], videos=videos,
+            name=r["name"],
         )
+
+
+@dataclass(frozen=True)
+class FfmpegRun:
+    """One FFmpeg process of a video's render (the per-video log): the attempt it belonged to,
+    its exact command line and what it wrote to stderr (bounded)."""
+
+    attempt: int
+    started_at: float
+    finished_at: float | None
+    returncode: int | None
+    command: str
+    stderr: str
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> FfmpegRun:
+        return cls(attempt=r["attempt"], started_at=r["started_at"], finished_at=r["finished_at"],
+                   returncode=r["returncode"], command=r["command"], stderr=r["stderr"])
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: never the key itself, only its hash."""
+
+    id: str
+    name: str
+    created_at: float
+    last_used_at: float | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> ApiKey:
+        return cls(id=r["id"], name=r["name"], created_at=r["created_at"],
+                   last_used_at=r["last_used_at"])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery owed or made: the job event, its body once built (kept, so every
+    retry sends the same signed bytes), and how the tries went."""
+
+    id: int
+    job_id: str
+    event: str
+    created_at: float
+    body: str | None
+    tries: int
+    next_at: float
+    delivered_at: float | None
+    gave_up_at: float | None
+    last_status: int | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Delivery:
+        return cls(**{k: r[k] for k in r.keys()})
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A finished render, as the ETA learns from it: the source's size and length, the number
+    of variations and the wall-clock seconds the render took."""
+
+    width: int
+    height: int
+    duration: float
+    variations: int
+    seconds: float

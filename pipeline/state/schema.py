@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -82,6 +82,51 @@ _MIGRATIONS: dict[int, str] = {
     # NULL for outputs made before they were recorded.
     3: """
     ALTER TABLE outputs ADD COLUMN encoder_json TEXT;
+    """,
+    # The queue a team can plan around and automate: job names, when each video's render began
+    # and ended (the ETA's measured throughput), every FFmpeg run's command line and stderr (the
+    # per-video log), the queue's pause (kept across restarts), API keys (hashed) and webhook
+    # deliveries still owed (kept across restarts).
+    4: """
+    ALTER TABLE jobs ADD COLUMN name TEXT;
+    ALTER TABLE videos ADD COLUMN started_at REAL;
+    ALTER TABLE videos ADD COLUMN finished_at REAL;
+    CREATE TABLE ffmpeg_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        video_id TEXT NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        returncode INTEGER,
+        command TEXT NOT NULL,
+        stderr TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ffmpeg_runs_video ON ffmpeg_runs(video_id, id);
+    CREATE TABLE flags (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        last_used_at REAL
+    );
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        body TEXT,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        delivered_at REAL,
+        gave_up_at REAL,
+        last_status INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX webhook_due ON webhook_deliveries(delivered_at, gave_up_at, next_at);
     """,
 }
 

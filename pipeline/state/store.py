@@ -20,15 +20,22 @@ from typing import Any
 
 import trio
 
-from pipeline.state.rows import Job, Output, Video
+from pipeline.state.rows import ApiKey, Delivery, FfmpegRun, Job, Output, Throughput, Video
 from pipeline.state.schema import connect, migrate
 from pipeline.state.states import (
     VIDEO_PENDING,
+    VIDEO_TERMINAL,
     IllegalTransition,
     JobStatus,
     VideoStatus,
     job_status_from_videos,
 )
+
+# The job statuses a webhook tells of, and the event names it sends.
+WEBHOOK_EVENTS = {JobStatus.COMPLETED: "job.completed", JobStatus.FAILED: "job.failed",
+                  JobStatus.CANCELLED: "job.cancelled"}
+# The most of an FFmpeg run's stderr kept for the per-video log (its end, where errors are).
+MAX_RUN_LOG = 64 * 1024
 
 
 class Store:
@@ -84,6 +91,7 @@ class Store:
         options: dict,
         videos: list[dict],
         now: float,
+        name: str | None = None,
     ) -> None:
         """Insert a job and its videos (all ``queued``) in one transaction.
 
@@ -92,9 +100,9 @@ class Store:
 
         def tx(c: sqlite3.Connection) -> None:
             c.execute(
-                "INSERT INTO jobs(id,status,created_at,variations,seed,options_json)"
-                " VALUES (?,?,?,?,?,?)",
-                (job_id, JobStatus.QUEUED, now, variations, seed, json.dumps(options)),
+                "INSERT INTO jobs(id,status,created_at,variations,seed,options_json,name)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (job_id, JobStatus.QUEUED, now, variations, seed, json.dumps(options), name),
             )
             for i, v in enumerate(videos):
                 c.execute(
@@ -213,6 +221,14 @@ class Store:
         )
         return [Video.from_row(r) for r in rows]
 
+    def pending_work(self) -> list[tuple[Video, int]]:
+        """Each video still to render with its job's variations per video (the ETA's input)."""
+        marks = ",".join("?" * len(VIDEO_PENDING))
+        rows = self._read(
+            f"SELECT v.*, j.variations AS job_variations FROM videos v JOIN jobs j"
+            f" ON j.id = v.job_id WHERE v.status IN ({marks})", tuple(VIDEO_PENDING))
+        return [(Video.from_row(r), r["job_variations"]) for r in rows]
+
     def set_video_state(
         self,
         video_id: str,
@@ -227,6 +243,7 @@ class Store:
         job_ttl: float | None = None,
         allowed_from: frozenset[VideoStatus] | None = None,
         outputs: list[Output] | None = None,
+        notify: bool = False,
     ) -> tuple[str, str] | None:
         """Set a video's status and recompute its job's status, in one transaction; with
         ``outputs``, also record them (replacing an earlier attempt's).
@@ -234,7 +251,8 @@ class Store:
         Returns ``(job_id, job_status)`` or None if the video is gone. Raises
         ``IllegalTransition`` (writing nothing) when the video's status is not in
         ``allowed_from``. When the job reaches a terminal state, ``completed_at`` is set and
-        ``expires_at`` is ``now + job_ttl``.
+        ``expires_at`` is ``now + job_ttl``; with ``notify``, a webhook delivery of that event is
+        recorded in the same transaction, so it is owed even if the process dies right after.
         """
 
         def tx(c: sqlite3.Connection) -> tuple[str, str] | None:
@@ -263,15 +281,24 @@ class Store:
                 sets.append("retryable=?")
                 args.append(int(retryable))
             if status == VideoStatus.PROCESSING:
-                sets.append("attempts=attempts+1")
+                sets += ["attempts=attempts+1", "started_at=?", "finished_at=NULL"]
+                args.append(now)
             if status == VideoStatus.QUEUED:
-                sets.append("queued_at=?")
+                sets += ["queued_at=?", "started_at=NULL", "finished_at=NULL"]
+                args.append(now)
+            if status in VIDEO_TERMINAL:
+                sets.append("finished_at=?")
                 args.append(now)
             if clear_pid:
                 sets.append("pid=NULL")
             c.execute(f"UPDATE videos SET {','.join(sets)} WHERE id=?", (*args, video_id))
             job_id = row["job_id"]
-            return job_id, _refresh_job(c, job_id, now, job_ttl)
+            before = c.execute("SELECT status FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
+            after = _refresh_job(c, job_id, now, job_ttl)
+            if notify and after != before and after in WEBHOOK_EVENTS:
+                c.execute("INSERT INTO webhook_deliveries(job_id,event,created_at,next_at)"
+                          " VALUES (?,?,?,?)", (job_id, WEBHOOK_EVENTS[after], now, now))
+            return job_id, after
 
         return self._tx(tx)
 
@@ -291,6 +318,111 @@ class Store:
 
     def recorded_pids(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._read("SELECT id, pid FROM videos WHERE pid IS NOT NULL")]
+
+    def throughput_samples(self, limit: int = 200) -> list[Throughput]:
+        """The most recent completed renders with their timings (the ETA's measurements)."""
+        rows = self._read(
+            "SELECT v.info_json, v.duration, v.started_at, v.finished_at, j.variations"
+            " FROM videos v JOIN jobs j ON j.id = v.job_id WHERE v.status=? AND"
+            " v.started_at IS NOT NULL AND v.finished_at > v.started_at AND v.duration > 0"
+            " ORDER BY v.finished_at DESC LIMIT ?", (str(VideoStatus.COMPLETED), limit))
+        samples = []
+        for r in rows:
+            info = json.loads(r["info_json"] or "{}")
+            if info.get("width") and info.get("height"):
+                samples.append(Throughput(
+                    width=int(info["width"]), height=int(info["height"]), duration=r["duration"],
+                    variations=r["variations"], seconds=r["finished_at"] - r["started_at"]))
+        return samples
+
+    # -- the per-video log ----------------------------------------------------------------
+
+    def ffmpeg_run_started(self, video_id: str, command: str, now: float) -> int:
+        """Record an FFmpeg run of the video's current attempt; returns its id."""
+        return self._tx(lambda c: c.execute(
+            "INSERT INTO ffmpeg_runs(video_id,attempt,started_at,command)"
+            " SELECT id, attempts, ?, ? FROM videos WHERE id=?", (now, command, video_id),
+        ).lastrowid)
+
+    def ffmpeg_run_finished(self, run_id: int, returncode: int | None, stderr: str,
+                            now: float) -> None:
+        self._tx(lambda c: c.execute(
+            "UPDATE ffmpeg_runs SET finished_at=?, returncode=?, stderr=? WHERE id=?",
+            (now, returncode, stderr[-MAX_RUN_LOG:], run_id)))
+
+    def ffmpeg_runs(self, video_id: str) -> list[FfmpegRun]:
+        return [FfmpegRun.from_row(r) for r in self._read(
+            "SELECT * FROM ffmpeg_runs WHERE video_id=? ORDER BY id", (video_id,))]
+
+    # -- flags (the queue's pause) --------------------------------------------------------
+
+    def flag(self, name: str) -> str | None:
+        rows = self._read("SELECT value FROM flags WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def set_flag(self, name: str, value: str | None) -> None:
+        if value is None:
+            self._tx(lambda c: c.execute("DELETE FROM flags WHERE name=?", (name,)))
+        else:
+            self._tx(lambda c: c.execute(
+                "INSERT INTO flags(name,value) VALUES (?,?)"
+                " ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value)))
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def create_api_key(self, key_id: str, name: str, key_hash: str, now: float) -> ApiKey:
+        self._tx(lambda c: c.execute(
+            "INSERT INTO api_keys(id,name,key_hash,created_at) VALUES (?,?,?,?)",
+            (key_id, name, key_hash, now)))
+        return ApiKey(id=key_id, name=name, created_at=now, last_used_at=None)
+
+    def api_keys(self) -> list[ApiKey]:
+        return [ApiKey.from_row(r) for r in self._read(
+            "SELECT * FROM api_keys ORDER BY created_at, rowid")]
+
+    def delete_api_key(self, key_id: str) -> bool:
+        return self._tx(lambda c: c.execute(
+            "DELETE FROM api_keys WHERE id=?", (key_id,)).rowcount > 0)
+
+    def use_api_key(self, key_hash: str, now: float) -> ApiKey | None:
+        """The key with this hash (its last use noted, at most once a minute), or None."""
+        rows = self._read("SELECT * FROM api_keys WHERE key_hash=?", (key_hash,))
+        if not rows:
+            return None
+        key = ApiKey.from_row(rows[0])
+        if key.last_used_at is None or now - key.last_used_at >= 60:
+            self._tx(lambda c: c.execute(
+                "UPDATE api_keys SET last_used_at=? WHERE id=?", (now, key.id)))
+        return key
+
+    # -- webhook deliveries ---------------------------------------------------------------
+
+    def due_deliveries(self, now: float) -> list[Delivery]:
+        return [Delivery.from_row(r) for r in self._read(
+            "SELECT * FROM webhook_deliveries WHERE delivered_at IS NULL AND gave_up_at IS NULL"
+            " AND next_at <= ? ORDER BY next_at, id", (now,))]
+
+    def next_delivery_at(self) -> float | None:
+        rows = self._read("SELECT min(next_at) FROM webhook_deliveries"
+                          " WHERE delivered_at IS NULL AND gave_up_at IS NULL")
+        return rows[0][0]
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Save a delivery's body and how its latest try went."""
+        d = delivery
+        self._tx(lambda c: c.execute(
+            "UPDATE webhook_deliveries SET body=?, tries=?, next_at=?, delivered_at=?,"
+            " gave_up_at=?, last_status=?, last_error=? WHERE id=?",
+            (d.body, d.tries, d.next_at, d.delivered_at, d.gave_up_at, d.last_status,
+             d.last_error, d.id)))
+
+    def deliveries(self, job_id: str | None = None) -> list[Delivery]:
+        if job_id is None:
+            rows = self._read("SELECT * FROM webhook_deliveries ORDER BY id")
+        else:
+            rows = self._read("SELECT * FROM webhook_deliveries WHERE job_id=? ORDER BY id",
+                              (job_id,))
+        return [Delivery.from_row(r) for r in rows]
 
 
 def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[Output]) -> None:
