@@ -15,6 +15,7 @@ import zipfile
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
 from tests.clips import make_clip, make_damaged_clip, make_encoded_clip, make_text_file_as_mp4
@@ -300,10 +301,11 @@ def test_expired_session_goes_back_to_login(page, console):
     expect(page.get_by_role("status")).to_contain_text("Your session has expired")
     expect(page.get_by_role("link", name="History")).to_have_count(0)
 
-    # A token past its expiry time is dropped without asking the server.
+    # Logging in again goes back to where the session ran out.
     page.fill("#password", PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"#/upload$"))
+    expect(page).to_have_url(re.compile(r"#/history$"))
+    # A token past its expiry time is dropped without asking the server.
     page.evaluate("localStorage.setItem('vr.expiresAt', '2000-01-01T00:00:00Z')")
     page.goto("/#/history")
     expect(page).to_have_url(re.compile(r"#/login$"))
@@ -566,7 +568,13 @@ def test_cancel_a_running_job(page, context, media, api):
     expect(upload_bar).not_to_have_attribute("aria-valuenow", "0")
     expect(page.get_by_role("button", name="Uploading…")).to_be_disabled()
     expect(page.locator(".upload-progress")).to_contain_text("Uploading 1 video")
+    # Its speed over the last seconds and the time left (about 1 MB/s on this line).
+    expect(page.locator(".upload-progress")).to_contain_text(
+        re.compile(r"\d+(\.\d)? (KB|MB)/s · (a few seconds|about \d+ (s|min)) left"))
     screenshot(page, "upload-progress")
+    # The greyed drop zone and everything else on the busy form keep their contrast.
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_snapshot()
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
 
@@ -580,6 +588,20 @@ def test_cancel_a_running_job(page, context, media, api):
         "aria-valuenow", re.compile(r"^[0-4]$"), timeout=RENDER_TIMEOUT)
     screenshot(page, "job-in-progress")
 
+    # Cancel asks first, and says what happens to finished videos; "no" changes nothing.
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    cancel.click()
+    wait_for(lambda: questions, timeout=5)
+    assert "finished are kept" in questions[0]
+    page.wait_for_timeout(500)
+    expect(job_badge(page)).to_have_text("Processing")
+    page.once("dialog", lambda d: answer(d, True))
     cancel.click()
     expect(job_badge(page)).to_have_text("Cancelled", timeout=20_000)
     expect(video.locator(".badge")).to_have_text("Cancelled")

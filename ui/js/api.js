@@ -55,6 +55,30 @@ export function clearToken() {
   s.removeItem(EXPIRES_KEY);
 }
 
+// Where a logged-out visitor was going (a job link opened from a notification or a chat):
+// kept for this tab while they log in, then taken back.
+const RETURN_KEY = "vr.returnTo";
+
+export function rememberReturnPath(hash) {
+  try {
+    if (hash && hash.startsWith("#/") && !hash.startsWith("#/login")) {
+      window.sessionStorage.setItem(RETURN_KEY, hash);
+    }
+  } catch {
+    // storage disabled: the visitor lands on the upload page
+  }
+}
+
+export function takeReturnPath() {
+  try {
+    const hash = window.sessionStorage.getItem(RETURN_KEY);
+    window.sessionStorage.removeItem(RETURN_KEY);
+    return hash && hash.startsWith("#/") ? hash : null;
+  } catch {
+    return null;
+  }
+}
+
 // Set by the app: what happens when the server says the token is no longer good.
 let unauthorizedHandler = () => {};
 export function onUnauthorized(fn) {
@@ -137,8 +161,35 @@ export const getHealth = (opts) => request("GET", "/api/health", { ...opts, auth
 export const listJobs = (opts) => request("GET", "/api/jobs", opts);
 export const getJob = (id, opts) => request("GET", `/api/jobs/${encodeURIComponent(id)}`, opts);
 export const cancelJob = (id) => request("POST", `/api/jobs/${encodeURIComponent(id)}/cancel`);
+export const cancelVideo = (id, vid) =>
+  request("POST", `/api/jobs/${encodeURIComponent(id)}/videos/${encodeURIComponent(vid)}/cancel`);
+export const deleteJob = (id) => request("DELETE", `/api/jobs/${encodeURIComponent(id)}`);
 export const retryVideo = (id, vid) =>
   request("POST", `/api/jobs/${encodeURIComponent(id)}/videos/${encodeURIComponent(vid)}/retry`);
+
+/**
+ * Whether a download link will give a file: asks for its first byte. Resolves when it will;
+ * rejects with the server's ApiError (expired, nothing finished, files gone) when it will not,
+ * so the page can say why instead of the browser saving the error as a file.
+ */
+export async function probeDownload(url) {
+  let resp;
+  try {
+    resp = await fetch(url, { headers: { Range: "bytes=0-0" }, cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "network_error", NETWORK_MESSAGE);
+  }
+  if (resp.ok) {
+    resp.body?.cancel().catch(() => {});
+    return;
+  }
+  const err = await errorFrom(resp);
+  if (resp.status === 401) {
+    clearToken();
+    sessionExpired();
+  }
+  throw err;
+}
 
 /** A plain link target for the ZIP: the token travels in the query (web/app.py: QUERY_TOKEN). */
 export function downloadUrl(id) {
@@ -168,11 +219,12 @@ export function websocketUrl(jobId = null) {
  * browser reports upload progress. Returns { promise, abort }.
  * onProgress(loaded, total) is called while the body is sent.
  */
-export function uploadJob(files, { variations, effects }, onProgress) {
+export function uploadJob(files, { variations, effects, name }, onProgress) {
   const form = new FormData();
   for (const file of files) form.append("videos", file, file.name);
   form.append("variations", String(variations));
   if (effects) form.append("effects", effects);
+  if (name) form.append("name", name);
 
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {

@@ -1,6 +1,6 @@
 // Entry point: navigation bar, session handling and the routes.
 
-import { clearToken, getToken, onUnauthorized } from "./api.js";
+import { clearToken, getToken, onUnauthorized, rememberReturnPath } from "./api.js";
 import { h, replace } from "./dom.js";
 import { setFlash } from "./flash.js";
 import { Router } from "./router.js";
@@ -24,7 +24,10 @@ const router = new Router(main, {
   fallback: "/upload",
   guard(route) {
     const loggedIn = Boolean(getToken());
-    if (!route.public && !loggedIn) return "/login";
+    if (!route.public && !loggedIn) {
+      rememberReturnPath(window.location.hash);
+      return "/login";
+    }
     if (route.public && loggedIn) return "/upload";
     return null;
   },
@@ -80,6 +83,7 @@ onUnauthorized(() => {
   if (expiring || window.location.hash === "#/login") return;
   expiring = true;
   setFlash("Your session has expired. Please log in again.", "warning");
+  rememberReturnPath(window.location.hash);
   queueMicrotask(() => {
     expiring = false;
     if (window.location.hash !== "#/login") router.navigate("/login");

@@ -158,3 +158,33 @@ export function expiryText(job, now = Date.now()) {
 export function plural(n, one, many = `${one}s`) {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/** A measured duration in seconds: "8 s", "2 min 5 s", "1 h 4 min". */
+export function formatSeconds(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 60) return `${s} s`;
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) return s % 60 ? `${minutes} min ${s % 60} s` : `${minutes} min`;
+  const mins = minutes % 60;
+  return mins ? `${Math.floor(minutes / 60)} h ${mins} min` : `${Math.floor(minutes / 60)} h`;
+}
+
+/** An estimate in seconds, rounded as estimates should be: "a few seconds", "about 2 min". */
+export function formatEstimate(seconds) {
+  const s = Math.max(0, Number(seconds) || 0);
+  if (s < 15) return "a few seconds";
+  if (s < 60) return `about ${Math.round(s / 10) * 10} s`;
+  if (s < 3600) return `about ${Math.round(s / 60)} min`;
+  const hours = Math.floor(s / 3600);
+  const mins = Math.round((s % 3600) / 600) * 10;
+  return mins ? `about ${hours} h ${mins} min` : `about ${hours} h`;
+}
+
+/** The place in line in words: "next in line", "2nd in line". */
+export function placeText(position) {
+  if (position === 1) return "next in line";
+  const n = Number(position);
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+  return `${n}${suffix} in line`;
+}

@@ -9,8 +9,9 @@ export function isActive(status) {
   return ACTIVE.has(status);
 }
 
-/** "clip.mp4", "clip.mp4 + 2 more", or `empty` for a job without videos. */
+/** The job's name; else "clip.mp4", "clip.mp4 + 2 more", or `empty` for a job without videos. */
 export function jobTitle(job, empty = `Job ${job.id}`) {
+  if (job.name) return job.name;
   const videos = job.videos || [];
   if (!videos.length) return empty;
   return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;

@@ -131,7 +131,7 @@ export class LiveFeed {
       this.refresh();
       return;
     }
-    if (this.active && !this.reconnectPending) this.connect();
+    if (!this.reconnectPending) this.connect();
     this.schedulePoll();
   }
 
@@ -162,8 +162,11 @@ export class LiveFeed {
     this.pollTimer = setTimeout(() => this.refresh(), jitter(this.pollDelay));
   }
 
+  // The socket stays open for a finished job too (it costs the server nothing while nothing
+  // happens): a deletion, an expiry or a retry from another tab then reaches this page at once.
+  // Only the polling fallback stops once nothing moves.
   connect() {
-    if (this.stopped || this.ws || this.hidden || !this.active) return;
+    if (this.stopped || this.ws || this.hidden) return;
     if (typeof window.WebSocket !== "function" || !getToken()) return;
     clearTimeout(this.reconnectTimer);
     this.reconnectPending = false;
@@ -239,7 +242,7 @@ export class LiveFeed {
   scheduleReconnect() {
     clearTimeout(this.reconnectTimer);
     this.reconnectPending = false;
-    if (this.stopped || !this.active) return;
+    if (this.stopped) return;
     this.reconnectPending = true;
     const delay = Math.min(RECONNECT_MAX, RECONNECT_MIN * 2 ** this.wsAttempts);
     this.wsAttempts += 1;

@@ -4,11 +4,12 @@
 // it fresh, and any job's state event refetches it. jobCard() draws one job, jobList() the
 // list; renderHistory() owns the state.
 
-import { downloadUrl, listJobs } from "../api.js";
+import { deleteJob, downloadUrl, listJobs } from "../api.js";
 import {
   STATUS_LABELS, badge, expiryText, formatDateTime, formatPercent, h, plural, progressBar, replace,
   setText, timeAgo,
 } from "../dom.js";
+import { guardDownload } from "../download.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
 import { LiveFeed } from "../live.js";
 
@@ -38,8 +39,9 @@ function metaText(job) {
 
 // -- components -------------------------------------------------------------------------------
 
-/** One job's card: name, status, counts, progress while it runs, expiry, download, details. */
-function jobCard(job) {
+/** One job's card: name, status, counts, progress while it runs, expiry, download, details,
+ * delete. `actions`: `onDelete(job, button)` and `showError(message)`. */
+function jobCard(job, actions) {
   const href = `#/jobs/${encodeURIComponent(job.id)}`;
   const link = h("a", { class: "job-link", href });
   const jbadge = badge(job.status);
@@ -50,14 +52,24 @@ function jobCard(job) {
   const progressBox = h("div", { class: "job-progress" }, bar, barText);
   const expiry = h("p", { class: "small expiry" });
   const download = h("a", { class: "btn btn-primary btn-small", download: "" }, "Download ZIP");
+  guardDownload(download, actions.showError);
   const details = h("a", { class: "btn btn-secondary btn-small", href }, "Details");
+  let current = job;
+  const remove = h("button", {
+    type: "button",
+    class: "btn btn-danger btn-small",
+    onclick: () => actions.onDelete(current, remove),
+  }, "Delete");
   const root = h("li", { class: "card job-item", "data-job-id": job.id },
     h("div", { class: "title-row" }, h("h2", { class: "job-name" }, link), jbadge),
-    meta, counts, progressBox, expiry, h("div", { class: "actions" }, download, details));
+    meta, counts, progressBox, expiry,
+    h("div", { class: "actions" }, download, details, remove));
 
   /** Draw `j`, whose videos are at `progress` percent on average. */
   const update = (j, progress) => {
+    current = j;
     const name = jobTitle(j);
+    remove.setAttribute("aria-label", `Delete ${name}`);
     setText(link, name);
     details.setAttribute("aria-label", `Details of ${name}`);
     jbadge.update(j.status);
@@ -83,7 +95,7 @@ function jobCard(job) {
 }
 
 /** The cards, newest first; a card is kept while its job is listed, and moved only on a reorder. */
-function jobList() {
+function jobList(actions) {
   const root = h("ul", { class: "job-list", "aria-label": "Jobs" });
   const cards = new Map(); // jobId -> jobCard
   let order = "";
@@ -92,7 +104,7 @@ function jobList() {
     const seen = new Set();
     for (const j of sorted) {
       seen.add(j.id);
-      if (!cards.has(j.id)) cards.set(j.id, jobCard(j));
+      if (!cards.has(j.id)) cards.set(j.id, jobCard(j, actions));
       cards.get(j.id).update(j, ticks.jobProgress(j));
     }
     for (const key of [...cards.keys()]) if (!seen.has(key)) cards.delete(key);
@@ -115,7 +127,7 @@ export function renderHistory(outlet) {
     h("p", {}, "No jobs yet."),
     h("a", { class: "btn btn-primary", href: "#/upload" }, "Start a new upload"));
   const loading = h("p", { class: "muted" }, "Loading jobs…");
-  const list = jobList();
+  const list = jobList({ onDelete, showError });
   outlet.append(
     h("div", { class: "page-head" },
       h("div", {},
@@ -155,6 +167,29 @@ export function renderHistory(outlet) {
         : err.message || "Could not load the jobs.");
     },
   });
+  function showError(message) {
+    alert.hidden = !message;
+    setText(alert, message || "");
+  }
+
+  async function onDelete(job, button) {
+    const name = jobTitle(job);
+    const question = isActive(job.status)
+      ? `Delete ${name}? Its renders stop now, and its files and results are removed.`
+      : `Delete ${name}? Its files and results are removed from the server.`;
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      await deleteJob(job.id);
+      jobs = (jobs || []).filter((j) => j.id !== job.id);
+      render();
+      feed.refresh();
+    } catch (err) {
+      button.disabled = false;
+      if (err.status !== 401) showError(err.message || `Could not delete ${name}.`);
+    }
+  }
+
   feed.start();
 
   // Keep "Created … ago" and "Expires in …" honest, and pick up jobs started elsewhere.

@@ -4,12 +4,13 @@
 // LiveFeed (live.js) keeps it fresh. jobHead() and videoCard() draw it; renderJob() owns the
 // state and the actions.
 
-import { cancelJob, downloadUrl, getJob, retryVideo } from "../api.js";
+import { cancelJob, cancelVideo, downloadUrl, getJob, retryVideo, tokenUrl } from "../api.js";
 import {
-  badge, expiryText, formatBytes, formatDateTime, formatPercent, h, plural, progressBar, replace,
-  setText,
+  badge, expiryText, formatBytes, formatDateTime, formatEstimate, formatPercent, formatSeconds, h,
+  placeText, plural, progressBar, replace, setText,
 } from "../dom.js";
 import { verdictBox } from "../distinct.js";
+import { guardDownload } from "../download.js";
 import { effectWords } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
@@ -27,11 +28,53 @@ export function actionError(err, what) {
 
 // -- words ------------------------------------------------------------------------------------
 
-function videoStatusText(video, progress) {
+const RETRYABLE = new Set(["failed", "interrupted", "cancelled"]);
+
+/** Seconds between two ISO times, or null. */
+function secondsBetween(from, to) {
+  const ms = Date.parse(to) - Date.parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+}
+
+/**
+ * Seconds until a video is done: while rendering, from its own progress once it is a tenth
+ * of the way (the time so far, scaled); before that, the server's estimate less the time since
+ * it was fetched (`age`, seconds). Null when there is none.
+ */
+export function videoLeft(video, progress, age, now = Date.now()) {
+  if (video.status === "processing" && progress >= 10 && video.startedAt) {
+    const elapsed = (now - Date.parse(video.startedAt)) / 1000;
+    if (elapsed > 0) return elapsed * (100 - Math.min(progress, 100)) / progress;
+  }
+  if (typeof video.etaSeconds !== "number") return null;
+  return Math.max(video.etaSeconds - age, 0);
+}
+
+function queuedText(video, age) {
+  const parts = ["Waiting"];
+  if (video.queuePosition) parts.push(placeText(video.queuePosition));
+  if (typeof video.startsInSeconds === "number") {
+    const left = video.startsInSeconds - age;
+    parts.push(left > 1 ? `starts in ${formatEstimate(left)}` : "starts soon");
+  } else if (!video.queuePosition) {
+    parts.push("to start");
+  }
+  return parts.join(" · ");
+}
+
+function videoStatusText(video, progress, age = 0) {
   switch (video.status) {
-    case "queued": return "Waiting to start";
-    case "processing": return `Rendering · ${formatPercent(progress)}`;
-    case "completed": return `Done · ${plural((video.outputs || []).length || video.outputCount || 0, "variation")}`;
+    case "queued": return queuedText(video, age);
+    case "processing": {
+      const left = videoLeft(video, progress, age);
+      return [`Rendering · ${formatPercent(progress)}`,
+        left === null ? "" : `${formatEstimate(left)} left`].filter(Boolean).join(" · ");
+    }
+    case "completed": {
+      const took = secondsBetween(video.startedAt, video.finishedAt);
+      return [`Done · ${plural((video.outputs || []).length || video.outputCount || 0, "variation")}`,
+        took === null ? "" : `took ${formatSeconds(took)}`].filter(Boolean).join(" · ");
+    }
     case "failed": return "Rendering failed";
     case "cancelled": return "Cancelled";
     case "interrupted": return "Interrupted · will resume";
@@ -47,6 +90,24 @@ function summaryText(job) {
   if (counts.failed) parts.push(`${counts.failed} failed`);
   if (counts.cancelled) parts.push(`${counts.cancelled} cancelled`);
   return parts.join(" · ");
+}
+
+/** While it runs: how long it has and how long it should still take; once done, what it took. */
+function timingText(job, ticks, age, now = Date.now()) {
+  if (isActive(job.status)) {
+    const lefts = (job.videos || []).filter((v) => isActive(v.status))
+      .map((v) => videoLeft(v, ticks.videoProgress(job, v), age, now));
+    const parts = [];
+    if (job.startedAt) parts.push(`${formatSeconds((now - Date.parse(job.startedAt)) / 1000)} so far`);
+    if (lefts.length && lefts.every((l) => l !== null)) {
+      // The job's own estimate plays the queue forward; the videos' own are fresher.
+      const server = typeof job.etaSeconds === "number" ? Math.max(job.etaSeconds - age, 0) : 0;
+      parts.push(`${formatEstimate(Math.max(server, ...lefts))} left`);
+    }
+    return parts.join(" · ");
+  }
+  const took = secondsBetween(job.createdAt, job.completedAt);
+  return job.status === "completed" && took !== null ? `took ${formatSeconds(took)}` : "";
 }
 
 /** "Created … · 5 variations per video · no mirror · Expires in …". */
@@ -70,8 +131,8 @@ function noticeText(job) {
 
 // -- components -------------------------------------------------------------------------------
 
-/** The job's card: title, status, overall progress, notices, download and cancel. */
-function jobHead(id, onCancel) {
+/** The job's card: title, status, overall progress, notices, download, cancel, retry all. */
+function jobHead(id, { onCancel, onRetryAll, onNotify }) {
   const title = h("h1", { class: "job-title" }, "Job");
   const status = badge("queued");
   status.hidden = true;
@@ -79,6 +140,9 @@ function jobHead(id, onCancel) {
   const overall = progressBar("Overall progress");
   const overallText = h("p", { class: "progress-text", "data-testid": "job-summary" });
   const connection = h("p", { class: "connection muted small", "aria-live": "off" });
+  // Says once, to screen readers, that the job finished (the page may be in another tab).
+  const announce = h("p", { class: "visually-hidden", role: "status", "aria-live": "polite",
+    "data-testid": "job-announce" });
   const alert = h("p", { class: "alert alert-error", role: "alert", hidden: true });
   const notice = h("p", { class: "alert alert-info", role: "status", hidden: true });
   const download = h("a", {
@@ -88,19 +152,35 @@ function jobHead(id, onCancel) {
     hidden: true,
     "data-testid": "download",
   }, "Download ZIP");
+  guardDownload(download, (message) => showAlert(message, "action"));
   const cancel = h("button", {
     type: "button",
     class: "btn btn-danger",
     hidden: true,
     onclick: onCancel,
   }, "Cancel job");
-  const actions = h("div", { class: "actions" }, download, cancel);
+  const retryAll = h("button", {
+    type: "button",
+    class: "btn btn-secondary",
+    hidden: true,
+    onclick: () => onRetryAll(retryAll),
+  }, "Retry all failed");
+  const notify = h("button", {
+    type: "button",
+    class: "btn btn-secondary",
+    hidden: true,
+    onclick: () => onNotify(notify),
+  }, "Notify me when it finishes");
+  const actions = h("div", { class: "actions" }, download, cancel, retryAll, notify);
   const root = h("section", { class: "card job-head", "aria-busy": "true" },
     h("div", { class: "title-row" }, title, status),
-    meta, overall, overallText, connection, notice, alert, actions);
+    meta, overall, overallText, connection, notice, alert, announce, actions);
 
-  /** Draw `job` with its overall `progress`, whether a cancel is on its way and the feed's mode. */
-  const update = (job, { progress, cancelling, mode }) => {
+  /**
+   * Draw `job` with its overall `progress`, the timing words, whether a cancel is on its way,
+   * the feed's mode and the notification choice (`notifying`: "off", "on" or "unavailable").
+   */
+  const update = (job, { progress, timing, cancelling, mode, notifying }) => {
     root.setAttribute("aria-busy", "false");
     setText(title, jobTitle(job, "Job"));
     status.hidden = false;
@@ -108,12 +188,16 @@ function jobHead(id, onCancel) {
     setText(meta, metaText(job));
     overall.set(job.status === "completed" ? 100 : progress, job.status);
     const active = isActive(job.status);
-    setText(overallText, active
-      ? `${summaryText(job)} · ${formatPercent(progress)}`
-      : summaryText(job));
+    setText(overallText, [summaryText(job), active ? formatPercent(progress) : "", timing]
+      .filter(Boolean).join(" · "));
     download.hidden = !hasDownload(job);
     download.href = downloadUrl(id);
     cancel.hidden = !active;
+    const failed = (job.videos || []).filter((v) => v.retryable && RETRYABLE.has(v.status));
+    retryAll.hidden = failed.length < 2 || job.status === "expired";
+    notify.hidden = !active || notifying === "unavailable";
+    notify.disabled = notifying === "on";
+    setText(notify, notifying === "on" ? "You will be notified" : "Notify me when it finishes");
     cancel.disabled = cancelling;
     setText(cancel, cancelling ? "Cancelling…" : "Cancel job");
     const words = noticeText(job);
@@ -132,6 +216,7 @@ function jobHead(id, onCancel) {
     alert.hidden = !message;
   };
   const alertSource = () => alert.dataset.source;
+  const say = (words) => setText(announce, words);
 
   const notFound = () => {
     root.setAttribute("aria-busy", "false");
@@ -142,11 +227,14 @@ function jobHead(id, onCancel) {
         h("a", { class: "btn btn-primary", href: "#/history" }, "See all jobs"),
         h("a", { class: "btn btn-secondary", href: "#/upload" }, "New upload")));
   };
-  return { root, update, showAlert, alertSource, notFound };
+  return { root, update, showAlert, alertSource, notFound, say };
 }
 
-/** One video's card: status, progress, the distinctness verdict, error, its variations and Retry. */
-function videoCard(video, onRetry) {
+/**
+ * One video's card: status, progress, the distinctness verdict, error, its variations, Retry,
+ * Cancel and the link to its FFmpeg log.
+ */
+function videoCard(video, { onRetry, onCancelVideo }) {
   const name = h("h2", { class: "video-name" });
   const size = h("span", { class: "muted small" });
   const vbadge = badge(video.status);
@@ -162,9 +250,23 @@ function videoCard(video, onRetry) {
     hidden: true,
     onclick: () => onRetry(video.id, retry),
   }, "Retry");
+  const cancel = h("button", {
+    type: "button",
+    class: "btn btn-secondary btn-small",
+    hidden: true,
+    "aria-label": `Cancel ${video.name}`,
+    onclick: () => onCancelVideo(video, cancel),
+  }, "Cancel");
+  const log = h("a", {
+    class: "btn btn-link btn-small",
+    target: "_blank",
+    rel: "noopener",
+    hidden: true,
+    "aria-label": `FFmpeg log of ${video.name} (opens in a new tab)`,
+  }, "FFmpeg log");
   const root = h("li", { class: "card video", "data-video-id": video.id },
     h("div", { class: "title-row" }, h("div", { class: "video-title" }, name, size), vbadge),
-    bar, text, verdict.root, error, tiles, h("div", { class: "actions" }, retry));
+    bar, text, verdict.root, error, tiles, h("div", { class: "actions" }, retry, cancel, log));
 
   let outputsKey = "";
   /**
@@ -173,17 +275,21 @@ function videoCard(video, onRetry) {
    * advice);
    * `expired`: the job's files are gone, so no previews.
    */
-  const update = (v, progress, { canRetry, pitchOn, tiltOn, expired }) => {
+  const update = (v, progress, { canRetry, pitchOn, tiltOn, expired, age }) => {
     setText(name, v.name);
     setText(size, formatBytes(v.size));
     vbadge.update(v.status);
     root.dataset.status = v.status;
     bar.set(progress, v.status);
-    bar.setAttribute("aria-valuetext", videoStatusText(v, progress));
-    setText(text, videoStatusText(v, progress));
+    const words = videoStatusText(v, progress, age);
+    bar.setAttribute("aria-valuetext", words);
+    setText(text, words);
     error.hidden = !v.error;
     setText(error, v.error || "");
     retry.hidden = !(v.retryable && canRetry);
+    cancel.hidden = !isActive(v.status);
+    log.hidden = !v.logUrl || !v.attempts || expired;
+    if (v.logUrl) log.href = tokenUrl(v.logUrl);
     const outs = v.outputs || [];
     // Made anew only when the outputs change, so a playing video keeps playing.
     const key = JSON.stringify([v.previewUrl, outs]);
@@ -198,17 +304,17 @@ function videoCard(video, onRetry) {
 }
 
 /** The list of video cards; the cards are made anew only when the videos change. */
-function videoList(onRetry) {
+function videoList(actions) {
   const root = h("ul", { class: "video-list", "aria-label": "Videos in this job" });
   const cards = new Map(); // videoId -> videoCard
   let order = "";
-  const update = (job, ticks) => {
+  const update = (job, ticks, age) => {
     const videos = job.videos || [];
     const ids = videos.map((v) => v.id).join(",");
     if (ids !== order) {
       order = ids;
       cards.clear();
-      for (const v of videos) cards.set(v.id, videoCard(v, onRetry));
+      for (const v of videos) cards.set(v.id, videoCard(v, actions));
       replace(root, videos.map((v) => cards.get(v.id).root));
     }
     const flags = {
@@ -216,6 +322,7 @@ function videoList(onRetry) {
       expired: job.status === "expired",
       pitchOn: !(job.excludedEffects || []).includes("pitch"),
       tiltOn: !(job.excludedEffects || []).includes("rotation"),
+      age,
     };
     for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), flags);
   };
@@ -238,19 +345,64 @@ function showLoadError(err, head, list) {
 
 // -- the page ---------------------------------------------------------------------------------
 
+const CANCEL_JOB_QUESTION = "Cancel this job? Videos that already finished are kept and can "
+  + "still be downloaded; the others stop now and can be retried later.";
+// How often the page redraws its estimates between server updates.
+const CLOCK_MS = 5000;
+
+/** The tab's title: the progress first while it runs, so it shows in a narrow tab. */
+function tabTitle(job, progress) {
+  const name = jobTitle(job, "Job");
+  return isActive(job.status)
+    ? `(${Math.round(progress)} %) ${name} · Video Refresher`
+    : `${name} · Video Refresher`;
+}
+
+function finishedWords(job) {
+  const name = jobTitle(job, "The job");
+  switch (job.status) {
+    case "completed": return `${name} has finished: ${summaryText(job)}.`;
+    case "failed": return `${name} has failed: ${summaryText(job)}.`;
+    case "cancelled": return `${name} was cancelled.`;
+    default: return "";
+  }
+}
+
 export function renderJob(outlet, { id }) {
   let job = null;
+  let fetchedAt = Date.now();
   let cancelling = false;
+  let notifying = typeof window.Notification === "function"
+    && window.Notification.permission !== "denied" ? "off" : "unavailable";
   const ticks = new ProgressTicks();
-  const head = jobHead(id, onCancel);
-  const list = videoList(onRetry);
+  const head = jobHead(id, { onCancel, onRetryAll, onNotify });
+  const list = videoList({ onRetry, onCancelVideo });
   outlet.append(head.root, list.root);
 
   function render() {
     if (!job) return;
     const progress = (job.videos || []).length ? ticks.jobProgress(job) : 0;
-    head.update(job, { progress, cancelling, mode: feed.mode });
-    list.update(job, ticks);
+    const age = (Date.now() - fetchedAt) / 1000;
+    head.update(job, {
+      progress, timing: timingText(job, ticks, age), cancelling, mode: feed.mode, notifying,
+    });
+    list.update(job, ticks, age);
+    document.title = tabTitle(job, progress);
+  }
+
+  /** A job that was running has stopped: say so, and notify when asked to. */
+  function finished(previous, current) {
+    if (!previous || !isActive(previous.status) || isActive(current.status)) return;
+    const words = finishedWords(current);
+    if (!words) return;
+    head.say(words);
+    if (notifying === "on") {
+      try {
+        new window.Notification("Video Refresher", { body: words, tag: `job-${id}` });
+      } catch {
+        // Some browsers only allow notifications from a service worker: the page says it anyway.
+      }
+    }
   }
 
   // Live updates (the model: live.js).
@@ -261,9 +413,12 @@ export function renderJob(outlet, { id }) {
     isActive: (data) => isActive(data.status),
     onData: (data) => {
       ticks.settle([data]);
+      const previous = job;
       job = data;
+      fetchedAt = Date.now();
       if (!isActive(job.status)) cancelling = false;
       render();
+      finished(previous, job);
     },
     onTick: (ev) => {
       ticks.record(ev);
@@ -274,7 +429,7 @@ export function renderJob(outlet, { id }) {
   });
 
   async function onCancel() {
-    if (cancelling) return;
+    if (cancelling || !window.confirm(CANCEL_JOB_QUESTION)) return;
     cancelling = true;
     render();
     head.showAlert(null, "action");
@@ -288,12 +443,30 @@ export function renderJob(outlet, { id }) {
     }
   }
 
+  async function onCancelVideo(video, button) {
+    if (!window.confirm(`Cancel ${video.name}? The job's other videos go on.`)) return;
+    button.disabled = true;
+    head.showAlert(null, "action");
+    try {
+      await cancelVideo(id, video.id);
+      feed.kick();
+    } catch (err) {
+      if (err.status !== 401) head.showAlert(actionError(err, "cancel videos"));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function retry(videoId) {
+    await retryVideo(id, videoId);
+    ticks.forget(id, videoId);
+  }
+
   async function onRetry(videoId, button) {
     button.disabled = true;
     head.showAlert(null, "action");
     try {
-      await retryVideo(id, videoId);
-      ticks.forget(id, videoId);
+      await retry(videoId);
       feed.kick();
     } catch (err) {
       if (err.status !== 401) head.showAlert(actionError(err, "retry videos"));
@@ -302,7 +475,37 @@ export function renderJob(outlet, { id }) {
     }
   }
 
+  async function onRetryAll(button) {
+    const failed = (job.videos || []).filter((v) => v.retryable && RETRYABLE.has(v.status));
+    button.disabled = true;
+    head.showAlert(null, "action");
+    const results = await Promise.allSettled(failed.map((v) => retry(v.id)));
+    button.disabled = false;
+    feed.kick();
+    const refused = results.filter((r) => r.status === "rejected" && r.reason.status !== 401);
+    if (refused.length) {
+      head.showAlert(`${plural(refused.length, "video")} could not be retried: `
+        + actionError(refused[0].reason, "retry videos"));
+    }
+  }
+
+  async function onNotify() {
+    try {
+      const permission = await window.Notification.requestPermission();
+      notifying = permission === "granted" ? "on" : "unavailable";
+    } catch {
+      notifying = "unavailable";
+    }
+    render();
+  }
+
   feed.start();
   if (!knownHealth().effects) refreshHealth().then(render);
-  return () => feed.stop();
+  const clock = setInterval(() => {
+    if (document.visibilityState !== "hidden") render();
+  }, CLOCK_MS);
+  return () => {
+    clearInterval(clock);
+    feed.stop();
+  };
 }

@@ -1,6 +1,6 @@
 // Login: one shared password.
 
-import { login } from "../api.js";
+import { login, takeReturnPath } from "../api.js";
 import { h, setText } from "../dom.js";
 import { takeFlash } from "../flash.js";
 
@@ -46,7 +46,7 @@ export function renderLogin(outlet) {
       error.hidden = true;
       try {
         await login(password.value);
-        window.location.hash = "#/upload";
+        window.location.hash = takeReturnPath() || "#/upload";
       } catch (err) {
         if (err.status === 429) {
           showError(err.message || "Too many wrong passwords. Wait a minute and try again.");

@@ -4,7 +4,9 @@
 // renderUpload() owns the selection (selection.js) and the upload in flight.
 
 import { uploadJob } from "../api.js";
-import { formatBytes, formatPercent, h, plural, progressBar, replace, setText } from "../dom.js";
+import {
+  formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
+} from "../dom.js";
 import { effectSwitches, effectsField } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { FORMATS, Selection } from "../selection.js";
@@ -178,7 +180,19 @@ function uploadOptions(limits) {
   const hint = h("p", { class: "hint", id: "variations-hint" });
   const variationsField = h("div", { class: "field" },
     h("label", { for: "variations" }, "Variations per video"), variations, hint);
-  const root = h("div", { class: "options" }, variationsField);
+  const name = h("input", {
+    id: "job-name",
+    name: "name",
+    type: "text",
+    maxlength: "120",
+    autocomplete: "off",
+    "aria-describedby": "job-name-hint",
+  });
+  const nameField = h("div", { class: "field" },
+    h("label", { for: "job-name" }, "Job name (optional)"), name,
+    h("p", { class: "hint", id: "job-name-hint" },
+      "Shown in History and used as the ZIP's file name. Empty: the first video's name."));
+  const root = h("div", { class: "options" }, nameField, variationsField);
   let switches = []; // effectSwitches() with their checkbox as `input`
 
   const switchField = (s) => h("div", { class: "field field-check" },
@@ -199,7 +213,7 @@ function uploadOptions(limits) {
         "aria-describedby": `${s.id}-hint`,
       }),
     }));
-    replace(root, variationsField, switches.map(switchField));
+    replace(root, nameField, variationsField, switches.map(switchField));
   };
 
   return {
@@ -217,8 +231,10 @@ function uploadOptions(limits) {
       return /^\d+$/.test(raw) && n >= 1 && n <= l.maxVariations ? n : null;
     },
     effects: () => effectsField(switches.filter((s) => s.input.checked)),
+    name: () => name.value.trim(),
     setBusy: (busy) => {
       variations.disabled = busy;
+      name.disabled = busy;
       for (const s of switches) s.input.disabled = busy;
     },
   };
@@ -235,24 +251,47 @@ function uploadProgress(onCancel) {
   }, "Cancel upload");
   const root = h("div", { class: "upload-progress", hidden: true },
     text, bar, h("div", { class: "actions" }, cancel));
+  const rate = uploadRate();
   return {
     root,
     start: (count) => {
       root.hidden = false;
+      rate.reset();
       bar.set(0, "active");
       setText(text, `Uploading ${plural(count, "video")}… 0 %`);
     },
     /** `loaded` of `sent` bytes of the request are out; `total`: the videos' bytes. */
     update: (count, loaded, sent, total) => {
       const pct = sent ? (loaded / sent) * 100 : 0;
+      const speed = rate.add(loaded);
       bar.set(pct, "active");
+      const pace = speed > 0
+        ? ` · ${formatBytes(speed)}/s · ${formatEstimate((sent - loaded) / speed)} left`
+        : "";
       setText(text, loaded >= sent
         ? "Upload complete. Checking the videos…"
         : `Uploading ${plural(count, "video")}… ${formatPercent(pct)} `
-          + `(${formatBytes(Math.min(loaded, total))} of ${formatBytes(total)})`);
+          + `(${formatBytes(Math.min(loaded, total))} of ${formatBytes(total)})${pace}`);
     },
     done: () => bar.set(100, "done"),
     hide: () => { root.hidden = true; },
+  };
+}
+
+/**
+ * The upload's speed in bytes per second over the last few seconds (0 until there is a second
+ * of it), so a stall shows as a falling speed, not as the average since the start.
+ */
+function uploadRate(windowMs = 5000) {
+  let samples = [];
+  return {
+    reset: () => { samples = []; },
+    add: (loaded, now = Date.now()) => {
+      samples.push([now, loaded]);
+      while (samples.length > 2 && now - samples[1][0] > windowMs) samples.shift();
+      const [t0, b0] = samples[0];
+      return now - t0 >= 1000 ? ((loaded - b0) * 1000) / (now - t0) : 0;
+    },
   };
 }
 
@@ -327,7 +366,8 @@ export function renderUpload(outlet) {
     const total = selection.totalBytes;
     progress.start(videos.length);
     setFormBusy(true);
-    upload = uploadJob(videos, { variations: count, effects: options.effects() },
+    upload = uploadJob(videos,
+      { variations: count, effects: options.effects(), name: options.name() },
       (loaded, sent) => progress.update(videos.length, loaded, sent, total));
     picker.render();
     try {
