@@ -284,6 +284,13 @@ def test_a_finished_job_is_posted_signed_and_retried_after_a_503(make_server, cl
             wait_for(lambda: len(receiver.got) >= 2, timeout=30)
             metrics = wait_for(lambda: _metrics_with(srv, "vr_webhook_delivered_total 1.0"),
                                timeout=10)
+            db = sqlite3.connect(srv.data_dir / "refresher.db")
+            assert db.execute("SELECT tries, delivered_at IS NOT NULL, last_status FROM"
+                              " webhook_deliveries").fetchall() == [(2, 1, 200)]
+            # Deleting the job forgets the deliveries made for it.
+            assert c.delete(f"/api/jobs/{job_id}").status_code == 204
+            assert db.execute("SELECT count(*) FROM webhook_deliveries").fetchone() == (0,)
+            db.close()
     finally:
         receiver.close()
     (t1, h1, b1), (t2, h2, b2) = receiver.got[:2]

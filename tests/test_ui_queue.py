@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -145,18 +146,47 @@ def test_queued_videos_show_their_place_and_the_finished_job_what_it_took(page, 
     _no_violations(page, "job page, completed")
 
 
-def test_a_running_video_says_how_long_it_has_left(page, api, clips):
+def test_running_and_queued_videos_say_how_long(page):
     login(page)
-    running = fake_job("processing", "processing", 40.0)
-    running["etaSeconds"] = 100.0
-    running["videos"][0].update(startedAt=None, etaSeconds=100.0)
-    page.route(re.compile(r"/api/jobs/jfake$"), lambda route: route.fulfill(json=running))
+    job = fake_job("processing", "processing", 40.0)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 65))
+    job.update(startedAt=started, etaSeconds=320.0, name="Two clips")
+    # Estimates far from a rounding edge: the page counts them down from each fetch.
+    first = {**job["videos"][0], "startedAt": None, "etaSeconds": 130.0}
+    second = {**job["videos"][0], "id": "v2", "name": "later.mp4", "status": "queued",
+              "progress": 0.0, "queuePosition": 2, "startsInSeconds": 140.0, "etaSeconds": 300.0}
+    job["videos"] = [first, second]
+    page.route(re.compile(r"/api/jobs/jfake$"), lambda route: route.fulfill(json=job))
     page.route_web_socket(re.compile(r"/api/ws\?"), lambda ws: ws.close(code=1011))
     page.goto("/#/jobs/jfake")
-    text = page.locator("li.video .progress-text")
-    expect(text).to_have_text("Rendering · 40 % · about 2 min left")
-    expect(page).to_have_title("(40 %) fake.mp4 · Video Refresher")
+    texts = page.locator("li.video .progress-text")
+    expect(texts.nth(0)).to_have_text("Rendering · 40 % · about 2 min left")
+    expect(texts.nth(1)).to_have_text("Waiting · 2nd in line · starts in about 2 min")
+    expect(page.get_by_test_id("job-summary")).to_have_text(
+        re.compile(r"^0 of 2 videos done · 20 % · 1 min \d+ s so far · about 5 min left$"))
+    expect(page).to_have_title("(20 %) Two clips · Video Refresher")
     _no_violations(page, "job page, rendering")
+
+
+def test_a_finished_page_follows_a_retry_made_in_another_tab(page, api, clips):
+    api.post("/api/queue/pause")
+    job_id = _upload(api, clips[0])
+    assert api.post(f"/api/jobs/{job_id}/cancel").status_code == 202
+    login(page)
+    page.goto(f"/#/jobs/{job_id}")
+    expect(job_badge(page)).to_have_text("Cancelled")
+    page.wait_for_timeout(500)
+    video_id = api.get(f"/api/jobs/{job_id}").json()["videos"][0]["id"]
+    assert api.post(f"/api/jobs/{job_id}/videos/{video_id}/retry").status_code == 202
+    expect(job_badge(page)).to_have_text("Queued", timeout=5_000)
+    expect(page.locator("li.video .progress-text")).to_have_text("Waiting · next in line")
+
+    # History follows too: a job made elsewhere appears without a reload.
+    page.goto("/#/history")
+    expect(page.locator(f'li.job-item[data-job-id="{job_id}"]')).to_be_visible()
+    other = _upload(api, clips[1], name="Made elsewhere")
+    expect(page.locator(f'li.job-item[data-job-id="{other}"]')).to_contain_text(
+        "Made elsewhere", timeout=5_000)
 
 
 def test_retry_all_failed_retries_every_failed_video(page):

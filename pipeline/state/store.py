@@ -166,7 +166,14 @@ class Store:
         return [Job.from_row(r, tuple(by_job.get(r["id"], ()))) for r in rows]
 
     def delete_job(self, job_id: str) -> bool:
-        return self._tx(lambda c: c.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0)
+        """Remove the job's rows (its videos, outputs and log with it) and its webhook
+        deliveries already made; one still owed is kept and sent (its body says "deleted")."""
+        def tx(c: sqlite3.Connection) -> bool:
+            c.execute("DELETE FROM webhook_deliveries WHERE job_id=? AND (delivered_at IS NOT NULL"
+                      " OR gave_up_at IS NOT NULL)", (job_id,))
+            return c.execute("DELETE FROM jobs WHERE id=?", (job_id,)).rowcount > 0
+
+        return self._tx(tx)
 
     def all_job_ids(self) -> set[str]:
         return {r[0] for r in self._read("SELECT id FROM jobs")}
