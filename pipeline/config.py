@@ -110,6 +110,8 @@ class Settings:
     # the key their HMAC-SHA256 signature is made with; no URL: no webhooks.
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    # A resumable upload not finished and turned into a job within this long is deleted.
+    upload_ttl: float = 24 * 3600.0
 
     @property
     def db_path(self) -> Path:
@@ -122,6 +124,11 @@ class Settings:
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def resumable_dir(self) -> Path:
+        """Resumable (tus) uploads in progress, one ``<id>.bin`` each."""
+        return self.data_dir / "resumable"
 
     def with_overrides(self, **kw: object) -> Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -155,6 +162,7 @@ _ENV: list[tuple[str, str, object]] = [
     ("VR_TRUSTED_PROXY", "trusted_proxy", parse_trusted_proxy),
     ("VR_WEBHOOK_URL", "webhook_url", str.strip),
     ("VR_WEBHOOK_SECRET", "webhook_secret", str),
+    ("VR_UPLOAD_TTL", "upload_ttl", parse_duration),
 ]
 
 ENV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _ENV)
@@ -192,6 +200,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"VR_PRESET: {s.preset!r} is not an x264 preset")
     if s.quality not in QUALITIES:
         raise ConfigError(f"VR_QUALITY: {s.quality!r} is not one of {', '.join(QUALITIES)}")
+    if s.upload_ttl <= 0:
+        raise ConfigError("VR_UPLOAD_TTL: must be more than 0 seconds")
     if s.upload_idle_timeout <= 0:
         raise ConfigError("VR_UPLOAD_IDLE_TIMEOUT: must be more than 0 seconds")
     if s.max_upload < 1 or s.storage_cap < 1:

@@ -54,7 +54,8 @@ class Service:
     render_job: Callable[[Job], dict] | None = None
 
     def __post_init__(self) -> None:
-        for d in (self.settings.data_dir, self.settings.uploads_dir, self.settings.outputs_dir):
+        for d in (self.settings.data_dir, self.settings.uploads_dir, self.settings.outputs_dir,
+                  self.settings.resumable_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
         self.store = AsyncStore(Store(self.settings.db_path))

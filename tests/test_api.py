@@ -44,11 +44,7 @@ def test_health_reports_version_and_ffmpeg(server):
 
 
 def test_health_is_503_when_data_dir_unusable(server):
-    shutil.rmtree(server.data_dir / "uploads")
-    shutil.rmtree(server.data_dir / "outputs")
-    for p in server.data_dir.iterdir():
-        p.unlink()
-    server.data_dir.rmdir()
+    shutil.rmtree(server.data_dir)
     r = httpx.get(server.url + "/api/health")
     assert r.status_code == 503
     assert r.json()["status"] == "unavailable"
@@ -164,6 +160,8 @@ def test_first_job_is_queued_at_zero_while_worker_busy(make_server, tmp_path):
     ("variations_text", 400, "bad_variations"),
     ("bad_effects", 400, "bad_effects"),
     ("not_multipart", 400, "expected_multipart"),
+    # JSON asks for a job from resumable uploads, and says what that needs.
+    ("json_without_uploads", 400, "no_uploads"),
 ])
 def test_bad_uploads_leave_nothing_behind(server, clips, tmp_path, case, status, code):
     text = make_text_file_as_mp4(tmp_path)
@@ -175,7 +173,8 @@ def test_bad_uploads_leave_nothing_behind(server, clips, tmp_path, case, status,
         "variations_21": {"files": _files(clips["a"]), "data": {"variations": "21"}},
         "variations_text": {"files": _files(clips["a"]), "data": {"variations": "many"}},
         "bad_effects": {"files": _files(clips["a"]), "data": {"effects": "-sparkles"}},
-        "not_multipart": {"json": {"videos": []}},
+        "not_multipart": {"content": b"videos", "headers": {"Content-Type": "text/plain"}},
+        "json_without_uploads": {"json": {"videos": []}},
     }[case]
     with server.client() as c:
         r = c.post("/api/jobs", **kwargs)

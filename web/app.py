@@ -30,6 +30,7 @@ from .keys import bp as keys_bp
 from .metrics import install_metrics
 from .openapi import install_openapi
 from .queue import bp as queue_bp
+from .resumable import bp as resumable_bp
 from .ui_files import bp as ui_bp
 
 # The lifecycle's refusals (retry, cancel, download, one file) as HTTP statuses.
@@ -66,7 +67,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     # Before the token check: CORS preflights carry no token (web/cors.py).
     install_cors(app, service.settings.cors_origins)
     # Only the upload streams a big body; any other body over 64 KB is refused with 413.
-    limit_bodies(app, streamed={"jobs.create_job"})
+    limit_bodies(app, streamed={"jobs.create_job", "resumable.item"})
     app.before_request(_require_token)
     app.after_request(_headers)
 
@@ -75,6 +76,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
     app.register_blueprint(files_bp)
     app.register_blueprint(queue_bp)
     app.register_blueprint(keys_bp)
+    app.register_blueprint(resumable_bp)
     install_metrics(app, service)  # GET /metrics, public and aggregate only
     app.register_blueprint(ui_bp)
     # Last: it documents the routes registered above (web/openapi.py).
@@ -86,7 +88,7 @@ def create_app(service: Service, auth: Auth) -> QuartTrio:
 
 
 async def _api_error(exc: APIError):
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
 
 
 async def _lifecycle_error(exc: LifecycleError):
@@ -114,6 +116,8 @@ async def _require_token():
     path = request.path
     if not path.startswith("/api/") or path in PUBLIC_API:
         return None
+    if request.method == "OPTIONS" and request.endpoint == "resumable.collection":
+        return None  # tus discovery: what the server offers, nothing about its uploads
     token = _bearer(request.headers.get("Authorization"))
     if token is None and request.method in ("GET", "HEAD") and request.endpoint in QUERY_TOKEN:
         token = request.args.get("token")

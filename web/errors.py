@@ -6,16 +6,21 @@ from quart import jsonify
 
 
 class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    """``extra``: more fields of the error object (``upload``: the resumable upload it is about)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None,
+                 extra: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    resp = jsonify({"error": {"code": code, "message": message}})
+def error_response(status: int, code: str, message: str, headers: dict | None = None,
+                   extra: dict | None = None):
+    resp = jsonify({"error": {"code": code, "message": message, **(extra or {})}})
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v

@@ -7,6 +7,8 @@ when one is refused.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
 import shutil
@@ -26,6 +28,7 @@ from . import models
 from .auth import client_address
 from .errors import APIError
 from .metrics import count_upload
+from .resumable import file_path
 from .uploads import ReceivedFile, receive_upload
 from .views import iso, job_json, job_model
 
@@ -105,6 +108,8 @@ async def list_jobs():
 
 @bp.post("/api/jobs")
 async def create_job():
+    if request.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json":
+        return await create_job_from_uploads()
     service = _service()
     settings = service.settings
     job_id = "j" + secrets.token_hex(8)
@@ -138,15 +143,122 @@ async def create_job():
             # Synchronous on purpose: this also runs while the handler is being cancelled
             # (client gone), and must leave nothing behind.
             shutil.rmtree(job_dir, ignore_errors=True)
+    return _created(job_id, name or default_job_name([f.name for f in files]), result, variations)
+
+
+def _created(job_id: str, name: str, result, variations: int):
     return jsonify(models.JobCreated(
         jobId=job_id,
-        name=name or default_job_name([f.name for f in files]),
+        name=name,
         status="queued",
         videos=[models.UploadedVideo(**v) for v in result.videos],
         variationsPerVideo=variations,
         seed=result.seed,
         statusUrl=f"/api/jobs/{job_id}",
     ).dump()), 202
+
+
+async def create_job_from_uploads():
+    """``POST /api/jobs`` with JSON ``{"uploads": [id, …], "variations", "effects", "name",
+    "seed"}``: a job from finished resumable uploads. A refused file is named by its upload id
+    (``error.upload``) and every upload stays as it was, so the client can drop that one and
+    send the rest."""
+    service = _service()
+    settings = service.settings
+    ids, fields = await _uploads_request(settings.max_files)
+    variations, seed, options = _job_fields(fields)
+    name = _job_name(fields)
+    uploads = [await _finished_upload(service, i) for i in ids]
+    files = [ReceivedFile("v" + secrets.token_hex(6), u.name, Path(), u.length) for u in uploads]
+    await _check_room_for_outputs(service, files, variations)
+    job_id = "j" + secrets.token_hex(8)
+    job_dir = settings.uploads_dir / job_id
+    moves = [(file_path(settings, u.id), job_dir / f"{f.video_id}.upload")
+             for u, f in zip(uploads, files, strict=True)]
+    await trio.to_thread.run_sync(_move_all, job_dir, moves)
+    accepted = False
+    try:
+        result = await service.submit({
+            "job_id": job_id,
+            "files": tuple(UploadedFile(f.video_id, f.name, dst, f.size)
+                           for f, (_, dst) in zip(files, moves, strict=True)),
+            "variations": variations, "seed": seed, "options": options, "name": name,
+        })
+        if isinstance(result, IntakeRejected):
+            refused = next((u.id for u, f in zip(uploads, files, strict=True)
+                            if f.video_id == result.video_id), None)
+            raise APIError(result.status, result.code, result.message,
+                           extra={"upload": refused} if refused else None)
+        accepted = True
+    finally:
+        if not accepted:  # every upload back where it was, as it was
+            _move_back(job_dir, moves)
+    await service.store.delete_resumables([u.id for u in uploads])
+    return _created(job_id, name or default_job_name([f.name for f in files]), result, variations)
+
+
+async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
+    """The JSON body's upload ids (1 to ``max_files``, distinct) and its other fields, as text
+    (the multipart form's checks then apply to them)."""
+    raw = bytearray()
+    async for chunk in request.body:
+        raw += chunk
+        if len(raw) > 64 * 1024:
+            raise APIError(413, "payload_too_large", "The request is too large.")
+    try:
+        data = json.loads(bytes(raw))
+    except ValueError:
+        data = None
+    ids = data.get("uploads") if isinstance(data, dict) else None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise APIError(400, "no_uploads", 'Send {"uploads": ["<upload id>", …]} with the ids '
+                       "of finished uploads (the last part of each upload's Location).")
+    if len(ids) > max_files:
+        raise APIError(413, "too_many_files", f"Too many files: at most {max_files} per job.")
+    if len(set(ids)) != len(ids):
+        raise APIError(400, "duplicate_upload", "Each upload can be used once per job.")
+    fields = {}
+    for key in ("variations", "seed", "effects", "name"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, bool) and isinstance(value, int | str):
+            fields[key] = str(value)
+        elif value is not None:
+            kind = "a whole number" if key == "variations" else "text"
+            raise APIError(400, f"bad_{key}", f"{key} must be {kind}.")
+    return ids, fields
+
+
+async def _finished_upload(service, upload_id: str):
+    upload = await service.store.resumable(upload_id)
+    extra = {"upload": upload_id}
+    if upload is None or upload.expires_at <= service.clock():
+        raise APIError(404, "upload_not_found", f"There is no finished upload {upload_id!r} "
+                       "(unknown, expired or already used).", extra=extra)
+    if not upload.complete:
+        raise APIError(409, "upload_incomplete", f"{upload.name!r} is not fully uploaded yet "
+                       f"({upload.offset} of {upload.length} bytes).", extra=extra)
+    return upload
+
+
+def _move_all(job_dir: Path, moves: list[tuple[Path, Path]]) -> None:
+    job_dir.mkdir(parents=True, exist_ok=False)
+    done = []
+    try:
+        for src, dst in moves:
+            os.replace(src, dst)
+            done.append((src, dst))
+    except BaseException:
+        _move_back(job_dir, done)
+        raise
+
+
+def _move_back(job_dir: Path, moves: list[tuple[Path, Path]]) -> None:
+    for src, dst in moves:
+        try:
+            os.replace(dst, src)
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(job_dir, ignore_errors=True)
 
 
 @bp.get("/api/jobs/<job_id>")

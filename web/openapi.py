@@ -90,8 +90,10 @@ _DOCS: dict[str, _Doc] = {
                   request=AuthRequest, public=True),
     "jobs.list_jobs": _Doc("List jobs, newest first", {200: JobList, **_AUTH}),
     "jobs.create_job": _Doc(
-        "Upload videos and queue a job",
-        {202: JobCreated, 400: Error, **_AUTH, 408: Error, 413: Error, 415: Error, 507: Error},
+        "Upload videos and queue a job (multipart), or queue one from finished resumable uploads "
+        '(JSON {"uploads": [ids], "variations", "effects", "name", "seed"})',
+        {202: JobCreated, 400: Error, **_AUTH, 404: Error, 408: Error, 409: Error, 413: Error,
+         415: Error, 422: Error, 507: Error},
         request=UploadForm, source=DataSource.FORM_MULTIPART),
     "jobs.get_job": _Doc("One job with its videos and outputs", {200: Job, **_AUTH, 404: Error}),
     "delivery.download": _Doc(
@@ -130,6 +132,15 @@ _DOCS: dict[str, _Doc] = {
                            {200: ApiKeyList, **_AUTH, 403: Error}),
     "keys.delete_key": _Doc("Revoke an API key (needs a login)",
                             {204: None, **_AUTH, 403: Error, 404: Error}),
+    "resumable.collection": _Doc(
+        "tus 1.0.0: create a resumable upload (POST: Upload-Length, Upload-Metadata filename; 201 "
+        "with Location) or discover the server's tus support (OPTIONS, public)",
+        {201: None, 204: None, 400: Error, **_AUTH, 412: Error, 413: Error, 507: Error}),
+    "resumable.item": _Doc(
+        "tus 1.0.0: HEAD the offset, PATCH bytes at Upload-Offset "
+        "(application/offset+octet-stream), DELETE to end the upload",
+        {200: None, 204: None, 400: Error, **_AUTH, 404: Error, 408: Error, 409: Error,
+         410: Error, 412: Error, 413: Error, 415: Error}),
     "metrics.metrics": _Doc("Aggregate figures in the Prometheus text format", public=True,
                             media={200: ("text/plain", {"type": "string"})}),
 }

@@ -53,6 +53,7 @@ class IntakeRejected:
     code: str
     message: str
     status: int = 415
+    video_id: str | None = None  # the file refused, when one is
 
 
 async def intake_actor(service: IntakeContext,
@@ -81,9 +82,10 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
         try:
             info = await trio.to_thread.run_sync(probe_source, f.path)
         except Unrenderable as exc:
-            return IntakeRejected(exc.code, f"{f.name!r} cannot be used: {exc}", 422)
+            return IntakeRejected(exc.code, f"{f.name!r} cannot be used: {exc}", 422, f.video_id)
         except NotAVideo as exc:
-            return IntakeRejected("not_a_video", f"{f.name!r} is not a video we can process: {exc}", 415)
+            return IntakeRejected("not_a_video", f"{f.name!r} is not a video we can process: {exc}",
+                                  415, f.video_id)
         infos.append(info)
     seed = req.seed or secrets.token_hex(8)
     videos = [

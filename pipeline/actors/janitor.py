@@ -129,6 +129,7 @@ class Janitor:
             now = self.service.clock()
             expired, purged = await self._expire(now)
             orphans, forgotten, lost = await self._clean_orphans(now)
+            orphans += await self._expire_resumables(now)
             limit = self.settings.evict_at * self.settings.storage_cap
             reserved = await self.reserved()
             evicted, usage = await self._evict_until(lambda u: u.total + reserved <= limit)
@@ -191,10 +192,40 @@ class Janitor:
             return usage.total + need <= cap
 
     async def reserved(self) -> int:
-        """Bytes the outputs of the videos still to render are expected to add: for each,
-        ``OUTPUT_SIZE_RATIO`` × source size × variations, less what it has written so far."""
-        pending = await self.service.store.pending_renders()
-        return await trio.to_thread.run_sync(self._reserved, pending)
+        """Bytes still to come: the outputs of the videos still to render (for each,
+        ``OUTPUT_SIZE_RATIO`` × source size × variations, less what it has written so far) and
+        the rest of every resumable upload in progress."""
+        store = self.service.store
+        pending = await store.pending_renders()
+        uploads = sum(u.length - u.offset for u in await store.resumables())
+        return uploads + await trio.to_thread.run_sync(self._reserved, pending)
+
+    async def _expire_resumables(self, now: float) -> list[str]:
+        """Delete resumable uploads past their expiry, and files there that no row knows."""
+        store = self.service.store
+        uploads = await store.resumables()
+        gone = [u.id for u in uploads if u.expires_at <= now]
+        known = {f"{u.id}.bin" for u in uploads if u.expires_at > now}
+        removed = await trio.to_thread.run_sync(self._remove_resumable_files, known,
+                                                {f"{g}.bin" for g in gone})
+        await store.delete_resumables(gone)
+        for upload_id in gone:
+            log.info("resumable upload expired", extra={"uploadId": upload_id})
+        return removed
+
+    def _remove_resumable_files(self, known: set[str], gone: set[str]) -> list[str]:
+        """Remove the files of expired uploads (``gone``), and those no row knows once they are
+        older than the orphan grace (a row may still be on its way)."""
+        removed = []
+        fresh_after = time.time() - self.orphan_grace
+        for entry in _scandir(self.settings.resumable_dir):
+            path = Path(entry.path)
+            if entry.name in known:
+                continue
+            if entry.name in gone or _newest_mtime(path) <= fresh_after:
+                _remove_path(path)
+                removed.append(str(path.relative_to(self.settings.data_dir)))
+        return removed
 
     async def delete_job(self, job_id: str) -> bool:
         """Remove a job's files and rows, cancelling its renders first. False if unknown."""
@@ -291,7 +322,8 @@ class Janitor:
         """Bytes under ``uploads/`` and ``outputs/``, in total and per job folder."""
         by_job: dict[str, int] = {}
         total = 0
-        for root in (self.settings.uploads_dir, self.settings.outputs_dir):
+        for root in (self.settings.uploads_dir, self.settings.outputs_dir,
+                     self.settings.resumable_dir):
             for entry in _scandir(root):
                 n = _tree_size(Path(entry.path))
                 total += n

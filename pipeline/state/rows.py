@@ -196,3 +196,24 @@ class Throughput:
     duration: float
     variations: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A resumable (tus) upload: its file name, its announced length, the bytes safely on disk
+    so far (``offset``) and when it expires if it is not finished and used by then."""
+
+    id: str
+    name: str
+    length: int
+    offset: int
+    created_at: float
+    expires_at: float
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self.length
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Resumable:
+        return cls(**{k: r[k] for k in r.keys()})

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -127,6 +127,19 @@ _MIGRATIONS: dict[int, str] = {
         last_error TEXT
     );
     CREATE INDEX webhook_due ON webhook_deliveries(delivered_at, gave_up_at, next_at);
+    """,
+    # Resumable (tus) uploads: the bytes received so far are in `resumable/<id>.bin`; `offset`
+    # is written only once they are on disk (fsync), so it never runs ahead of the file.
+    5: """
+    CREATE TABLE resumable_uploads (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        offset INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX resumable_expiry ON resumable_uploads(expires_at);
     """,
 }
 

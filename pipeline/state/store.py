@@ -20,7 +20,16 @@ from typing import Any
 
 import trio
 
-from pipeline.state.rows import ApiKey, Delivery, FfmpegRun, Job, Output, Throughput, Video
+from pipeline.state.rows import (
+    ApiKey,
+    Delivery,
+    FfmpegRun,
+    Job,
+    Output,
+    Resumable,
+    Throughput,
+    Video,
+)
 from pipeline.state.schema import connect, migrate
 from pipeline.state.states import (
     VIDEO_PENDING,
@@ -401,6 +410,32 @@ class Store:
             self._tx(lambda c: c.execute(
                 "UPDATE api_keys SET last_used_at=? WHERE id=?", (now, key.id)))
         return key
+
+    # -- resumable uploads ----------------------------------------------------------------
+
+    def create_resumable(self, upload: Resumable) -> None:
+        u = upload
+        self._tx(lambda c: c.execute(
+            "INSERT INTO resumable_uploads(id,name,length,offset,created_at,expires_at)"
+            " VALUES (?,?,?,?,?,?)", (u.id, u.name, u.length, u.offset, u.created_at, u.expires_at)))
+
+    def resumable(self, upload_id: str) -> Resumable | None:
+        rows = self._read("SELECT * FROM resumable_uploads WHERE id=?", (upload_id,))
+        return Resumable.from_row(rows[0]) if rows else None
+
+    def resumables(self) -> list[Resumable]:
+        return [Resumable.from_row(r) for r in self._read(
+            "SELECT * FROM resumable_uploads ORDER BY created_at")]
+
+    def set_resumable_offset(self, upload_id: str, offset: int) -> None:
+        self._tx(lambda c: c.execute(
+            "UPDATE resumable_uploads SET offset=? WHERE id=?", (offset, upload_id)))
+
+    def delete_resumables(self, upload_ids: list[str]) -> int:
+        marks = ",".join("?" * len(upload_ids))
+        return self._tx(lambda c: c.execute(
+            f"DELETE FROM resumable_uploads WHERE id IN ({marks})", tuple(upload_ids)).rowcount) \
+            if upload_ids else 0
 
     # -- webhook deliveries ---------------------------------------------------------------
 
