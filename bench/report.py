@@ -29,6 +29,7 @@ ROW_CAT_COLD = "disk read: `cat` 2 GB > /dev/null, cold"
 ROW_CAT_WARM = "disk read: `cat` 2 GB > /dev/null, warm"
 ROW_UPLOAD = "upload: `POST /api/jobs`, 2 GB file"
 ROW_DOWNLOAD = "download: `GET /api/jobs/{id}/download`"
+ROW_TUS = "upload: tus `PATCH /api/uploads/{id}`, 2 GB file"
 GOAL_SPEED_HOST = "speed: baseline (host FFmpeg) / ours (HTTP)"
 GOAL_SPEED_PROJECT = "speed: baseline (project FFmpeg) / ours (HTTP)"
 GOAL_SPEED_MAKE = "speed: baseline (host FFmpeg, else project) / ours (make)"
@@ -36,12 +37,13 @@ GOAL_OVERHEAD_HTTP = "overhead: ours (HTTP) / floor"
 GOAL_OVERHEAD_MAKE = "overhead: ours (make) / floor"
 GOAL_QUALITY = "encode quality: SSIM Y of ours ≥ baseline"
 GOAL_RSS_UPLOAD = "server peak RSS, 2 GB upload"
+GOAL_RSS_TUS = "server peak RSS, 2 GB tus upload"
 GOAL_RSS_DOWNLOAD = "server peak RSS, ZIP download"
 
 RENDER_ROWS = (ROW_BASELINE_HOST, ROW_BASELINE_PROJECT, ROW_HTTP, ROW_MAKE, ROW_FLOOR)
-IO_ROWS = (ROW_DD, ROW_CAT_COLD, ROW_CAT_WARM, ROW_UPLOAD, ROW_DOWNLOAD)
+IO_ROWS = (ROW_DD, ROW_CAT_COLD, ROW_CAT_WARM, ROW_UPLOAD, ROW_TUS, ROW_DOWNLOAD)
 GOAL_ROWS = (GOAL_SPEED_HOST, GOAL_SPEED_PROJECT, GOAL_SPEED_MAKE, GOAL_OVERHEAD_HTTP,
-             GOAL_OVERHEAD_MAKE, GOAL_QUALITY, GOAL_RSS_UPLOAD, GOAL_RSS_DOWNLOAD)
+             GOAL_OVERHEAD_MAKE, GOAL_QUALITY, GOAL_RSS_UPLOAD, GOAL_RSS_TUS, GOAL_RSS_DOWNLOAD)
 
 
 @dataclass
@@ -211,7 +213,8 @@ def goal_table(r: Results) -> list[str]:
     else:
         lines.append(_goal(GOAL_QUALITY, "ours ≥ baseline", "", None, "not measured"))
 
-    for name, key in ((GOAL_RSS_UPLOAD, ROW_UPLOAD), (GOAL_RSS_DOWNLOAD, ROW_DOWNLOAD)):
+    for name, key in ((GOAL_RSS_UPLOAD, ROW_UPLOAD), (GOAL_RSS_TUS, ROW_TUS),
+                      (GOAL_RSS_DOWNLOAD, ROW_DOWNLOAD)):
         t = r.io.get(key, "not run")
         if isinstance(t, Transfer) and t.peak_rss_mb is not None:
             lines.append(_goal(name, f"< {RSS_GOAL_MB:.0f} MB",
@@ -233,7 +236,8 @@ def io_table(r: Results) -> list[str]:
         if isinstance(t, str):
             lines.append(_row([name, "–", "–", "–", "–", "–", t]))
             continue
-        ref = {ROW_UPLOAD: write, ROW_DOWNLOAD: warm if isinstance(warm, Transfer) else cold}.get(name)
+        read = warm if isinstance(warm, Transfer) else cold
+        ref = {ROW_UPLOAD: write, ROW_TUS: write, ROW_DOWNLOAD: read}.get(name)
         vs = (f"{t.mb_per_s / ref.mb_per_s:.2f}× of {ref.mb_per_s:.0f}"
               if isinstance(ref, Transfer) else "–")
         lines.append(_row([name, f"{t.nbytes / 1e9:.2f}", _f(t.seconds), f"{t.mb_per_s:.0f}", vs,

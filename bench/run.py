@@ -35,16 +35,12 @@ from .bare import bare_command
 from .machine import Stalled, StallWatch, log
 from .outputs import compare_outputs, http_is_floor, quality_baseline, quality_ours, unzip_outputs
 from .report import (
+    IO_ROWS,
     ROW_BASELINE_HOST,
     ROW_BASELINE_PROJECT,
-    ROW_CAT_COLD,
-    ROW_CAT_WARM,
-    ROW_DD,
-    ROW_DOWNLOAD,
     ROW_FLOOR,
     ROW_HTTP,
     ROW_MAKE,
-    ROW_UPLOAD,
     Results,
     SweepRow,
     Timing,
@@ -437,7 +433,7 @@ def run_all(b: Bench) -> None:
         r.notes.append("Deadlocked runs (killed, discarded and run again): " + "; ".join(STALLS))
     if a.no_io:
         reason = "skipped (--quick)" if a.quick else "skipped (--no-io)"
-        for row in (ROW_DD, ROW_CAT_COLD, ROW_CAT_WARM, ROW_UPLOAD, ROW_DOWNLOAD):
+        for row in IO_ROWS:
             r.io[row] = reason
     else:
         streaming_io(b)

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 from . import media
 from .machine import StallWatch, log
-from .report import ROW_CAT_COLD, ROW_CAT_WARM, ROW_DD, ROW_DOWNLOAD, ROW_UPLOAD, Transfer
+from .report import (
+    ROW_CAT_COLD,
+    ROW_CAT_WARM,
+    ROW_DD,
+    ROW_DOWNLOAD,
+    ROW_TUS,
+    ROW_UPLOAD,
+    Transfer,
+)
 from .service import RssSampler, Server, status_kb, wait_job
 from .service import download as http_download
 from .service import upload as http_upload
@@ -67,11 +75,18 @@ def streaming_io(b: Bench) -> None:
             t0 = time.monotonic()
             resp, nbytes = http_upload(client, [("videos", zeros)], {"variations": "1"})
             seconds = time.monotonic() - t0
-        zeros.unlink()
         r.io[ROW_UPLOAD] = Transfer(
             nbytes, seconds, rss.peak_mb,
             f"answered {resp.status_code} ({_code(resp)}) after streaming it to disk, as expected; "
             f"server RSS idle {idle:.0f} MB; client and server share the {os.cpu_count()} cores")
+        log("upload: the same 2 GB as a resumable (tus) upload, one PATCH")
+        with RssSampler(srv.pid) as rss:
+            t0 = time.monotonic()
+            status, nbytes = tus_upload(client, zeros)
+            seconds = time.monotonic() - t0
+        zeros.unlink()
+        r.io[ROW_TUS] = Transfer(nbytes, seconds, rss.peak_mb,
+                                 f"PATCH answered {status}; the file is then deleted (DELETE)")
 
         secs = max(0.5, a.download_gb * GB / (DOWNLOAD_VARIATIONS * media.GRAIN_OUTPUT_BYTES_PER_SECOND))
         src = b.work / "grain.mp4"
@@ -108,6 +123,28 @@ def streaming_io(b: Bench) -> None:
         + ("" if rss.hwm_reset else " (the reset was refused here, so only the samples count)")
         + ", and VmRSS sampled every 20 ms, whichever is higher. The server imports everything "
         f"at start: {idle:.0f} MB before the first request.")
+
+
+def tus_upload(client, path: Path, chunk: int = 8 << 20) -> tuple[int, int]:
+    """Create a tus upload of ``path`` and send it in one streamed PATCH; returns the PATCH's
+    status and the bytes sent. The upload is deleted afterwards."""
+    size = path.stat().st_size
+    tus = {"Tus-Resumable": "1.0.0"}
+    created = client.post("/api/uploads", headers={**tus, "Upload-Length": str(size)})
+    if created.status_code != 201:
+        raise RuntimeError(f"tus create answered {created.status_code}: {created.text[:300]}")
+    location = created.headers["location"]
+
+    def body():
+        with open(path, "rb") as fh:
+            while data := fh.read(chunk):
+                yield data
+
+    r = client.patch(location, content=body(), headers={
+        **tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(size)})
+    client.delete(location, headers=tus)
+    return r.status_code, size
 
 
 def _pct(mb: float | None) -> str:
