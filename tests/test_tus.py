@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 
 import httpx
@@ -22,9 +23,10 @@ def _meta(name: str) -> str:
     return "filename " + base64.b64encode(name.encode()).decode()
 
 
-def _create(c: httpx.Client, length: int, name: str = "clip.mp4", **headers) -> httpx.Response:
+def _create(c: httpx.Client, length: int, name: str = "clip.mp4",
+            headers: dict | None = None) -> httpx.Response:
     return c.post("/api/uploads", headers={**TUS, "Upload-Length": str(length),
-                                           "Upload-Metadata": _meta(name), **headers})
+                                           "Upload-Metadata": _meta(name), **(headers or {})})
 
 
 def _patch(c: httpx.Client, location: str, offset: int, data: bytes, **headers) -> httpx.Response:
@@ -128,7 +130,71 @@ def test_bad_creations_are_refused_and_leave_nothing(server, headers, status):
 def test_uploads_need_a_login(server):
     for method in ("POST", "HEAD", "PATCH", "DELETE"):
         path = "/api/uploads" if method == "POST" else "/api/uploads/u0"
-        assert httpx.request(method, server.url + path, headers=TUS).status_code == 401
+        r = httpx.request(method, server.url + path, headers=TUS)
+        assert r.status_code == 401 and r.headers["tus-resumable"] == "1.0.0"
+
+
+def test_a_browser_on_an_allowed_origin_may_speak_tus(make_server):
+    origin = "https://team.example"
+    srv = make_server({"VR_CORS_ORIGINS": origin})
+    r = httpx.options(srv.url + "/api/uploads/u1", headers={
+        "Origin": origin, "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "authorization, tus-resumable, upload-offset, content-type"})
+    assert r.status_code in (200, 204)
+    assert "PATCH" in r.headers["access-control-allow-methods"]
+    allowed = r.headers["access-control-allow-headers"].lower()
+    assert all(h in allowed for h in ("tus-resumable", "upload-offset", "upload-length"))
+    with srv.client() as c:
+        created = _create(c, 10, headers={"Origin": origin})
+    exposed = created.headers["access-control-expose-headers"].lower()
+    assert "location" in exposed and "upload-offset" in exposed
+
+
+def test_an_upload_whose_file_vanished_is_404_not_500(server):
+    with server.client() as c:
+        r = _create(c, 3)
+        location = r.headers["location"]
+        assert _patch(c, location, 0, b"abc").status_code == 204
+        upload_id = location.rsplit("/", 1)[1]
+        (server.data_dir / "resumable" / f"{upload_id}.bin").unlink()
+        r = c.post("/api/jobs", json={"uploads": [upload_id]})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "upload_not_found"
+
+
+def test_a_long_patch_saves_its_offset_on_the_way(make_server):
+    """kill -9 in the middle of one long PATCH: what was fsynced (every 64 MiB) is kept."""
+    srv = make_server()
+    size = 80 << 20
+    with srv.client() as c:
+        location = _create(c, size).headers["location"]
+    path = srv.data_dir / "resumable" / f"{location.rsplit('/', 1)[1]}.bin"
+    started = threading.Event()
+
+    def body():
+        block = b"\1" * (1 << 20)
+        for _ in range(70):
+            yield block
+        started.set()
+        time.sleep(30)  # the server dies meanwhile
+        yield block
+
+    def send():
+        with srv.client() as c:
+            try:
+                c.patch(location, content=body(), headers={**OCTETS, "Upload-Offset": "0"})
+            except httpx.HTTPError:
+                pass
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    assert started.wait(60)
+    wait_for(lambda: path.stat().st_size >= 70 << 20, timeout=30)
+    time.sleep(0.5)
+    srv.kill9()
+    srv.start()
+    with srv.client() as c:
+        offset = int(c.head(location, headers=TUS).headers["upload-offset"])
+    assert offset >= 64 << 20 and offset % (1 << 20) == 0
 
 
 def test_an_unfinished_upload_expires_and_counts_against_the_cap(make_server):

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from quart import Response, request
 
-ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type"
+ALLOW_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+# The tus headers too: a browser tus client on another allowed origin (web/resumable.py).
+ALLOW_HEADERS = ("Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Offset, "
+                 "Upload-Metadata")
 # Response headers a cross-origin script may read besides the CORS-safelisted ones.
-EXPOSE_HEADERS = "Content-Disposition, Content-Length, Retry-After, WWW-Authenticate"
+EXPOSE_HEADERS = ("Content-Disposition, Content-Length, Retry-After, WWW-Authenticate, Location, "
+                  "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Upload-Offset, "
+                  "Upload-Length, Upload-Expires")
 MAX_AGE = "600"
 
 

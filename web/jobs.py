@@ -28,7 +28,7 @@ from . import models
 from .auth import client_address
 from .errors import APIError
 from .metrics import count_upload
-from .resumable import file_path
+from .resumable import claim_uploads, file_path
 from .uploads import ReceivedFile, receive_upload
 from .views import iso, job_json, job_model
 
@@ -168,6 +168,12 @@ async def create_job_from_uploads():
     ids, fields = await _uploads_request(settings.max_files)
     variations, seed, options = _job_fields(fields)
     name = _job_name(fields)
+    with claim_uploads(ids):
+        return await _job_from_uploads(service, ids, variations, seed, options, name)
+
+
+async def _job_from_uploads(service, ids: list[str], variations: int, seed, options, name):
+    settings = service.settings
     uploads = [await _finished_upload(service, i) for i in ids]
     files = [ReceivedFile("v" + secrets.token_hex(6), u.name, Path(), u.length) for u in uploads]
     await _check_room_for_outputs(service, files, variations)
@@ -175,7 +181,11 @@ async def create_job_from_uploads():
     job_dir = settings.uploads_dir / job_id
     moves = [(file_path(settings, u.id), job_dir / f"{f.video_id}.upload")
              for u, f in zip(uploads, files, strict=True)]
-    await trio.to_thread.run_sync(_move_all, job_dir, moves)
+    try:
+        await trio.to_thread.run_sync(_move_all, job_dir, moves)
+    except FileNotFoundError:
+        raise APIError(404, "upload_not_found", "An upload's file is gone (deleted meanwhile): "
+                       "upload it again.") from None
     accepted = False
     try:
         result = await service.submit({
@@ -193,7 +203,8 @@ async def create_job_from_uploads():
     finally:
         if not accepted:  # every upload back where it was, as it was
             _move_back(job_dir, moves)
-    await service.store.delete_resumables([u.id for u in uploads])
+    with trio.CancelScope(shield=True):  # the job owns the files now, whoever hangs up
+        await service.store.delete_resumables([u.id for u in uploads])
     return _created(job_id, name or default_job_name([f.name for f in files]), result, variations)
 
 

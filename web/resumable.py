@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 import trio
@@ -30,8 +31,33 @@ from .uploads import BATCH, _IdleWindow
 
 bp = Blueprint("resumable", __name__)
 
-# Ids of uploads a PATCH or DELETE is working on: a second one at the same time gets 409.
+# Ids of uploads a PATCH, a DELETE or a job being made is working on: a second request on one
+# of them at the same time gets 409.
 _busy: set[str] = set()
+# While a PATCH streams, its bytes are fsynced and the offset saved every this many bytes, so a
+# crash or a silent network drop in a long transfer loses at most this much.
+SAVE_EVERY = 64 << 20
+
+
+@contextmanager
+def claim_uploads(ids: list[str]):
+    """Hold these uploads for one request (409 ``upload_busy`` if another holds one)."""
+    taken = [i for i in ids if i in _busy]
+    if taken:
+        raise APIError(409, "upload_busy", "Another request is using this upload.",
+                       extra={"upload": taken[0]})
+    _busy.update(ids)
+    try:
+        yield
+    finally:
+        _busy.difference_update(ids)
+
+
+@bp.after_request
+async def _tus_header(resp: Response) -> Response:
+    """Every answer here says the protocol version, errors from outside this module too."""
+    resp.headers.setdefault("Tus-Resumable", tus.VERSION)
+    return resp
 
 
 def _service():
@@ -110,15 +136,13 @@ async def item(upload_id: str):
         upload = await _open(upload_id)
         if request.method == "HEAD":
             return Response(b"", status=200, headers=_state_headers(upload))
-        if upload_id in _busy:
-            raise tus.TusError(409, "upload_busy", "Another request is writing this upload.")
-        _busy.add(upload_id)
         try:
-            if request.method == "DELETE":
-                return await _terminate(upload)
-            return await _append(upload)
-        finally:
-            _busy.discard(upload_id)
+            with claim_uploads([upload_id]):
+                if request.method == "DELETE":
+                    return await _terminate(upload)
+                return await _append(upload)
+        except APIError as exc:
+            raise tus.TusError(exc.status, exc.code, exc.message) from None
     except tus.TusError as exc:
         return _tus_error(exc)
 
@@ -174,7 +198,7 @@ async def _receive(upload: Resumable, path: Path) -> int:
     settings = service.settings
     room = upload.length - upload.offset
     fh = await trio.to_thread.run_sync(_open_at, path, upload.offset)
-    written = 0
+    written = saved = 0
     count = count_upload()
     pending = bytearray()
     try:
@@ -189,6 +213,10 @@ async def _receive(upload: Resumable, path: Path) -> int:
                 data, pending = bytes(pending), bytearray()
                 await trio.to_thread.run_sync(_write, fh, data)
                 written += len(data)
+                if written - saved >= SAVE_EVERY:
+                    await trio.to_thread.run_sync(_sync, fh)
+                    await service.store.set_resumable_offset(upload.id, upload.offset + written)
+                    saved = written
                 window.restart()
     finally:
         with trio.CancelScope(shield=True):
@@ -198,7 +226,7 @@ async def _receive(upload: Resumable, path: Path) -> int:
                     written += len(pending)
             finally:
                 await trio.to_thread.run_sync(_close_synced, fh)
-                if written:
+                if written > saved:
                     await service.store.set_resumable_offset(upload.id, upload.offset + written)
     return written
 
@@ -230,6 +258,11 @@ def _open_at(path: Path, offset: int):
 
 def _write(fh, data: bytes) -> None:
     fh.write(data)
+
+
+def _sync(fh) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def _close_synced(fh) -> None:

@@ -76,12 +76,31 @@ class Notifier:
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                for delivery in await self.store.due_deliveries(self.clock()):
-                    await self._try(client, delivery)
-                next_at = await self.store.next_delivery_at()
-                wait = IDLE_RECHECK if next_at is None else max(next_at - self.clock(), 0.0)
+                try:
+                    wait = await self._pass(client)
+                except Exception:  # a store error (a full disk) must not stop the service
+                    self.log.exception("webhook deliveries failed; trying again later")
+                    wait = RETRY_DELAYS[0]
                 with trio.move_on_after(min(wait, IDLE_RECHECK)):
                     await self._wake.wait()
+
+    async def _pass(self, client: httpx.AsyncClient) -> float:
+        """Try every delivery that is due; returns the seconds until the next one is."""
+        due = await self.store.due_deliveries(self.clock())
+        # Every body first, as close to its event as can be: one slow receiver must not make
+        # the next delivery describe a later state of its job.
+        due = [await self._with_body(d) for d in due]
+        for delivery in due:
+            await self._try(client, delivery)
+        next_at = await self.store.next_delivery_at()
+        return IDLE_RECHECK if next_at is None else max(next_at - self.clock(), 0.0)
+
+    async def _with_body(self, delivery: Delivery) -> Delivery:
+        if delivery.body is not None:
+            return delivery
+        done = replace(delivery, body=await self._body(delivery))
+        await self.store.record_delivery(done)
+        return done
 
     async def _body(self, delivery: Delivery) -> str:
         if delivery.body is not None:

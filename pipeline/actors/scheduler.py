@@ -220,12 +220,17 @@ class Scheduler:
             case Drain(reply=reply):
                 self._drain_waiters.append(reply)
             case Pause(reply=reply) | Resume(reply=reply):
-                paused = isinstance(msg, Pause)
-                await self.service.store.set_flag(PAUSED_FLAG, "1" if paused else None)
-                if paused != self.paused:
+                paused, was = isinstance(msg, Pause), self.paused
+                # Before the write: a render ending meanwhile must not start the next one.
+                self.paused = paused
+                try:
+                    await self.service.store.set_flag(PAUSED_FLAG, "1" if paused else None)
+                except BaseException:
+                    self.paused = was
+                    raise
+                if paused != was:
                     self.service.log.info("queue paused" if paused else "queue resumed",
                                           extra={"queued": len(self.queue)})
-                self.paused = paused
                 _answer(reply, True)
             case _:
                 raise TypeError(f"unknown scheduler message {msg!r}")

@@ -450,13 +450,21 @@ class Store:
         return rows[0][0]
 
     def record_delivery(self, delivery: Delivery) -> None:
-        """Save a delivery's body and how its latest try went."""
+        """Save a delivery's body and how its latest try went; one that is over (delivered or
+        given up) for a job deleted meanwhile is forgotten, as ``delete_job`` forgets them."""
         d = delivery
-        self._tx(lambda c: c.execute(
-            "UPDATE webhook_deliveries SET body=?, tries=?, next_at=?, delivered_at=?,"
-            " gave_up_at=?, last_status=?, last_error=? WHERE id=?",
-            (d.body, d.tries, d.next_at, d.delivered_at, d.gave_up_at, d.last_status,
-             d.last_error, d.id)))
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute(
+                "UPDATE webhook_deliveries SET body=?, tries=?, next_at=?, delivered_at=?,"
+                " gave_up_at=?, last_status=?, last_error=? WHERE id=?",
+                (d.body, d.tries, d.next_at, d.delivered_at, d.gave_up_at, d.last_status,
+                 d.last_error, d.id))
+            if d.delivered_at is not None or d.gave_up_at is not None:
+                c.execute("DELETE FROM webhook_deliveries WHERE id=? AND NOT EXISTS"
+                          " (SELECT 1 FROM jobs WHERE jobs.id = webhook_deliveries.job_id)", (d.id,))
+
+        self._tx(tx)
 
     def deliveries(self, job_id: str | None = None) -> list[Delivery]:
         if job_id is None:
