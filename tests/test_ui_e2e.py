@@ -345,11 +345,16 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     page.get_by_label("Small tilt").check()  # the opt-in rotation; hue stays off
     screenshot(page, "upload")
 
+    # Each file goes up on its own as a resumable (tus) upload, then one JSON request makes the
+    # job from them.
     with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as req:
         submit.click()
     headers = req.value.all_headers()
-    assert headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert headers["content-type"] == "application/json"
     assert headers["authorization"].startswith("Bearer ")
+    sent = json.loads(req.value.post_data)
+    assert len(sent["uploads"]) == 2 and sent["variations"] == 2
+    assert sent["effects"] == "-mirror,+rotation"
 
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
@@ -460,7 +465,7 @@ def test_upload_limits_come_from_the_server(browser, small_server, console):
         page.on("request", lambda r: posts.append(r.url) if r.method == "POST"
                 and r.url.endswith("/api/jobs") else None)
         login(page)
-        expect(page.locator("#drop-hint")).to_have_text("Up to 2 files, 1.0 MB in total.")
+        expect(page.locator("#drop-hint")).to_have_text("Up to 2 files, 1.0 MB each.")
         clips = [{"name": f"clip{i}.mp4", "mimeType": "video/mp4", "buffer": bytes(2048)}
                  for i in range(3)]
         page.set_input_files("#files", clips)
@@ -524,7 +529,7 @@ def test_effect_switches_and_words_come_from_the_server(page, media):
     page.get_by_label("Small tilt").check()
     page.get_by_role("button", name="Upload and start").click()
     expect(page).to_have_url(re.compile(r"#/jobs/jfake$"))
-    assert len(posts) == 1 and b'name="effects"\r\n\r\n-mirror,+rotation\r\n' in posts[0]
+    assert len(posts) == 1 and json.loads(posts[0])["effects"] == "-mirror,+rotation"
     # The fake job left pitch on too (it is not in its excludedEffects).
     expect(page.locator(".job-meta")).to_contain_text(
         "variations per video · no hue shift · with tilt · with pitch shift")
@@ -533,7 +538,7 @@ def test_effect_switches_and_words_come_from_the_server(page, media):
 def test_server_error_is_shown_in_words(page, console, media):
     console.allow(r"status of 415")
     login(page)
-    page.set_input_files("#files", [media["a"], media["noise_mp4"]])
+    page.set_input_files("#files", [media["noise_mp4"]])
     submit = page.get_by_role("button", name="Upload and start")
     expect(page.locator(".file-item-bad")).to_have_count(0)  # only the server can tell
     submit.click()
@@ -542,15 +547,30 @@ def test_server_error_is_shown_in_words(page, console, media):
     expect(alert).to_contain_text("noise.mp4")  # the server's sentence, not its JSON
     assert "{" not in alert.inner_text()
     expect(page).to_have_url(re.compile(r"#/upload$"))
-    expect(page.locator(".file-item")).to_have_count(2)  # the list is kept to fix and resend
+    expect(page.locator(".file-item")).to_have_count(1)  # the list is kept to fix and resend
     # The sentence sits next to the file it is about, which must go before a resend.
     issue = page.locator(".file-item", has_text="noise.mp4").locator(".file-issue")
     expect(issue).to_have_text(alert.inner_text())
     expect(issue).to_contain_text("is not a video we can process")
-    expect(page.locator(".file-item", has_text="a.mp4").locator(".file-issue")).to_have_count(0)
     expect(submit).to_be_disabled()
     page.get_by_role("button", name="Remove noise.mp4").click()
-    expect(submit).to_be_enabled()
+    expect(page.locator(".file-item")).to_have_count(0)
+
+
+def test_one_refused_file_does_not_cost_the_batch(page, console, media, api):
+    console.allow(r"status of 415")
+    login(page)
+    page.set_input_files("#files", [media["a"], media["noise_mp4"], media["b"]])
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    # The job is made of the files the server takes; the page says which one it left out.
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=15_000)
+    flash = page.get_by_test_id("job-flash")
+    expect(flash).to_contain_text("Left out of this job: noise.mp4:")
+    expect(flash).to_contain_text("is not a video we can process")
+    job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
+    expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
 
 
 def test_cancel_a_running_job(page, context, media, api):

@@ -282,3 +282,73 @@ def test_upload_page_has_a_name_field_and_no_violations(browser, server, console
         finally:
             ctx.close()
     assert not console.unexpected(), console.unexpected()
+
+
+# -- resumable uploads in the browser -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_clip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ui-queue-big")
+    return make_clip(d, "big.mp4", seconds=6.0, size="640x360", fps=25)
+
+
+def _patches(page) -> list[dict]:
+    seen = []
+    page.on("request", lambda r: seen.append(
+        {"url": r.url, "offset": r.headers.get("upload-offset")}) if r.method == "PATCH" else None)
+    return seen
+
+
+def test_an_upload_whose_first_chunk_fails_still_completes(page, console, api, clips):
+    console.allow(r"ERR_CONNECTION_RESET|ERR_FAILED")
+    login(page)
+    cut = []
+
+    def first_patch_fails(route):
+        if route.request.method == "PATCH" and not cut:
+            cut.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/uploads/u[0-9a-f]+$"), first_patch_fails)
+    page.set_input_files("#files", [clips[0]])
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=20_000)
+    assert len(cut) == 1  # the first PATCH was cut; the retry carried the file
+    job = wait_job(api, page.url.rsplit("/", 1)[1])
+    assert job["status"] == "completed" and job["videos"][0]["name"] == "first.mp4"
+
+
+def test_a_reload_mid_upload_resumes_where_it_stopped(page, context, console, server, api,
+                                                       big_clip):
+    console.allow(r"ERR_|status of 4")
+    login(page)
+    patches = _patches(page)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 150_000})
+    page.set_input_files("#files", [big_clip])
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.get_by_test_id("file-transfer")).to_contain_text("Uploading", timeout=10_000)
+    resumable = server.data_dir / "resumable"
+    wait_for(lambda: any(p.stat().st_size > 300_000 for p in resumable.iterdir()), timeout=30)
+    page.reload()  # the transfer is cut; the server keeps what arrived
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    expect(page.get_by_role("heading", name="New upload")).to_be_visible()
+    before = len(patches)
+    page.set_input_files("#files", [big_clip])  # the same file again
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)
+    resumed = patches[before:]
+    assert resumed and int(resumed[0]["offset"]) > 300_000, patches
+    assert resumed[0]["url"] == patches[0]["url"]  # the same upload, not a new one
+    job = wait_job(api, page.url.rsplit("/", 1)[1])
+    assert job["status"] == "completed" and job["videos"][0]["size"] == big_clip.stat().st_size
+    assert not any(resumable.iterdir())

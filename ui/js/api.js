@@ -1,4 +1,4 @@
-// API client for the HTTP API (README, "API"): bearer token, JSON errors, XHR uploads.
+// API client for the HTTP API (README, "API"): bearer token, JSON errors (uploads: resumable.js).
 
 const TOKEN_KEY = "vr.token";
 const EXPIRES_KEY = "vr.expiresAt";
@@ -101,7 +101,9 @@ async function errorFrom(resp) {
   }
   const err = body && body.error;
   if (err && typeof err.message === "string") {
-    return new ApiError(resp.status, err.code || "error", err.message);
+    const out = new ApiError(resp.status, err.code || "error", err.message);
+    if (typeof err.upload === "string") out.upload = err.upload; // the resumable upload it names
+    return out;
   }
   return new ApiError(resp.status, "http_error",
     `The server answered with an error (HTTP ${resp.status}). Please try again.`);
@@ -212,56 +214,4 @@ export function websocketUrl(jobId = null) {
   const token = getToken() || "";
   const job = jobId ? `&job=${encodeURIComponent(jobId)}` : "";
   return `${scheme}//${window.location.host}/api/ws?token=${encodeURIComponent(token)}${job}`;
-}
-
-/**
- * Upload videos as multipart (`videos` repeated, `variations`, `effects`) with XHR so the
- * browser reports upload progress. Returns { promise, abort }.
- * onProgress(loaded, total) is called while the body is sent.
- */
-export function uploadJob(files, { variations, effects, name }, onProgress) {
-  const form = new FormData();
-  for (const file of files) form.append("videos", file, file.name);
-  form.append("variations", String(variations));
-  if (effects) form.append("effects", effects);
-  if (name) form.append("name", name);
-
-  const xhr = new XMLHttpRequest();
-  const promise = new Promise((resolve, reject) => {
-    xhr.open("POST", "/api/jobs");
-    xhr.responseType = "text";
-    xhr.setRequestHeader("Accept", "application/json");
-    const token = getToken();
-    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
-    xhr.upload.onprogress = (ev) => {
-      if (ev.lengthComputable && onProgress) onProgress(ev.loaded, ev.total);
-    };
-    xhr.onload = () => {
-      let body = null;
-      try {
-        body = JSON.parse(xhr.responseText || "null");
-      } catch {
-        body = null;
-      }
-      if (xhr.status >= 200 && xhr.status < 300 && body && body.jobId) {
-        resolve(body);
-        return;
-      }
-      if (xhr.status === 401) {
-        clearToken();
-        sessionExpired();
-      }
-      const err = body && body.error;
-      reject(err && err.message
-        ? new ApiError(xhr.status, err.code || "error", err.message)
-        : new ApiError(xhr.status, "http_error",
-          `The server answered with an error (HTTP ${xhr.status}). Please try again.`));
-    };
-    xhr.onerror = () => reject(new ApiError(0, "network_error",
-      "The upload was interrupted. Check your connection and try again."));
-    xhr.ontimeout = xhr.onerror;
-    xhr.onabort = () => reject(new ApiError(0, "aborted", "The upload was cancelled."));
-    xhr.send(form);
-  });
-  return { promise, abort: () => xhr.abort() };
 }

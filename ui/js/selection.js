@@ -70,18 +70,7 @@ export class Selection {
     if (bad) out.push(`Remove ${plural(bad, "flagged file")} to continue.`);
     if (this.items.some((i) => i.video === undefined)) out.push("Checking the files…");
     if (this.size > limits.maxFiles) out.push(`At most ${plural(limits.maxFiles, "file")} per upload.`);
-    const total = this.totalBytes;
-    if (total > limits.maxUpload) {
-      out.push(`${formatBytes(total)} is over the ${formatBytes(limits.maxUpload)} limit per upload.`);
-    }
+    // No limit on the total: each file is its own resumable upload (resumable.js).
     return out;
-  }
-
-  /** Flag the item a 415/422 answer names ("'clip.avi' is not a video we can process: …"). */
-  flagRejected(message) {
-    for (const item of this.items) {
-      const { name } = item.file;
-      if (message.includes(`'${name}'`) || message.includes(`"${name}"`)) item.serverIssue = message;
-    }
   }
 }

@@ -11,6 +11,7 @@ import {
 } from "../dom.js";
 import { verdictBox } from "../distinct.js";
 import { guardDownload } from "../download.js";
+import { takeFlash } from "../flash.js";
 import { effectWords } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
@@ -377,6 +378,12 @@ export function renderJob(outlet, { id }) {
   const ticks = new ProgressTicks();
   const head = jobHead(id, { onCancel, onRetryAll, onNotify });
   const list = videoList({ onRetry, onCancelVideo });
+  // Word from the upload page (files it had to leave out of this job).
+  const flash = takeFlash();
+  if (flash) {
+    outlet.append(h("p", { class: `alert alert-${flash.kind}`, role: "status",
+      "data-testid": "job-flash" }, flash.message));
+  }
   outlet.append(head.root, list.root);
 
   function render() {

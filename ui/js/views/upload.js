@@ -3,7 +3,8 @@
 // dropZone(), fileList(), uploadOptions() and uploadProgress() draw the form's parts;
 // renderUpload() owns the selection (selection.js) and the upload in flight.
 
-import { uploadJob } from "../api.js";
+import { setFlash } from "../flash.js";
+import { createJobFromUploads, uploadFiles } from "../resumable.js";
 import {
   formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
 } from "../dom.js";
@@ -69,12 +70,23 @@ function dropZone(onFiles, isBusy) {
     root,
     input,
     setLimits: (limits) => setText(hint,
-      `Up to ${plural(limits.maxFiles, "file")}, ${formatBytes(limits.maxUpload)} in total.`),
+      `Up to ${plural(limits.maxFiles, "file")}, ${formatBytes(limits.maxUpload)} each.`),
     setBusy: (busy) => {
       input.disabled = busy;
       root.classList.toggle("dropzone-disabled", busy);
     },
   };
+}
+
+/** One file's upload in words: "Waiting", "Uploading · 45 % · 2.1 MB/s · about 10 s left". */
+function transferText(t) {
+  if (t.phase === "waiting") return "Waiting";
+  if (t.phase === "done") return "Uploaded";
+  if (t.phase !== "uploading") return "";
+  const pct = t.total ? (t.sent / t.total) * 100 : 0;
+  const pace = t.speed > 0
+    ? ` · ${formatBytes(t.speed)}/s · ${formatEstimate((t.total - t.sent) / t.speed)} left` : "";
+  return `Uploading · ${formatPercent(pct)}${pace}`;
 }
 
 /** The summary line and the list of selected files, each with its issue and Remove. */
@@ -89,7 +101,9 @@ function fileList(onRemove) {
   h("div", { class: "file-main" },
     h("span", { class: "file-name" }, item.file.name),
     h("span", { class: "file-size muted" }, formatBytes(item.file.size)),
-    issue ? h("span", { class: "file-issue" }, issue) : null),
+    issue ? h("span", { class: "file-issue" }, issue) : null,
+    !issue && item.transfer ? h("span", { class: "file-transfer muted small",
+      "data-testid": "file-transfer" }, transferText(item.transfer)) : null),
   h("button", {
     type: "button",
     class: "btn btn-ghost btn-small",
@@ -157,6 +171,12 @@ function filePicker(getLimits, isBusy, { onAdd, onChange }) {
       render();
     },
     setBusy: zone.setBusy,
+    /** Show a file's upload (resumable.js's state) in its row, with its own speed. */
+    showTransfer: (item, state) => {
+      if (!item.rate || state.phase === "waiting") item.rate = uploadRate();
+      item.transfer = { ...state, speed: item.rate.add(state.sent) };
+      render();
+    },
     stop: () => {
       stopped = true;
     },
@@ -362,28 +382,52 @@ export function renderUpload(outlet) {
     if (upload) return;
     const count = checkForm(selection, options, limits, form.showError);
     if (count === null) return;
-    const videos = selection.files;
+    const items = [...selection.items];
+    const videos = items.map((i) => i.file);
     const total = selection.totalBytes;
+    const sent = videos.map(() => 0);
     progress.start(videos.length);
     setFormBusy(true);
-    upload = uploadJob(videos,
-      { variations: count, effects: options.effects(), name: options.name() },
-      (loaded, sent) => progress.update(videos.length, loaded, sent, total));
+    for (const item of items) item.serverIssue = null;
+    // Each file on its own (resumable.js); a refused one is marked in its row, the rest go on.
+    upload = uploadFiles(videos, (index, state) => {
+      sent[index] = state.sent;
+      picker.showTransfer(items[index], state);
+      if (state.phase === "refused") items[index].serverIssue = state.error.message;
+      const loaded = sent.reduce((a, b) => a + b, 0);
+      progress.update(videos.length, loaded, total, total);
+    });
     picker.render();
     try {
-      const result = await upload.promise;
+      const results = await upload.promise;
+      if (leaving) return;
+      const finished = results.filter((r) => r.id);
+      if (!finished.length) throw results[0].error;
+      const byId = new Map(finished.map((r) => [r.id, items[r.index]]));
+      const left = [];
+      const job = await createJobFromUploads(finished.map((r) => r.id),
+        { variations: count, effects: options.effects() || undefined, name: options.name() || undefined },
+        (id, err) => {
+          byId.get(id).serverIssue = err.message;
+          left.push(`${byId.get(id).file.name}: ${err.message}`);
+        });
       upload = null;
       if (leaving) return;
       progress.done();
-      window.location.hash = `#/jobs/${encodeURIComponent(result.jobId)}`;
+      const refused = results.filter((r) => r.error).map((r) => `${items[r.index].file.name}: ${r.error.message}`);
+      if (refused.length || left.length) {
+        setFlash(`Left out of this job: ${[...refused, ...left].join(" · ")}`, "warning");
+      }
+      window.location.hash = `#/jobs/${encodeURIComponent(job.jobId)}`;
     } catch (err) {
       upload = null;
       if (leaving) return;
       progress.hide();
       setFormBusy(false);
-      if (err.status === 415 || err.status === 422) selection.flagRejected(err.message);
       picker.render();
-      if (err.status !== 401) form.showError(err.message || "The upload failed. Please try again.");
+      if (err.status !== 401 && err.code !== "aborted") {
+        form.showError(err.message || "The upload failed. Please try again.");
+      }
     }
   }
 

@@ -1,0 +1,137 @@
+// Resumable uploads with tus (the server: web/resumable.py): each file on its own, a few at a
+// time, in chunks, retried with backoff after a network error, and resumed after a page reload
+// (tus-js-client keeps each upload's URL in localStorage under the file's fingerprint: the
+// same file chosen again goes on from where it stopped). Then the job from the finished ones.
+
+import { ApiError, clearToken, getToken, request, sessionExpired } from "./api.js";
+import { Upload } from "../vendor/tus.js";
+
+const PARALLEL = 3;
+const CHUNK = 8 * 1024 * 1024;
+const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000];
+
+/** The server's sentence for a failed tus request (its JSON error), else a generic one. */
+function errorOf(err) {
+  const res = err && err.originalResponse;
+  const status = res ? res.getStatus() : 0;
+  let body = null;
+  try {
+    body = res ? JSON.parse(res.getBody() || "null") : null;
+  } catch {
+    body = null;
+  }
+  const e = body && body.error;
+  if (e && typeof e.message === "string") return new ApiError(status, e.code || "error", e.message);
+  if (status) return new ApiError(status, "http_error", `The server answered HTTP ${status}.`);
+  return new ApiError(0, "network_error",
+    "The upload was interrupted. Check your connection and try again.");
+}
+
+/** Retry what a retry can fix: the network, a busy or restarting server; not a refusal. */
+function shouldRetry(err) {
+  const res = err && err.originalResponse;
+  const status = res ? res.getStatus() : 0;
+  return status === 0 || status === 409 || status === 423 || (status >= 500 && status !== 507);
+}
+
+/**
+ * Upload one file; `onProgress(sent, total)`. Resolves to its upload id; rejects with an
+ * ApiError. `track(upload)` receives the tus Upload (to abort it).
+ */
+function uploadOne(file, onProgress, track) {
+  return new Promise((resolve, reject) => {
+    const upload = new Upload(file, {
+      endpoint: "/api/uploads",
+      chunkSize: CHUNK,
+      retryDelays: RETRY_DELAYS,
+      metadata: { filename: file.name, filetype: file.type || "" },
+      headers: { Authorization: `Bearer ${getToken() || ""}` },
+      removeFingerprintOnSuccess: true,
+      onShouldRetry: (err) => shouldRetry(err),
+      onProgress: (sent, total) => onProgress(sent, total),
+      onSuccess: () => resolve(upload.url.split("/").pop()),
+      onError: (err) => {
+        const apiErr = errorOf(err);
+        if (apiErr.status === 401) {
+          clearToken();
+          sessionExpired();
+        }
+        reject(apiErr);
+      },
+    });
+    track(upload);
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    }, () => upload.start());
+  });
+}
+
+/**
+ * Upload `files` (PARALLEL at a time) and report each one: `onFile(index, state)` with
+ * `{ phase: "waiting"|"uploading"|"done"|"refused", sent, total, error }`. Returns
+ * `{ promise, abort }`; the promise resolves to `[{ index, id } | { index, error }]`.
+ */
+export function uploadFiles(files, onFile) {
+  const running = new Set();
+  let aborted = false;
+  let next = 0;
+  const results = [];
+  files.forEach((f, i) => onFile(i, { phase: "waiting", sent: 0, total: f.size }));
+
+  async function worker() {
+    while (!aborted && next < files.length) {
+      const index = next;
+      next += 1;
+      const file = files[index];
+      let tracked = null;
+      try {
+        const id = await uploadOne(file,
+          (sent, total) => onFile(index, { phase: "uploading", sent, total }),
+          (u) => { tracked = u; running.add(u); });
+        results.push({ index, id });
+        onFile(index, { phase: "done", sent: file.size, total: file.size });
+      } catch (error) {
+        results.push({ index, error });
+        onFile(index, { phase: "refused", sent: 0, total: file.size, error });
+      } finally {
+        running.delete(tracked);
+      }
+    }
+  }
+
+  const promise = Promise.all(Array.from({ length: Math.min(PARALLEL, files.length) }, worker))
+    .then(() => {
+      if (aborted) throw new ApiError(0, "aborted", "The upload was cancelled.");
+      return results.sort((a, b) => a.index - b.index);
+    });
+  return {
+    promise,
+    abort: () => {
+      aborted = true;
+      for (const u of running) u.abort(false);
+    },
+  };
+}
+
+/**
+ * The job from finished uploads (`ids`, in the files' order). A file the server refuses
+ * (error.upload names it) is reported with `onRefused(id, error)` and left out, and the job is
+ * asked for again with the rest; rejects when none is left or on any other error.
+ */
+export async function createJobFromUploads(ids, fields, onRefused) {
+  let left = [...ids];
+  let last = null;
+  while (left.length) {
+    try {
+      return await request("POST", "/api/jobs", { json: { uploads: left, ...fields } });
+    } catch (err) {
+      const refused = err.upload;
+      if (!refused || !left.includes(refused)) throw err;
+      onRefused(refused, err);
+      left = left.filter((id) => id !== refused);
+      last = err;
+    }
+  }
+  throw last; // every file was refused: the last one's sentence
+}
