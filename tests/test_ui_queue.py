@@ -352,3 +352,28 @@ def test_a_reload_mid_upload_resumes_where_it_stopped(page, context, console, se
     job = wait_job(api, page.url.rsplit("/", 1)[1])
     assert job["status"] == "completed" and job["videos"][0]["size"] == big_clip.stat().st_size
     assert not any(resumable.iterdir())
+
+
+def test_cancel_upload_stops_and_deletes_it_on_the_server(page, context, console, server, api,
+                                                          big_clip):
+    # The DELETE may meet the cut PATCH still finishing on the server (409); the client retries.
+    console.allow(r"status of 409")
+    login(page)
+    jobs_before = len(api.get("/api/jobs").json()["jobs"])
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 150_000})
+    page.set_input_files("#files", [big_clip])
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.get_by_test_id("file-transfer")).to_contain_text("Uploading", timeout=10_000)
+    resumable = server.data_dir / "resumable"
+    wait_for(lambda: any(resumable.iterdir()), timeout=10)
+    page.get_by_role("button", name="Cancel upload").click()
+    expect(page.get_by_role("button", name="Upload and start")).to_be_enabled()
+    expect(page.locator("form [role=alert]")).to_be_hidden()
+    expect(page.get_by_test_id("file-transfer")).to_have_count(0)
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    wait_for(lambda: not any(resumable.iterdir()), timeout=15)  # terminated (DELETE)
+    assert len(api.get("/api/jobs").json()["jobs"]) == jobs_before

@@ -36,7 +36,8 @@ function shouldRetry(err) {
 
 /**
  * Upload one file; `onProgress(sent, total)`. Resolves to its upload id; rejects with an
- * ApiError. `track(upload)` receives the tus Upload (to abort it).
+ * ApiError. `track(stop)` receives what stops it (the tus Upload's abort, which reports
+ * nothing, and then this promise's rejection).
  */
 function uploadOne(file, onProgress, track) {
   return new Promise((resolve, reject) => {
@@ -59,7 +60,10 @@ function uploadOne(file, onProgress, track) {
         reject(apiErr);
       },
     });
-    track(upload);
+    track((terminate) => {
+      upload.abort(terminate).catch(() => {}); // terminate: DELETE it on the server too
+      reject(new ApiError(0, "aborted", "The upload was cancelled."));
+    });
     upload.findPreviousUploads().then((previous) => {
       if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
       upload.start();
@@ -70,7 +74,9 @@ function uploadOne(file, onProgress, track) {
 /**
  * Upload `files` (PARALLEL at a time) and report each one: `onFile(index, state)` with
  * `{ phase: "waiting"|"uploading"|"done"|"refused", sent, total, error }`. Returns
- * `{ promise, abort }`; the promise resolves to `[{ index, id } | { index, error }]`.
+ * `{ promise, abort(terminate) }`; the promise resolves to `[{ index, id } | { index, error }]`.
+ * `abort(true)` also deletes the files' uploads on the server (Cancel upload); `abort(false)`
+ * keeps them to be resumed (the page was left).
  */
 export function uploadFiles(files, onFile) {
   const running = new Set();
@@ -88,12 +94,12 @@ export function uploadFiles(files, onFile) {
       try {
         const id = await uploadOne(file,
           (sent, total) => onFile(index, { phase: "uploading", sent, total }),
-          (u) => { tracked = u; running.add(u); });
+          (stop) => { tracked = stop; running.add(stop); });
         results.push({ index, id });
         onFile(index, { phase: "done", sent: file.size, total: file.size });
       } catch (error) {
         results.push({ index, error });
-        onFile(index, { phase: "refused", sent: 0, total: file.size, error });
+        if (!aborted) onFile(index, { phase: "refused", sent: 0, total: file.size, error });
       } finally {
         running.delete(tracked);
       }
@@ -107,9 +113,9 @@ export function uploadFiles(files, onFile) {
     });
   return {
     promise,
-    abort: () => {
+    abort: (terminate = false) => {
       aborted = true;
-      for (const u of running) u.abort(false);
+      for (const stop of [...running]) stop(terminate);
     },
   };
 }

@@ -361,7 +361,7 @@ export function renderUpload(outlet) {
   });
   const { selection } = picker;
   const options = uploadOptions(limits);
-  const progress = uploadProgress(() => upload && upload.abort());
+  const progress = uploadProgress(() => upload && upload.abort(true));
   const form = uploadForm([...picker.parts, options.root, progress.root], onSubmit);
   outlet.append(form.root);
 
@@ -424,6 +424,7 @@ export function renderUpload(outlet) {
       if (leaving) return;
       progress.hide();
       setFormBusy(false);
+      for (const item of items) item.transfer = null;
       picker.render();
       if (err.status !== 401 && err.code !== "aborted") {
         form.showError(err.message || "The upload failed. Please try again.");
