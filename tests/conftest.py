@@ -4,6 +4,7 @@ import pytest
 
 from tests.clips import make_clip
 from tests.server import ServerProcess
+from tests.ui_helpers import ConsoleWatch, launch
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,32 @@ def make_server(tmp_path):
     yield factory
     for s in started:
         s.stop()
+
+
+# -- the browser tests' shared parts (each module gives its own ``context``) -------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def console():
+    return ConsoleWatch()
+
+
+@pytest.fixture
+def page(context, console):
+    """A page of the module's ``context`` that fails its test on an unexpected console error."""
+    pg = context.new_page()
+    console.attach(pg)
+    yield pg
+    unexpected = console.unexpected()
+    assert not unexpected, "console errors:\n" + "\n".join(unexpected)

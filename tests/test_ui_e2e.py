@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.clips import make_clip, make_damaged_clip, make_encoded_clip, make_text_file_as_mp4
 from tests.server import PASSWORD, ServerProcess, wait_for, wait_job
@@ -24,8 +24,6 @@ from tests.ui_helpers import (
     DESKTOP,
     FORBIDDEN_SINKS,
     PHONE,
-    ConsoleWatch,
-    launch,
     screenshot,
     source_files,
 )
@@ -80,33 +78,11 @@ def _write(path, data: bytes):
     return path
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def console():
-    return ConsoleWatch()
-
-
 @pytest.fixture
 def context(browser, server):
     ctx = browser.new_context(base_url=server.url, viewport=DESKTOP, accept_downloads=True)
     yield ctx
     ctx.close()
-
-
-@pytest.fixture
-def page(context, console):
-    pg = context.new_page()
-    console.attach(pg)
-    yield pg
-    unexpected = console.unexpected()
-    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ import time
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.clips import make_clip
 from tests.server import ServerProcess, wait_for, wait_job
 from tests.test_ui_e2e import fake_job, job_badge, login
-from tests.ui_helpers import DESKTOP, PHONE, ConsoleWatch, launch
+from tests.ui_helpers import DESKTOP, PHONE
 
 RENDER_TIMEOUT = 45_000
 # Records notifications instead of showing them (the permission is the test's to give).
@@ -49,34 +49,12 @@ def clips(tmp_path_factory):
             for name in ("first", "second")]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def console():
-    return ConsoleWatch()
-
-
 @pytest.fixture
 def context(browser, server):
     ctx = browser.new_context(base_url=server.url, viewport=DESKTOP, accept_downloads=True)
     ctx.add_init_script(FAKE_NOTIFICATIONS)
     yield ctx
     ctx.close()
-
-
-@pytest.fixture
-def page(context, console):
-    pg = context.new_page()
-    console.attach(pg)
-    yield pg
-    unexpected = console.unexpected()
-    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
 
 
 @pytest.fixture
