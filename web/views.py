@@ -116,10 +116,8 @@ def job_json(job: Job, queue: QueueView | None = None) -> dict:
 
 
 def queue_model(queue: QueueView) -> models.Queue:
-    etas = [e.eta for e in queue.estimates.values()]
-    eta = max(etas) if etas and None not in etas else None
     return models.Queue(paused=queue.paused, queued=queue.queued, running=queue.running,
-                        workers=queue.workers, etaSeconds=eta)
+                        workers=queue.workers, etaSeconds=queue.job_eta(list(queue.estimates)))
 
 
 def event_messages(event: Event) -> list[dict]:
