@@ -22,11 +22,11 @@ from pipeline.actors.intake import IntakeRejected, UploadedFile
 from pipeline.actors.janitor import expected_output_bytes
 from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.media.ffmpeg import ffmpeg_version
-from pipeline.media.naming import default_job_name
 
 from . import models
 from .auth import client_address
 from .errors import APIError
+from .flow import SMALL_BODY
 from .metrics import count_upload
 from .resumable import claim_uploads, file_path
 from .uploads import ReceivedFile, receive_upload
@@ -143,13 +143,13 @@ async def create_job():
             # Synchronous on purpose: this also runs while the handler is being cancelled
             # (client gone), and must leave nothing behind.
             shutil.rmtree(job_dir, ignore_errors=True)
-    return _created(job_id, name or default_job_name([f.name for f in files]), result, variations)
+    return _created(job_id, result, variations)
 
 
-def _created(job_id: str, name: str, result, variations: int):
+def _created(job_id: str, result, variations: int):
     return jsonify(models.JobCreated(
         jobId=job_id,
-        name=name,
+        name=result.name,
         status="queued",
         videos=[models.UploadedVideo(**v) for v in result.videos],
         variationsPerVideo=variations,
@@ -205,7 +205,7 @@ async def _job_from_uploads(service, ids: list[str], variations: int, seed, opti
             _move_back(job_dir, moves)
     with trio.CancelScope(shield=True):  # the job owns the files now, whoever hangs up
         await service.store.delete_resumables([u.id for u in uploads])
-    return _created(job_id, name or default_job_name([f.name for f in files]), result, variations)
+    return _created(job_id, result, variations)
 
 
 async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
@@ -214,7 +214,7 @@ async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
     raw = bytearray()
     async for chunk in request.body:
         raw += chunk
-        if len(raw) > 64 * 1024:
+        if len(raw) > SMALL_BODY:  # as every other small body (web/flow.py)
             raise APIError(413, "payload_too_large", "The request is too large.")
     try:
         data = json.loads(bytes(raw))

@@ -46,6 +46,7 @@ class IntakeAccepted:
     job_id: str
     seed: str
     videos: tuple[dict, ...]
+    name: str = ""  # as given, or the one made from its files
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
                                   415, f.video_id)
         infos.append(info)
     seed = req.seed or secrets.token_hex(8)
+    name = req.name or default_job_name([f.name for f in req.files])
     videos = [
         {
             "id": f.video_id,
@@ -105,7 +107,7 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
         variations=req.variations,
         options={"exclude": sorted(req.options.exclude)},
         videos=videos,
-        name=req.name or default_job_name([f.name for f in req.files]),
+        name=name,
     )
     for v in videos:
         await service.scheduler_send.send(VideoQueued(job_id=req.job_id, video_id=v["id"]))
@@ -113,4 +115,5 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
         job_id=req.job_id,
         seed=seed,
         videos=tuple({"id": v["id"], "name": v["name"], "size": v["size"]} for v in videos),
+        name=name,
     )

@@ -450,18 +450,24 @@ export function renderJob(outlet, { id }) {
     }
   }
 
-  async function onCancelVideo(video, button) {
-    if (!window.confirm(`Cancel ${video.name}? The job's other videos go on.`)) return;
+  /** One video's button: `action()` with the button held, then follow the job; `what` says
+   * what failed. */
+  async function videoAction(button, action, what) {
     button.disabled = true;
     head.showAlert(null, "action");
     try {
-      await cancelVideo(id, video.id);
+      await action();
       feed.kick();
     } catch (err) {
-      if (err.status !== 401) head.showAlert(actionError(err, "cancel videos"));
+      if (err.status !== 401) head.showAlert(actionError(err, what));
     } finally {
       button.disabled = false;
     }
+  }
+
+  function onCancelVideo(video, button) {
+    if (!window.confirm(`Cancel ${video.name}? The job's other videos go on.`)) return;
+    videoAction(button, () => cancelVideo(id, video.id), "cancel videos");
   }
 
   async function retry(videoId) {
@@ -469,17 +475,8 @@ export function renderJob(outlet, { id }) {
     ticks.forget(id, videoId);
   }
 
-  async function onRetry(videoId, button) {
-    button.disabled = true;
-    head.showAlert(null, "action");
-    try {
-      await retry(videoId);
-      feed.kick();
-    } catch (err) {
-      if (err.status !== 401) head.showAlert(actionError(err, "retry videos"));
-    } finally {
-      button.disabled = false;
-    }
+  function onRetry(videoId, button) {
+    videoAction(button, () => retry(videoId), "retry videos");
   }
 
   async function onRetryAll(button) {
