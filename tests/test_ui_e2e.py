@@ -868,6 +868,26 @@ def test_views_have_visible_focus_styles(page):
     assert focused["shadow"] != "none" or focused["outline"] != "none", focused
 
 
+def test_focus_stays_put_when_the_effect_switches_arrive(page):
+    """The effect switches come with /api/health after the form is shown: a person already
+    typing in a field keeps their focus (it used to fall back to the page's body)."""
+    held = []
+    login(page)
+    page.route(re.compile(r"/api/health$"), lambda route: held.append(route))
+    page.reload()  # a fresh page: nothing known about the server yet
+    expect(page.get_by_role("heading", name="New upload")).to_be_visible()
+    while not held:
+        page.wait_for_timeout(50)
+    page.locator("#job-name").focus()
+    page.keyboard.type("spring")
+    expect(page.locator("#with-tilt")).to_have_count(0)
+    held[0].continue_()
+    expect(page.locator("#with-tilt")).to_be_attached()
+    page.keyboard.type(" sale")
+    expect(page.locator("#job-name")).to_be_focused()
+    expect(page.locator("#job-name")).to_have_value("spring sale")
+
+
 # -- formats ----------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@
 import { setFlash } from "../flash.js";
 import { createJobFromUploads, uploadFiles } from "../resumable.js";
 import {
-  formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
+  append, formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
 } from "../dom.js";
 import { effectSwitches, effectsField } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
@@ -233,7 +233,8 @@ function uploadOptions(limits) {
         "aria-describedby": `${s.id}-hint`,
       }),
     }));
-    replace(root, nameField, variationsField, switches.map(switchField));
+    // Appended, not re-rendered: a field being typed in keeps its focus.
+    append(root, switches.map(switchField));
   };
 
   return {
