@@ -22,6 +22,7 @@ from pipeline.actors.intake import IntakeRejected, UploadedFile
 from pipeline.config import Settings
 from pipeline.delivery.zipper import NothingToZip, write_zip
 from pipeline.media.effects import EffectOptions
+from pipeline.media.formats import Placement, parse_placement
 from pipeline.media.naming import display_name
 from pipeline.service import Service
 from pipeline.state.events import Progress, VideoChanged
@@ -42,6 +43,10 @@ def run_make(settings: Settings, args) -> int:
         items = [f"-{e.lstrip('-')}" for e in args.exclude]
         items += [f"+{e.lstrip('+')}" for e in args.include]
         options = EffectOptions.parse(",".join(items) or None)
+        placement = parse_placement(
+            formats=getattr(args, "formats", None), fit=getattr(args, "fit", None),
+            focus=getattr(args, "focus", None), loudness=getattr(args, "loudness", None),
+            preset=getattr(args, "preset", None))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -51,14 +56,15 @@ def run_make(settings: Settings, args) -> int:
     settings = Settings(**{**settings.__dict__, "data_dir": work, "janitor_interval": math.inf,
                            "storage_cap": 1 << 62})
     try:
-        return trio.run(_make, settings, list(args.inputs), args.variations, args.seed, options,
-                        output, not args.quiet)
+        return trio.run(_make, settings, list(args.inputs), args.variations, args.seed,
+                        (options, placement), output, not args.quiet)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None,
-                options: EffectOptions, output: Path, show: bool) -> int:
+                choices: tuple[EffectOptions, Placement], output: Path, show: bool) -> int:
+    options, placement = choices
     service = Service(settings)
     started = time.monotonic()
     try:
@@ -68,7 +74,8 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
             files = await trio.to_thread.run_sync(_stage, settings.uploads_dir / job_id, inputs)
             with service.hub.subscribe(job_id) as sub:
                 result = await service.submit({"job_id": job_id, "files": tuple(files),
-                                               "variations": n, "seed": seed, "options": options})
+                                               "variations": n, "seed": seed, "options": options,
+                                               "placement": placement})
                 if isinstance(result, IntakeRejected):
                     print(f"error: {result.message}", file=sys.stderr)
                     nursery.cancel_scope.cancel()
@@ -91,7 +98,9 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
         print("error: no video could be processed; no ZIP written", file=sys.stderr)
         return 1
     done = sum(len(v.outputs) for v in job.videos)
-    print(f"wrote {output} ({size / 1e6:.1f} MB, {done} variations of "
+    what = "variations" if len(placement.formats) == 1 else \
+        f"files in {len(placement.formats)} formats"
+    print(f"wrote {output} ({size / 1e6:.1f} MB, {done} {what} of "
           f"{len(job.videos) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
     return 1 if failed else 0
 

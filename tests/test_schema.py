@@ -30,7 +30,7 @@ def test_jobs_stored_before_pitch_existed_keep_it_off(tmp_path):
                                {"exclude": ["hue", "mirror", "rotation"]}])
     store = Store(path)
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 5
+        assert store.schema_version() == schema.SCHEMA_VERSION == 6
         excluded = [store.job_row(f"j{i}").options["exclude"] for i in range(4)]
     finally:
         store.close()
@@ -135,3 +135,30 @@ def test_jobs_from_before_names_are_named_after_their_files(tmp_path):
         assert store.flag("queue_paused") is None and store.api_keys() == []
     finally:
         store.close()
+
+
+def test_outputs_from_before_formats_are_their_variation_in_the_source_shape(tmp_path):
+    """Schema 6 adds each output's format, variation and loudness: a version 5 database's
+    outputs read back as variation ``idx`` in the source's shape, without loudness."""
+    path = tmp_path / "jobs.db"
+    _version_1_database(path, [{"exclude": []}])
+    conn = schema.connect(path)
+    conn.execute("BEGIN")
+    for v in range(2, 6):
+        for stmt in schema._split_sql(schema._MIGRATIONS[v]):
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version=5")
+    conn.execute("INSERT INTO videos(id,job_id,idx,name,size,status,queued_at,updated_at) "
+                 "VALUES ('v1','j0',0,'a.mp4',1,'completed',0,0)")
+    for i in range(2):
+        conn.execute("INSERT INTO outputs(video_id,idx,name,path,size) VALUES "
+                     f"('v1',{i},'a_v0{i + 1}.mp4','/x/v0{i + 1}.mp4',1)")
+    conn.execute("COMMIT")
+    conn.close()
+    store = Store(path)
+    try:
+        outs = store.get_job("j0").videos[0].outputs
+    finally:
+        store.close()
+    assert [(o.format, o.variation, o.variation_index, o.loudness) for o in outs] == [
+        ("source", 0, 0, None), ("source", 1, 1, None)]

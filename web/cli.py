@@ -27,6 +27,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="effect family to leave out (e.g. mirror); repeatable")
     m.add_argument("--include", action="append", default=[],
                    help="opt-in effect family to add (rotation, hue, pitch); repeatable")
+    m.add_argument("--formats", help="placement formats, comma list of source (default), "
+                   "9:16, 1:1, 4:5, 16:9")
+    m.add_argument("--fit", help="crop (default) or pad: how a picture takes another shape")
+    m.add_argument("--focus", help="where a crop sits: center (default), left, right, top, bottom")
+    m.add_argument("--loudness", help="loudness target in LUFS, e.g. -14 (default: levels "
+                   "left alone)")
+    m.add_argument("--preset", help="reels, tiktok, shorts, feed or youtube: formats, fit and "
+                   "loudness at once")
     m.add_argument("-o", "--output", type=Path, required=True, help="ZIP file to write")
     m.add_argument("--work-dir", type=Path, help="scratch folder (default: next to the output)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -20,8 +20,10 @@ from quart import Blueprint, current_app, jsonify, request
 import pipeline
 from pipeline.actors.intake import IntakeRejected, UploadedFile
 from pipeline.actors.janitor import expected_output_bytes
+from pipeline.media import formats
 from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.media.ffmpeg import ffmpeg_version
+from pipeline.media.formats import Placement
 
 from . import models
 from .auth import client_address
@@ -69,6 +71,11 @@ async def health():
         # asked for (`+name`): the upload form and the job page read them from here.
         effects=[models.EffectFamily(name=name, default=name not in OPT_IN,
                                      geometric=name in GEOMETRIC) for name in FAMILIES],
+        # The placement formats, fits and presets a job may ask for.
+        formats=list(formats.RATIOS), fits=list(formats.FITS), focuses=list(formats.FOCUSES),
+        presets=[models.PlacementPreset(name=p.name, label=p.label, formats=list(p.formats),
+                                        fit=p.fit, loudness=p.loudness)
+                 for p in formats.PRESETS.values()],
     )
     if problems:
         body.problems = problems
@@ -124,9 +131,10 @@ async def create_job():
             idle_timeout=settings.upload_idle_timeout, on_bytes=count_upload(),
         )
         variations, seed, options = _job_fields(upload.fields)
+        placement = job_placement(upload.fields)
         name = _job_name(upload.fields)
         files = _check_files(upload.files)
-        await _check_room_for_outputs(service, files, variations)
+        await _check_room_for_outputs(service, files, variations * len(placement.formats))
         result = await service.submit({
             "job_id": job_id,
             "files": tuple(UploadedFile(f.video_id, f.name, f.path, f.size) for f in files),
@@ -134,6 +142,7 @@ async def create_job():
             "seed": seed,
             "options": options,
             "name": name,
+            "placement": placement,
         })
         if isinstance(result, IntakeRejected):
             raise APIError(result.status, result.code, result.message)
@@ -167,16 +176,18 @@ async def create_job_from_uploads():
     settings = service.settings
     ids, fields = await _uploads_request(settings.max_files)
     variations, seed, options = _job_fields(fields)
+    placement = job_placement(fields)
     name = _job_name(fields)
     with claim_uploads(ids):
-        return await _job_from_uploads(service, ids, variations, seed, options, name)
+        return await _job_from_uploads(service, ids, variations, seed, options, name, placement)
 
 
-async def _job_from_uploads(service, ids: list[str], variations: int, seed, options, name):
+async def _job_from_uploads(service, ids: list[str], variations: int, seed, options, name,
+                            placement: Placement):
     settings = service.settings
     uploads = [await _finished_upload(service, i) for i in ids]
     files = [ReceivedFile("v" + secrets.token_hex(6), u.name, Path(), u.length) for u in uploads]
-    await _check_room_for_outputs(service, files, variations)
+    await _check_room_for_outputs(service, files, variations * len(placement.formats))
     job_id = "j" + secrets.token_hex(8)
     job_dir = settings.uploads_dir / job_id
     moves = [(file_path(settings, u.id), job_dir / f"{f.video_id}.upload")
@@ -193,6 +204,7 @@ async def _job_from_uploads(service, ids: list[str], variations: int, seed, opti
             "files": tuple(UploadedFile(f.video_id, f.name, dst, f.size)
                            for f, (_, dst) in zip(files, moves, strict=True)),
             "variations": variations, "seed": seed, "options": options, "name": name,
+            "placement": placement,
         })
         if isinstance(result, IntakeRejected):
             refused = next((u.id for u, f in zip(uploads, files, strict=True)
@@ -229,12 +241,17 @@ async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
     if len(set(ids)) != len(ids):
         raise APIError(400, "duplicate_upload", "Each upload can be used once per job.")
     fields = {}
-    for key in ("variations", "seed", "effects", "name"):
+    for key in ("variations", "seed", "effects", "name", *PLACEMENT_FIELDS):
         value = data.get(key)
+        if key == "formats" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ",".join(value) or None
+        if key == "loudness" and isinstance(value, float):
+            value = repr(value)
         if value is not None and not isinstance(value, bool) and isinstance(value, int | str):
             fields[key] = str(value)
         elif value is not None:
-            kind = "a whole number" if key == "variations" else "text"
+            kind = {"variations": "a whole number", "loudness": "a number of LUFS",
+                    "formats": "a list of format names"}.get(key, "text")
             raise APIError(400, f"bad_{key}", f"{key} must be {kind}.")
     return ids, fields
 
@@ -334,6 +351,22 @@ def _job_fields(fields: dict[str, str]) -> tuple[int, str | None, EffectOptions]
     except ValueError as exc:
         raise APIError(400, "bad_effects", str(exc)) from None
     return variations, seed, options
+
+
+# The job fields that choose its placement formats (README, "Placement formats").
+PLACEMENT_FIELDS = ("formats", "fit", "focus", "loudness", "preset")
+
+
+def job_placement(fields: dict[str, str]) -> Placement:
+    """The job's placement from its ``formats``, ``fit``, ``focus``, ``loudness`` and
+    ``preset`` fields (absent: the source's shape, levels left alone). A bad value is a 400
+    naming its field (``bad_formats``, …)."""
+    for key in PLACEMENT_FIELDS:
+        try:
+            formats.parse_placement(**{key: fields.get(key)})
+        except formats.FormatError as exc:
+            raise APIError(400, f"bad_{key}", f"{exc}.") from None
+    return formats.parse_placement(**{k: fields.get(k) for k in PLACEMENT_FIELDS})
 
 
 MAX_NAME = 120

@@ -43,8 +43,19 @@ class EffectFamily(Shape):
     geometric: bool = Field(description="Changes the picture's geometry (a job keeps one).")
 
 
+class PlacementPreset(Shape):
+    """A named placement: what ``preset=<name>`` sets (each can still be given on its own)."""
+
+    name: str
+    label: str
+    formats: list[str]
+    fit: str
+    loudness: float
+
+
 class Health(Shape):
-    """Service health, the FFmpeg in use, the upload limits and the effect families."""
+    """Service health, the FFmpeg in use, the upload limits, the effect families and the
+    placement formats."""
 
     status: str = Field(description='"ok", or "unavailable" with problems listed')
     version: str
@@ -52,6 +63,10 @@ class Health(Shape):
     ffmpegPath: str
     limits: Limits
     effects: list[EffectFamily]
+    formats: list[str] = Field(default_factory=list, description="Values of `formats`.")
+    fits: list[str] = Field(default_factory=list, description="Values of `fit`.")
+    focuses: list[str] = Field(default_factory=list, description="Values of `focus`.")
+    presets: list[PlacementPreset] = Field(default_factory=list)
     problems: list[str] | None = None
 
 
@@ -91,8 +106,33 @@ class Distinctness(Shape):
     rerolls: int = Field(description="Times this variation was drawn again for matching.")
 
 
+class Loudness(Shape):
+    """An output's loudness as measured after normalising (EBU R128, FFmpeg ``ebur128``)."""
+
+    target: float = Field(description="The job's target, LUFS.")
+    integrated: float = Field(description="Measured integrated loudness, LUFS.")
+    truePeak: float = Field(description="Measured true peak, dBTP.")
+    range: float | None = Field(None, description="Loudness range, LU.")
+
+
+class Placement(Shape):
+    """The shapes a job's variations are delivered in (README, "Placement formats")."""
+
+    formats: list[str] = Field(description="source, 9:16, 1:1, 4:5, 16:9; in the order asked.")
+    fit: str = Field(description="crop or pad")
+    focus: str = Field(description="Where a crop window sits: center, left, right, top, bottom.")
+    loudness: float | None = Field(None, description="Target LUFS; null: levels left alone.")
+
+
 class Output(Shape):
-    index: int = Field(description="0-based; the variation number in names and URLs is index + 1.")
+    index: int = Field(description="0-based output number within its video; the n in its URL "
+                       "is index + 1.")
+    variation: int = Field(0, description="0-based variation (v01 in its name is 0).")
+    format: str = Field("source", description="Its placement format: source, 9:16, 1:1, 4:5 or "
+                        "16:9.")
+    width: int | None = Field(None, description="Display width in pixels.")
+    height: int | None = Field(None, description="Display height in pixels.")
+    loudness: Loudness | None = Field(None, description="null when levels were left alone.")
     name: str
     size: int
     duration: float | None = None
@@ -143,6 +183,7 @@ class Job(Shape):
     variationsPerVideo: int
     seed: str
     excludedEffects: list[str]
+    placement: Placement
     progress: float
     etaSeconds: float | None = Field(None, description="About how long until its last video is "
                                      "done; null when not pending or not yet estimable.")

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.actors.scheduler import QueueView
+from pipeline.media import formats
 from pipeline.media.describe import describe
 from pipeline.media.effects import VariationParams
+from pipeline.media.formats import Placement
 from pipeline.media.naming import default_job_name
+from pipeline.media.probe import MediaInfo
 from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import RETRYABLE, VideoStatus
@@ -33,10 +36,16 @@ def video_preview_url(job_id: str, video_id: str) -> str:
     return f"/api/jobs/{job_id}/videos/{video_id}/preview"
 
 
-def output_model(o: Output, job_id: str, video_id: str) -> models.Output:
+def output_model(o: Output, job_id: str, video_id: str,
+                 size: tuple[int, int] | None = None) -> models.Output:
     url = output_url(job_id, video_id, o.index + 1)
-    fields = {"index": o.index, "name": o.name, "size": o.size, "duration": o.duration,
+    fields = {"index": o.index, "variation": o.variation_index, "format": o.format,
+              "name": o.name, "size": o.size, "duration": o.duration,
               "effects": describe(VariationParams.from_dict(o.params)), "url": url}
+    if size is not None:
+        fields["width"], fields["height"] = size
+    if o.loudness is not None:
+        fields["loudness"] = models.Loudness(**o.loudness)
     # The figures and the contact strip come from the same frames: no figures, no strip.
     if o.distinctness is not None:
         fields["distinctness"] = models.Distinctness(**o.distinctness)
@@ -53,7 +62,17 @@ def job_name(job: Job) -> str:
     return job.name or default_job_name([v.name for v in job.videos])
 
 
-def video_model(v: Video, queue: QueueView | None = None) -> models.Video:
+def output_size(v: Video, o: Output, placement: Placement) -> tuple[int, int] | None:
+    """An output's display size, from its source's probe and the job's placement."""
+    info = MediaInfo.from_dict(v.info)
+    if info is None:
+        return None
+    return formats.output_size(o.format, placement.fit, info.display_width, info.display_height)
+
+
+def video_model(v: Video, queue: QueueView | None = None,
+                placement: Placement | None = None) -> models.Video:
+    placement = placement or Placement()
     fields = {
         "id": v.id,
         "name": v.name,
@@ -76,7 +95,8 @@ def video_model(v: Video, queue: QueueView | None = None) -> models.Video:
     if v.stderr_tail:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
-        fields["outputs"] = [output_model(o, v.job_id, v.id) for o in v.outputs]
+        fields["outputs"] = [output_model(o, v.job_id, v.id, output_size(v, o, placement))
+                             for o in v.outputs]
         if v.status == VideoStatus.COMPLETED and any(o.distinctness for o in v.outputs):
             fields["previewUrl"] = video_preview_url(v.job_id, v.id)
     else:
@@ -86,7 +106,8 @@ def video_model(v: Video, queue: QueueView | None = None) -> models.Video:
 
 def job_model(job: Job, queue: QueueView | None = None) -> models.Job:
     """The job's JSON; with ``queue``, its pending videos' places and estimates too."""
-    videos = [video_model(v, queue) for v in job.videos]
+    placement = Placement.from_dict(job.options.get("placement"))
+    videos = [video_model(v, queue, placement) for v in job.videos]
     progress = sum(v.progress for v in videos) / len(videos) if videos else 0.0
     counts: dict[str, int] = {}
     for v in videos:
@@ -103,6 +124,7 @@ def job_model(job: Job, queue: QueueView | None = None) -> models.Job:
         variationsPerVideo=job.variations,
         seed=job.seed,
         excludedEffects=job.options.get("exclude", []),
+        placement=models.Placement(**placement.to_dict()),
         progress=round(progress, 1),
         etaSeconds=eta,
         counts=counts,

@@ -18,6 +18,7 @@ import trio
 from pipeline.actors.scheduler import VideoQueued, is_disk_full
 from pipeline.context import IntakeContext
 from pipeline.media.effects import EffectOptions
+from pipeline.media.formats import Placement
 from pipeline.media.naming import default_job_name
 from pipeline.media.probe import MediaInfo, NotAVideo, Unrenderable, probe_source
 
@@ -39,6 +40,7 @@ class IntakeRequest:
     options: EffectOptions
     reply: trio.MemorySendChannel[IntakeAccepted | IntakeRejected] = field(compare=False, repr=False)
     name: str | None = None  # None: named after its files (``default_job_name``)
+    placement: Placement = Placement()  # the formats, fit and loudness asked for
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,10 @@ async def _handle(service: IntakeContext, req: IntakeRequest) -> IntakeAccepted 
         job_id=req.job_id,
         seed=seed,
         variations=req.variations,
-        options={"exclude": sorted(req.options.exclude)},
+        options={"exclude": sorted(req.options.exclude),
+                 # Stored only when asked for: a default job's options are as before.
+                 **({} if req.placement.is_default
+                    else {"placement": req.placement.to_dict()})},
         videos=videos,
         name=name,
     )

@@ -34,7 +34,14 @@ from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
 from pipeline.media.encoder import encoder_for, encoder_threads
-from pipeline.media.naming import preview_path, safe_stem, source_preview_path, variation_file
+from pipeline.media.formats import Placement
+from pipeline.media.naming import (
+    format_suffix,
+    preview_path,
+    safe_stem,
+    source_preview_path,
+    variation_file,
+)
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.verify import VerificationFailed
 from pipeline.state.rows import Job, Output, Video
@@ -142,43 +149,50 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     settings = service.settings
     info = await trio.to_thread.run_sync(_source_info, video.info, upload)
     options = EffectOptions(exclude=frozenset(job.options.get("exclude", [])))
+    placement = Placement.from_dict(job.options.get("placement"))
     variations = sample_variations(job.seed, video.index, job.variations, options)
     stem = safe_stem(video.name)
-    finals = [out_dir / f"v{i + 1:02d}.mp4" for i in range(len(variations))]
+    shapes = placement.formats
+    # Variation by variation, each in every format (command.filter_graph's order).
+    finals = [out_dir / f"v{i + 1:02d}{format_suffix(fmt)}.mp4"
+              for i in range(len(variations)) for fmt in shapes]
+    names = [variation_file(stem, i, fmt) for i in range(len(variations)) for fmt in shapes]
     outputs = [part_path(f) for f in finals]
     # The frames of the distinctness measure (and the previews) and the audio fingerprints,
-    # taken off the render's decode: the source's and each output's after its effects.
-    source_frames, source_print = out_dir / "source.frames.part", out_dir / "source.print.part"
-    taps = quality.plan_taps(info, outputs, source_frames, source_print)
-    scratch = [*outputs, *taps.outputs, *taps.prints, source_frames, source_print]
+    # taken off the render's decode: the source's (in each format) and each output's.
+    source_frames = [out_dir / f"source{format_suffix(fmt)}.frames.part" for fmt in shapes]
+    source_print = out_dir / "source.print.part"
+    taps = quality.plan_format_taps(info, placement, outputs, source_frames, source_print)
+    scratch = [*outputs, *(p for t in taps for p in (*t.outputs, *t.prints)), *source_frames,
+               source_print]
     for part in scratch:
         cleanup.callback(_unlink_quiet, part)
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     _remove(scratch)  # left by an earlier attempt
     encoder = encoder_for(info, settings.quality, preset=settings.preset,
-                          threads=encoder_threads(len(variations)))
+                          threads=encoder_threads(len(outputs)))
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
-                               encoder=encoder, taps=taps)
+                               encoder=encoder, taps=taps, placement=placement)
     expected = [expected_duration(info.duration, p) for p in variations]
     await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
     async def rerender(params: list[VariationParams], paths: list[Path],
-                       frames: distinct.Taps) -> None:
+                       frames: distinct.Taps | tuple[distinct.Taps, ...]) -> None:
         # Only the re-rolled variations, in one more FFmpeg process; its progress is not shown
         # (the video stays just under 100 % while it runs).
         await _run_ffmpeg(service, handle, build_render_command(
-            service.ffmpeg, upload, info, params, paths, encoder=encoder, taps=frames),
-            None)
+            service.ffmpeg, upload, info, params, paths, encoder=encoder, taps=frames,
+            placement=placement), None)
 
-    names = [variation_file(stem, i) for i in range(len(variations))]
     try:
         result = await quality.check_outputs(
             quality.Rendered(
                 ffmpeg=service.ffmpeg, source=upload, info=info, variations=tuple(variations),
                 parts=tuple(outputs), names=tuple(names),
                 seeds=tuple(f"{job.seed}:{video.index}:{i + 1}" for i in range(len(variations))),
-                job_seed=job.seed, video_index=video.index, options=options, taps=taps,
-                full_decode=settings.verify == "full",
+                job_seed=job.seed, video_index=video.index, options=options,
+                taps=taps[0] if len(taps) == 1 else taps,
+                full_decode=settings.verify == "full", placement=placement,
             ),
             match_threshold=settings.pdq_match, rerender=rerender, cleanup=cleanup,
         )
@@ -188,15 +202,27 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
                                                source_print)
     _remove([*scratch[len(outputs):], *(fingerprint.print_path(v.part) for v in checked)])
     await trio.to_thread.run_sync(_write_previews, result, finals)
+    return await _commit_all(checked, finals, names, info, placement,
+                             tuple(encoder.output_args(info.has_audio)))
 
+
+async def _commit_all(checked: list[quality.Variation], finals: list[Path], names: list[str],
+                      info: MediaInfo, placement: Placement,
+                      encoder_args: tuple[str, ...]) -> list[Output]:
+    """Commit every verified file (`_commit`) and describe it for the ledger."""
     outputs = []
-    for i, (v, final) in enumerate(zip(checked, finals, strict=True)):
-        size = await trio.to_thread.run_sync(_commit, v.part, final)
-        outputs.append(Output(
-            index=i, name=names[i], path=str(final), size=size, duration=v.duration,
-            seed=v.seed, params=v.params.to_dict(), graph=output_graphs(info, [v.params])[0],
-            distinctness=v.distance, encoder_args=tuple(encoder.output_args(info.has_audio)),
-        ))
+    count = len(placement.formats)
+    for i, v in enumerate(checked):
+        graphs = output_graphs(info, [v.params], placement)
+        for k, fmt in enumerate(placement.formats):
+            j = i * count + k
+            size = await trio.to_thread.run_sync(_commit, v.parts[k], finals[j])
+            outputs.append(Output(
+                index=j, name=names[j], path=str(finals[j]), size=size, duration=v.duration,
+                seed=v.seed, params=v.params.to_dict(), graph=graphs[k],
+                distinctness=v.distances[k] if v.distances else None,
+                encoder_args=encoder_args, format=fmt, variation=i,
+            ))
     return outputs
 
 
@@ -302,10 +328,11 @@ def _commit(part: Path, final: Path) -> int:
 
 
 def _write_previews(result: quality.Checked, finals: list[Path]) -> None:
-    """The contact strips of the source and of each kept variation (``quality.check_outputs``
+    """The contact strips of the source and of each kept output (``quality.check_outputs``
     made them from the tapped frames); a strip that could not be made leaves no file."""
     strips = [(source_preview_path(finals[0]), result.source_preview)]
-    strips += [(preview_path(f), v.preview) for v, f in zip(result.variations, finals, strict=True)]
+    previews = [p for v in result.variations for p in v.previews]
+    strips += [(preview_path(f), p) for p, f in zip(previews, finals, strict=True)]
     for path, data in strips:
         if data is None:
             _unlink_quiet(path)

@@ -56,12 +56,13 @@ from pipeline.delivery.ziplayout import (
 )
 from pipeline.media.describe import describe
 from pipeline.media.effects import VariationParams
+from pipeline.media.formats import Placement
 from pipeline.media.naming import default_job_name, safe_name, unique_stems, variation_file
 from pipeline.state.rows import Job, Output
 from pipeline.state.states import VideoStatus
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 # Bytes read from a member file at a time.
 READ_CHUNK = 1 << 20
 # Bytes handed to the event loop per worker-thread hop: fewer hops, still bounded memory.
@@ -100,7 +101,7 @@ def archive_members(job: Job) -> list[Member]:
             continue
         for out in sorted(video.outputs or (), key=lambda o: o.index):
             members.append(Member(
-                arcname=f"{stem}/{variation_file(stem, out.index)}",
+                arcname=f"{stem}/{variation_file(stem, out.variation_index, out.format)}",
                 path=Path(out.path),
                 source=video.name,
                 video_id=video.id,
@@ -119,6 +120,7 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
         "seed": job.seed,
         "variationsPerVideo": job.variations,
         "excludedEffects": job.options.get("exclude", []),
+        "placement": Placement.from_dict(job.options.get("placement")).to_dict(),
         "createdAt": _iso(job.created_at),
         "completedAt": _iso(job.completed_at),
         "variations": [
@@ -126,6 +128,9 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "source": m.source,
                 "file": m.arcname,
                 "index": m.output.index + 1,
+                # Which variation (its number in the name) in which placement format.
+                "variation": m.output.variation_index + 1,
+                "format": m.output.format,
                 "seed": m.output.seed,
                 "params": m.output.params,
                 "effects": describe(VariationParams.from_dict(m.output.params)),
@@ -138,6 +143,8 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 # PDQ and Chromaprint figures, re-rolls taken (docs/distinctness.md), the
                 # job API's shape; null where they were not measured.
                 "distinctness": m.output.distinctness,
+                # Measured integrated loudness and true peak; null where levels were left alone.
+                "loudness": m.output.loudness,
             }
             for m in members
         ],

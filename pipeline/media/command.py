@@ -12,22 +12,30 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.media import fingerprint
+from pipeline.media import fingerprint, formats
 from pipeline.media.distinct import Taps, output_times, tap_filter, tap_output
 from pipeline.media.effects import VariationParams, expected_duration
 from pipeline.media.encoder import Encoder, file_url
 from pipeline.media.filters import audio_filter, video_filter
+from pipeline.media.formats import Placement
 from pipeline.media.probe import MediaInfo
 
 
 def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
-                 taps: Taps | None = None) -> str:
-    """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per variation.
+                 taps: Taps | Sequence[Taps] | None = None,
+                 placement: Placement | None = None) -> str:
+    """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per output.
 
-    With ``taps`` (``distinct.Taps``), also the frames of the distinctness measure, off the
-    same decode: ``[tap0]``… for each variation, split off after its effects (the frames its
-    encoder gets) at its ``distinct.output_times``, and ``[tapsrc]`` for the source when
-    ``taps.source`` is set (``distinct.tap_filter``: a few RGB frames of ``taps.size``).
+    Outputs are the variations in each of ``placement`` 's formats, variation by variation:
+    output ``j`` is variation ``j // F`` in format ``j % F`` (F formats; the default, the
+    source's shape only, gives one output per variation). Each variation's picture is made
+    once and ``split`` per format (``formats.format_filters``), its sound once and ``asplit``.
+
+    With ``taps`` (``distinct.Taps``, one per format; a single one for one format), also the
+    frames of the distinctness measure, off the same decode: ``[tap<j>]`` for output ``j``
+    (split off the frames its encoder gets, at ``distinct.output_times``), and the source's
+    through each format's geometry, ``[tapsrc]`` (first format) and ``[tapsrc<k>]``, when that
+    format's ``taps.source`` is set (``distinct.tap_filter``: a few RGB frames of its size).
 
     Filters run at the *display* size: FFmpeg turns rotated phone videos upright while decoding
     (autorotate), so the frames the graph sees are already the way the viewer sees them.
@@ -39,13 +47,13 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
     n = len(variations)
     if n < 1:
         raise ValueError("at least one variation is needed")
-    tap_source = taps is not None and taps.source is not None and bool(taps.times)
-    tap_outputs = taps is not None and bool(taps.outputs) and bool(taps.times)
-    if tap_outputs and len(taps.outputs) != n:
-        raise ValueError(f"{n} variations but {len(taps.outputs)} frame taps")
+    placement = placement or Placement()
+    shapes = placement.formats
+    per_format = _per_format_taps(taps, len(shapes), n)
     w, h = info.display_width, info.display_height
+    source_taps = [k for k, t in enumerate(per_format) if t.source is not None and t.times]
     parts: list[str] = []
-    branches = n + (1 if tap_source else 0)
+    branches = n + len(source_taps)
     # `V` (capital) skips cover art and thumbnails that MP4/MOV files may carry as video streams.
     source = f"[0:V:0]scale={w}:{h},"
     if branches == 1:
@@ -54,23 +62,68 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
         video_inputs = [f"[vs{i}]" for i in range(branches)]
         parts.append(source + "split=" + str(branches) + "".join(video_inputs))
     for i, params in enumerate(variations):
-        chain = f"{video_inputs[i]}{video_filter(params, w, h)}"
-        if tap_outputs:
-            parts.append(f"{chain},split=2[v{i}][vt{i}]")
-            times = output_times(taps.times, params.speed)
-            parts.append(f"[vt{i}]{tap_filter(times, taps.size)}[tap{i}]")
-        else:
-            parts.append(f"{chain}[v{i}]")
-    if tap_source:
-        parts.append(f"{video_inputs[n]}{tap_filter(taps.times, taps.size)}[tapsrc]")
+        parts += _variation_video(i, f"{video_inputs[i]}{video_filter(params, w, h)}",
+                                  params, placement, per_format, w, h)
+    for branch, k in enumerate(source_taps, start=n):
+        t = per_format[k]
+        label = "[tapsrc]" if k == 0 else f"[tapsrc{k}]"
+        if shapes[k] == formats.SOURCE:
+            parts.append(f"{video_inputs[branch]}{tap_filter(t.times, t.size)}{label}")
+            continue
+        parts += formats.format_filters(shapes[k], placement.fit, placement.focus, w, h,
+                                        video_inputs[branch], f"[fs{k}]", f"s{k}")
+        parts.append(f"[fs{k}]{tap_filter(t.times, t.size)}{label}")
     if info.has_audio:
-        parts += _audio_parts(variations, taps)
+        parts += _audio_parts(variations, per_format[0] if per_format else None,
+                              len(shapes))
     return ";".join(parts)
 
 
-def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None) -> list[str]:
-    """The audio half of `filter_graph`: ``[a0]``… and, when ``taps`` asks for fingerprints,
-    ``[fp0]``… after each variation's filters and ``[fpsrc]`` off the source."""
+def _per_format_taps(taps: Taps | Sequence[Taps] | None, count: int, n: int) -> list[Taps]:
+    """``taps`` as one per format (none: an empty list), checked against the variations."""
+    if taps is None:
+        return []
+    per_format = [taps] if isinstance(taps, Taps) else list(taps)
+    if len(per_format) != count:
+        raise ValueError(f"{count} formats but {len(per_format)} sets of taps")
+    for t in per_format:
+        if t.outputs and t.times and len(t.outputs) != n:
+            raise ValueError(f"{n} variations but {len(t.outputs)} frame taps")
+    return per_format
+
+
+def _variation_video(i: int, chain: str, params: VariationParams, placement: Placement,
+                     per_format: list[Taps], w: int, h: int) -> list[str]:
+    """Variation ``i`` 's picture (``chain``) as its outputs ``[v<j>]``, one per format, each
+    with its frame tap ``[tap<j>]`` when the format's taps ask for one."""
+    count = len(placement.formats)
+    if count == 1 and placement.formats[0] == formats.SOURCE:
+        # The source's shape only: the variation's frames are the output's.
+        return _tapped(chain, i, i, params, per_format[0] if per_format else None)
+    parts = [f"{chain},split={count}" + "".join(f"[vf{i}_{k}]" for k in range(count))
+             if count > 1 else f"{chain}[vf{i}_0]"]
+    for k, fmt in enumerate(placement.formats):
+        j = i * count + k
+        parts += formats.format_filters(fmt, placement.fit, placement.focus, w, h,
+                                        f"[vf{i}_{k}]", f"[vp{j}]", f"p{j}")
+        parts += _tapped(f"[vp{j}]null", j, i, params, per_format[k] if per_format else None)
+    return parts
+
+
+def _tapped(chain: str, j: int, i: int, params: VariationParams, taps: Taps | None) -> list[str]:
+    """``chain`` as output ``[v<j>]``, and its frames as ``[tap<j>]`` when ``taps`` has a
+    file for variation ``i``."""
+    if taps is None or not taps.outputs or not taps.times:
+        return [f"{chain}[v{j}]"]
+    times = output_times(taps.times, params.speed)
+    return [f"{chain},split=2[v{j}][vt{j}]", f"[vt{j}]{tap_filter(times, taps.size)}[tap{j}]"]
+
+
+def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
+                 count: int = 1) -> list[str]:
+    """The audio half of `filter_graph`: ``[a<j>]``, one per output (``count`` formats per
+    variation), and, when ``taps`` asks for fingerprints, ``[fp<i>]`` after each variation's
+    filters and ``[fpsrc]`` off the source."""
     n = len(variations)
     print_outputs = taps is not None and bool(taps.prints)
     if print_outputs and len(taps.prints) != n:
@@ -85,25 +138,37 @@ def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None) -> li
         parts.append("[0:a:0]asplit=" + str(branches) + "".join(audio_inputs))
     for i, params in enumerate(variations):
         chain = f"{audio_inputs[i]}{audio_filter(params)}"
-        if print_outputs:
-            parts.append(f"{chain},asplit=2[a{i}][af{i}]")
-            parts.append(f"[af{i}]{fingerprint.branch_filter()}[fp{i}]")
+        labels = [f"[a{i * count + k}]" for k in range(count)]
+        labels += [f"[af{i}]"] if print_outputs else []
+        if len(labels) == 1:
+            parts.append(f"{chain}{labels[0]}")
         else:
-            parts.append(f"{chain}[a{i}]")
+            parts.append(f"{chain},asplit={len(labels)}" + "".join(labels))
+        if print_outputs:
+            parts.append(f"[af{i}]{fingerprint.branch_filter()}[fp{i}]")
     if print_source:
         parts.append(f"{audio_inputs[n]}{fingerprint.branch_filter()}[fpsrc]")
     return parts
 
 
-def output_graphs(info: MediaInfo, variations: Sequence[VariationParams]) -> list[str]:
-    """One human-readable description of each variation's filters, for the manifest."""
+def output_graphs(info: MediaInfo, variations: Sequence[VariationParams],
+                  placement: Placement | None = None) -> list[str]:
+    """One human-readable description of each output's filters (`filter_graph` 's order), for
+    the manifest: ``video: <chain>``, then ``| format <name> <fit>: <graph>`` for a format
+    other than the source's, then ``| audio: <chain>``."""
+    placement = placement or Placement()
     w, h = info.display_width, info.display_height
     graphs = []
     for params in variations:
-        text = f"video: {video_filter(params, w, h)}"
-        if info.has_audio:
-            text += f" | audio: {audio_filter(params)}"
-        graphs.append(text)
+        for k, fmt in enumerate(placement.formats):
+            text = f"video: {video_filter(params, w, h)}"
+            if fmt != formats.SOURCE:
+                inner = formats.format_filters(fmt, placement.fit, placement.focus, w, h,
+                                               "[in]", "[out]", f"f{k}")
+                text += f" | format {fmt} {placement.fit}: {';'.join(inner)}"
+            if info.has_audio:
+                text += f" | audio: {audio_filter(params)}"
+            graphs.append(text)
     return graphs
 
 
@@ -115,10 +180,13 @@ def build_render_command(
     outputs: Sequence[Path],
     *,
     encoder: Encoder | None = None,
-    taps: Taps | None = None,
+    taps: Taps | Sequence[Taps] | None = None,
+    placement: Placement | None = None,
 ) -> list[str]:
     """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
-    every variation of ``source`` into ``outputs`` (same order) in one FFmpeg process.
+    every variation of ``source`` in each of ``placement`` 's formats into ``outputs``
+    (`filter_graph` 's order: variation by variation, its formats in turn) in one FFmpeg
+    process.
 
     - Progress goes to stdout as ``-progress`` key=value blocks (see `ProgressParser`); errors
       go to stderr at ``-loglevel error``. Stdin is left open: writing ``q`` to it makes FFmpeg
@@ -126,18 +194,22 @@ def build_render_command(
     - Every output gets ``encoder`` 's options (``encoder.Encoder.output_args``; default
       ``Encoder()``: x264 ultrafast CRF 23, uncapped): MP4 (the muxer is named, so ``*.part``
       names work) with ``+faststart``, H.264 ``yuv420p`` and AAC when the source has audio;
-      upright at the source's display size with no rotation flag; no metadata from the source
-      and no encoder tags.
-    - ``taps`` (``distinct.Taps``) also writes the distinctness measure's frames as raw RGB:
-      each variation's after its effects to ``taps.outputs[i]``, the source's to
-      ``taps.source`` (one decode for all; the outputs are byte-identical with or without);
-      with sound, the Chromaprint fingerprint of each variation's audio after its filters to
-      ``taps.prints[i]`` and of the source's to ``taps.source_print``.
+      upright at its format's display size (``formats.output_size``) with no rotation flag;
+      no metadata from the source and no encoder tags.
+    - ``taps`` (``distinct.Taps``, one per format) also writes the distinctness measure's
+      frames as raw RGB: each output's after its effects to its format's ``taps.outputs[i]``,
+      the source's in each format's geometry to that format's ``taps.source`` (one decode for
+      all; the outputs are byte-identical with or without); with sound, the Chromaprint
+      fingerprint of each variation's audio after its filters to the first format's
+      ``taps.prints[i]`` and of the source's to its ``taps.source_print``.
 
     Error handling: raises ``ValueError`` when the lists do not match.
     """
-    if len(variations) != len(outputs):
-        raise ValueError(f"{len(variations)} variations but {len(outputs)} output paths")
+    placement = placement or Placement()
+    count = len(placement.formats)
+    if len(variations) * count != len(outputs):
+        raise ValueError(f"{len(variations)} variations in {count} formats but "
+                         f"{len(outputs)} output paths")
     encoder = encoder or Encoder()
     args = [
         ffmpeg,
@@ -147,31 +219,36 @@ def build_render_command(
         "-nostats",
         "-progress", "pipe:1",
         "-i", file_url(source),
-        "-filter_complex", filter_graph(info, variations, taps),
+        "-filter_complex", filter_graph(info, variations, taps, placement),
     ]
     per_output = encoder.output_args(info.has_audio)
-    for i, out in enumerate(outputs):
-        args += ["-map", f"[v{i}]", *(["-map", f"[a{i}]"] if info.has_audio else []),
+    for j, out in enumerate(outputs):
+        args += ["-map", f"[v{j}]", *(["-map", f"[a{j}]"] if info.has_audio else []),
                  *per_output, file_url(out)]
-    return args + _tap_outputs(taps, info.has_audio)
+    if taps is None:
+        return args
+    per_format = [taps] if isinstance(taps, Taps) else list(taps)
+    return args + _tap_outputs(per_format, count, info.has_audio)
 
 
-def _tap_outputs(taps: Taps | None, has_audio: bool) -> list[str]:
+def _tap_outputs(per_format: list[Taps], count: int, has_audio: bool) -> list[str]:
     """The raw-frame outputs of `filter_graph` 's ``[tap…]`` labels, and the fingerprint
     outputs of its ``[fp…]`` ones."""
-    if taps is None:
-        return []
     args: list[str] = []
-    if taps.times:
+    for k, taps in enumerate(per_format):
+        if not taps.times:
+            continue
         for i, path in enumerate(taps.outputs):
-            args += ["-map", f"[tap{i}]", *tap_output(file_url(path))]
+            args += ["-map", f"[tap{i * count + k}]", *tap_output(file_url(path))]
         if taps.source is not None:
-            args += ["-map", "[tapsrc]", *tap_output(file_url(taps.source))]
-    if has_audio:
-        for i, path in enumerate(taps.prints):
+            label = "[tapsrc]" if k == 0 else f"[tapsrc{k}]"
+            args += ["-map", label, *tap_output(file_url(taps.source))]
+    first = per_format[0] if per_format else None
+    if has_audio and first is not None:
+        for i, path in enumerate(first.prints):
             args += ["-map", f"[fp{i}]", *fingerprint.output_args(path)]
-        if taps.source_print is not None:
-            args += ["-map", "[fpsrc]", *fingerprint.output_args(taps.source_print)]
+        if first.source_print is not None:
+            args += ["-map", "[fpsrc]", *fingerprint.output_args(first.source_print)]
     return args
 
 

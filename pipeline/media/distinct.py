@@ -318,3 +318,38 @@ class DistanceTable:
         compared = [c for c in (self.source[i], *self._siblings(i)) if c is not None]
         matches = sum(c.matches(self.threshold) for c in compared)
         return -matches, min((c.median for c in compared), default=float("inf"))
+
+
+@dataclass(frozen=True)
+class FormatTables:
+    """A video's variations measured in each of its formats: one `DistanceTable` per format
+    (each output against the source in the same format, and against its siblings there). A
+    variation is too close when it is in any format, and scores by all of them."""
+
+    tables: tuple[DistanceTable, ...]
+
+    @classmethod
+    def measure(cls, sources: Sequence[Sequence[FrameHash]],
+                variations: Sequence[Sequence[Sequence[FrameHash]]],
+                threshold: int = MATCH_THRESHOLD) -> FormatTables:
+        """``sources[k]``: the source's hashes in format ``k``; ``variations[i][k]``: variation
+        ``i`` 's in format ``k``."""
+        return cls(tuple(DistanceTable.measure(src, [v[k] for v in variations], threshold)
+                         for k, src in enumerate(sources)))
+
+    def replaced(self, i: int, sources: Sequence[Sequence[FrameHash]],
+                 variations: Sequence[Sequence[Sequence[FrameHash]]]) -> FormatTables:
+        return FormatTables(tuple(t.replaced(i, sources[k], [v[k] for v in variations])
+                                  for k, t in enumerate(self.tables)))
+
+    def too_close(self) -> list[int]:
+        return sorted({i for t in self.tables for i in t.too_close()})
+
+    def score(self, i: int) -> tuple[int, float]:
+        """`DistanceTable.score` over every format: all matching frames, the smallest median."""
+        scores = [t.score(i) for t in self.tables]
+        return sum(s[0] for s in scores), min(s[1] for s in scores)
+
+    def report(self, i: int, rerolls: int = 0) -> tuple[dict | None, ...]:
+        """Variation ``i`` 's figures in each format."""
+        return tuple(t.report(i, rerolls) for t in self.tables)

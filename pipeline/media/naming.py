@@ -97,9 +97,14 @@ def unique_stems(raws: list[str]) -> list[str]:
     return out
 
 
-def variation_file(stem: str, index: int) -> str:
-    """``<stem>_v01.mp4`` for variation index 0."""
-    return f"{stem}_v{index + 1:02d}.mp4"
+def variation_file(stem: str, index: int, fmt: str = "source") -> str:
+    """``<stem>_v01.mp4`` for variation index 0; ``<stem>_v01_9x16.mp4`` in format 9:16."""
+    return f"{stem}_v{index + 1:02d}{format_suffix(fmt)}.mp4"
+
+
+def format_suffix(fmt: str) -> str:
+    """The file-name suffix of a placement format: ``_9x16``; none for the source's shape."""
+    return "" if fmt == "source" else "_" + fmt.replace(":", "x")
 
 
 # The source's contact strip, beside its variations in the video's output folder.

@@ -37,7 +37,7 @@ lose, and the re-rolls' frame taps once read, are removed here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,32 +45,49 @@ from pathlib import Path
 import numpy as np
 import trio
 
-from pipeline.media import distinct, fingerprint, packets, preview, verify
-from pipeline.media.distinct import DistanceTable, FrameHash, Taps
+from pipeline.media import distinct, fingerprint, formats, packets, preview, verify
+from pipeline.media.distinct import FormatTables, FrameHash, Taps
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, reroll_variation
 from pipeline.media.encoder import usable_cores
+from pipeline.media.formats import Placement
 from pipeline.media.probe import MediaInfo
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
 
-# rerender(params, parts, taps): render ``params`` into ``parts`` in one FFmpeg run, tapping
-# their frames as ``taps`` says (``taps.outputs`` one per part, no source tap).
-Rerender = Callable[[list[VariationParams], list[Path], Taps], Awaitable[None]]
+# rerender(params, parts, taps): render ``params`` into ``parts`` (in every format, as
+# ``Rendered.parts``) in one FFmpeg run, tapping their frames as ``taps`` says (one per format,
+# a single one for one format; ``taps.outputs`` one per variation, no source tap).
+Rerender = Callable[[list[VariationParams], list[Path], "Taps | tuple[Taps, ...]"],
+                    Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Variation:
-    """One output slot after verification: what to commit and record."""
+    """One variation after verification: what to commit and record, one file per format
+    (``Rendered.placement``, in its order)."""
 
     params: VariationParams
-    part: Path  # the verified file, still a ``*.part``
+    parts: tuple[Path, ...]  # the verified files, still ``*.part``, one per format
     seed: str  # the runner's seed label, with ":reroll<N>" once a re-roll replaced it
     duration: float
-    distance: dict | None  # the figures (``DistanceTable.report``)
-    hashes: tuple[FrameHash, ...] = ()
+    distances: tuple[dict | None, ...] = ()  # each file's figures (``DistanceTable.report``)
+    hashes: tuple[tuple[FrameHash, ...], ...] = ()  # each file's frames' PDQ
     rerolls: int = 0
-    preview: bytes | None = None  # the JPEG contact strip of its frames
+    previews: tuple[bytes | None, ...] = ()  # each file's JPEG contact strip
+
+    @property
+    def part(self) -> Path:
+        """The first format's file (the only one for the source's shape)."""
+        return self.parts[0]
+
+    @property
+    def distance(self) -> dict | None:
+        return self.distances[0] if self.distances else None
+
+    @property
+    def preview(self) -> bytes | None:
+        return self.previews[0] if self.previews else None
 
 
 @dataclass(frozen=True)
@@ -84,9 +101,11 @@ class Checked:
 
 @dataclass(frozen=True)
 class Rendered:
-    """What one render made, to verify: a part file per variation, in variation order, with the
-    names the user sees and the seed labels the manifest records, and the frames it tapped
-    (``taps``; ``None``: sampled from the files)."""
+    """What one render made, to verify: a part file per output (``command.filter_graph`` 's
+    order: variation by variation, each in every format of ``placement``) with the names the
+    user sees, the seed labels the manifest records (one per variation), and the frames it
+    tapped (``taps``, one per format or a single one for one format; ``None``: sampled from
+    the files)."""
 
     ffmpeg: str
     source: Path
@@ -98,10 +117,16 @@ class Rendered:
     job_seed: str | int  # what re-rolls draw from, with the video's index
     video_index: int
     options: EffectOptions
-    taps: Taps | None = None
+    taps: Taps | tuple[Taps, ...] | None = None
     # Decode every frame of every output (``verify.decode``, ``VR_VERIFY=full``) instead of
     # reading its packets and decoding its keyframes (``packets.scan``).
     full_decode: bool = False
+    placement: Placement = Placement()
+
+    def of(self, i: int) -> slice:
+        """Variation ``i`` 's outputs in ``parts`` and ``names``."""
+        count = len(self.placement.formats)
+        return slice(i * count, (i + 1) * count)
 
 
 def plan_taps(info: MediaInfo, parts: list[Path] | tuple[Path, ...] = (),
@@ -117,10 +142,34 @@ def plan_taps(info: MediaInfo, parts: list[Path] | tuple[Path, ...] = (),
                    source_print=source_print)
 
 
+def plan_format_taps(info: MediaInfo, placement: Placement, parts: Sequence[Path],
+                     sources: Sequence[Path], source_print: Path | None = None,
+                     ) -> tuple[Taps, ...]:
+    """`plan_taps` for each of ``placement`` 's formats: ``parts`` in ``command.filter_graph``
+    's order, the source's frames in format ``k`` to ``sources[k]``; frames of each format's
+    size, and the fingerprints (the same sound in every format) off the first format's files."""
+    count = len(placement.formats)
+    out = []
+    for k, fmt in enumerate(placement.formats):
+        w, h = (info.display_width, info.display_height) if fmt == formats.SOURCE else \
+            formats.output_size(fmt, placement.fit, info.display_width, info.display_height)
+        taps = Taps.plan(info.duration, info.fps, w, h,
+                         [distinct.frames_path(p) for p in parts[k::count]], sources[k])
+        if k == 0 and info.has_audio:
+            taps = replace(taps, prints=tuple(fingerprint.print_path(p) for p in parts[::count]),
+                           source_print=source_print)
+        out.append(taps)
+    return tuple(out)
+
+
 async def check_outputs(rendered: Rendered, *, rerender: Rerender, cleanup: ExitStack,
                         match_threshold: int = distinct.MATCH_THRESHOLD,
                         max_rerolls: int = MAX_REROLLS) -> Checked:
     """Verify and measure ``rendered``; re-roll as described in the module docstring.
+
+    Every output is measured against the source in its own format (the source's frames
+    through the same crop or pad) and against its siblings in that format; a variation is
+    re-rolled when any of its formats is too close, and rendered again in all of them.
 
     ``rerender`` must render into the paths it is given (one FFmpeg run) or raise. The part
     file of every re-roll, and its frame tap, is put on ``cleanup`` (removed when it closes)
@@ -128,10 +177,10 @@ async def check_outputs(rendered: Rendered, *, rerender: Rerender, cleanup: Exit
     """
     checker = await _Checker.start(rendered)
     slots, source_hashes, source_preview = await checker.first_pass()
-    table: DistanceTable | None = None
+    table: FormatTables | None = None
     if source_hashes:
         table = await trio.to_thread.run_sync(
-            DistanceTable.measure, source_hashes, [s.hashes for s in slots], match_threshold
+            FormatTables.measure, source_hashes, [s.hashes for s in slots], match_threshold
         )
     for attempt in range(1, max_rerolls + 1):
         if table is None or source_hashes is None:
@@ -142,69 +191,98 @@ async def check_outputs(rendered: Rendered, *, rerender: Rerender, cleanup: Exit
         slots, table = await checker.reroll(slots, table, source_hashes, low, attempt,
                                             rerender, cleanup)
     return Checked([
-        replace(s, distance=table.report(i, s.rerolls) if table is not None else None)
+        replace(s, distances=table.report(i, s.rerolls) if table is not None
+                else (None,) * len(s.parts))
         for i, s in enumerate(slots)
     ], source_preview)
 
 
+# Per format: the source's frame hashes, or per variation, per format, its outputs'.
+SourceHashes = tuple[tuple[FrameHash, ...], ...]
+# What `_Checker._verify` gives for one variation: its duration, and per format the frames'
+# hashes and the contact strip.
+_Verified = tuple[float, tuple[tuple[FrameHash, ...], ...], tuple[bytes | None, ...]]
+
+
 @dataclass
 class _Checker:
-    """One video's verification: its render, the source's reference facts, the frames' times
-    and size, and the decodes' concurrency."""
+    """One video's verification: its render, the reference facts for each format, the taps
+    (one per format), and the decodes' concurrency."""
 
     rendered: Rendered
-    reference: verify.Reference
-    taps: Taps
+    references: tuple[verify.Reference, ...]
+    taps: tuple[Taps, ...]
     limiter: trio.CapacityLimiter
 
     @classmethod
     async def start(cls, rendered: Rendered) -> _Checker:
         reference = await trio.to_thread.run_sync(verify.reference_for, rendered.source,
                                                   rendered.info)
-        return cls(rendered, reference, rendered.taps or plan_taps(rendered.info),
-                   trio.CapacityLimiter(usable_cores()))
+        p, info = rendered.placement, rendered.info
+        references = tuple(
+            replace(reference, display_width=w, display_height=h) if fmt != formats.SOURCE
+            else reference
+            for fmt in p.formats
+            for w, h in [formats.output_size(fmt, p.fit, info.display_width,
+                                             info.display_height)])
+        taps = rendered.taps
+        if taps is None:
+            taps = plan_format_taps(info, p, rendered.parts, [None] * len(p.formats))
+        elif isinstance(taps, Taps):
+            taps = (taps,)
+        return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()))
 
-    async def first_pass(self) -> tuple[list[Variation], tuple[FrameHash, ...] | None,
-                                        bytes | None]:
-        """Every output verified and hashed, the source's hashes beside them (None when its
-        frames cannot be taken), and the source's preview strip."""
+    async def first_pass(self) -> tuple[list[Variation], SourceHashes | None, bytes | None]:
+        """Every output verified and hashed, the source's hashes in each format beside them
+        (None when its frames cannot be taken in one of them), and the source's preview strip
+        (in the first format)."""
         r, taps = self.rendered, self.taps
-        source: tuple[tuple[FrameHash, ...], bytes | None] | None = None
+        source: list = [None] * len(taps)
 
-        async def sample_source() -> None:
-            nonlocal source
-            frames = await trio.to_thread.run_sync(distinct.read_frames_file, taps.source,
-                                                   taps.size)
-            if len(frames) < len(taps.times):
+        async def sample_source(k: int) -> None:
+            t = taps[k]
+            frames = await trio.to_thread.run_sync(distinct.read_frames_file, t.source, t.size)
+            if len(frames) < len(t.times):
+                if r.placement.formats[k] != formats.SOURCE:
+                    return  # only the render can take them through the format's geometry
                 async with self.limiter:
                     try:
-                        frames = await distinct.sample_frames(r.ffmpeg, r.source, taps.times,
-                                                              taps.size)
+                        frames = await distinct.sample_frames(r.ffmpeg, r.source, t.times,
+                                                              t.size)
                     except distinct.SamplingFailed:
                         return
-            source = await trio.to_thread.run_sync(_digest, frames)
+            source[k] = await trio.to_thread.run_sync(_digest, frames)
 
-        outputs = list(taps.outputs) or [None] * len(r.parts)
+        n = len(r.variations)
         async with trio.open_nursery() as nursery:
-            if taps.times:
-                nursery.start_soon(sample_source)
+            for k, t in enumerate(taps):
+                if t.times:
+                    nursery.start_soon(sample_source, k)
             # Failures are raised outside the nursery, so that they are not wrapped in a group.
-            results = await self.verify(range(len(r.variations)), r.variations, r.parts, outputs)
+            results = await self.verify(range(n), r.variations,
+                                        [r.parts[r.of(i)] for i in range(n)], self._tap_files())
         checked = _first_failure_raised(results)
         slots = [
-            Variation(params=params, part=part, seed=r.seeds[i], duration=duration,
-                      distance=None, hashes=hashes, preview=strip)
-            for i, (params, part, (duration, hashes, strip))
-            in enumerate(zip(r.variations, r.parts, checked, strict=True))
+            Variation(params=params, parts=tuple(r.parts[r.of(i)]), seed=r.seeds[i],
+                      duration=duration, hashes=hashes, previews=strips)
+            for i, (params, (duration, hashes, strips))
+            in enumerate(zip(r.variations, checked, strict=True))
         ]
-        if source is None:
+        if any(s is None for s in source) or not taps[0].times:
             return slots, None, None
-        return slots, source[0], source[1]
+        return slots, tuple(s[0] for s in source), source[0][1]
 
-    async def reroll(self, slots: list[Variation], table: DistanceTable,
-                     source_hashes: tuple[FrameHash, ...], low: list[int], attempt: int,
+    def _tap_files(self, taps: tuple[Taps, ...] | None = None) -> list[tuple[Path | None, ...]]:
+        """Per variation, per format, the file its frames were tapped to (None: not tapped)."""
+        taps = taps or self.taps
+        n = max((len(t.outputs) for t in taps), default=0) or len(self.rendered.variations)
+        return [tuple(t.outputs[i] if i < len(t.outputs) else None for t in taps)
+                for i in range(n)]
+
+    async def reroll(self, slots: list[Variation], table: FormatTables,
+                     source_hashes: SourceHashes, low: list[int], attempt: int,
                      rerender: Rerender, cleanup: ExitStack,
-                     ) -> tuple[list[Variation], DistanceTable]:
+                     ) -> tuple[list[Variation], FormatTables]:
         """One round: fresh parameters for the slots in ``low``, rendered in one FFmpeg run; a
         re-roll replaces its slot only when it is more distinct."""
         r = self.rendered
@@ -212,39 +290,46 @@ class _Checker:
         for i in low:
             fresh.append(reroll_variation(r.job_seed, r.video_index, i + 1, attempt, r.options,
                                           avoid=[s.params for s in slots] + fresh))
-        paths = [_reroll_path(slots[i].part, attempt) for i in low]
-        taps = replace(self.taps, outputs=tuple(distinct.frames_path(p) for p in paths),
-                       source=None, source_print=None,
-                       prints=tuple(fingerprint.print_path(p) for p in paths)
-                       if self.taps.prints else ())
-        for path in (*paths, *taps.outputs, *taps.prints):
+        paths = [tuple(_reroll_path(p, attempt) for p in slots[i].parts) for i in low]
+        flat = [p for group in paths for p in group]
+        taps = tuple(
+            replace(t, outputs=tuple(distinct.frames_path(group[k]) for group in paths),
+                    source=None, source_print=None,
+                    prints=tuple(fingerprint.print_path(group[0]) for group in paths)
+                    if t.prints else ())
+            for k, t in enumerate(self.taps))
+        for path in (*flat, *(o for t in taps for o in t.outputs), *(p for t in taps
+                                                                    for p in t.prints)):
             cleanup.callback(_unlink_quiet, path)
-        await rerender(fresh, paths, taps)
+        await rerender(fresh, flat, taps[0] if len(taps) == 1 else taps)
         try:
-            rechecked = _first_failure_raised(await self.verify(low, fresh, paths, taps.outputs))
+            rechecked = _first_failure_raised(
+                await self.verify(low, fresh, paths, self._tap_files(taps)))
         finally:
-            for tap in taps.outputs:
-                await trio.to_thread.run_sync(_unlink_quiet, tap)
-        for i, params, path, (duration, hashes, strip) in zip(low, fresh, paths, rechecked,
-                                                              strict=True):
-            candidate = replace(slots[i], params=params, part=path, duration=duration,
-                                hashes=hashes, preview=strip,
+            for t in taps:
+                for tap in t.outputs:
+                    await trio.to_thread.run_sync(_unlink_quiet, tap)
+        for i, params, group, (duration, hashes, strips) in zip(low, fresh, paths, rechecked,
+                                                                strict=True):
+            candidate = replace(slots[i], params=params, parts=group, duration=duration,
+                                hashes=hashes, previews=strips,
                                 seed=f"{r.seeds[i]}:reroll{attempt}")
             trial = slots[:i] + [candidate] + slots[i + 1:]
             trial_table = await trio.to_thread.run_sync(
                 table.replaced, i, source_hashes, [s.hashes for s in trial]
             )
-            loser = path
+            losers = group
             if trial_table.score(i) > table.score(i):
-                loser, slots, table = slots[i].part, trial, trial_table
+                losers, slots, table = slots[i].parts, trial, trial_table
             slots[i] = replace(slots[i], rerolls=slots[i].rerolls + 1)
-            await trio.to_thread.run_sync(_unlink_quiet, loser)
-            await trio.to_thread.run_sync(_unlink_quiet, fingerprint.print_path(loser))
+            for loser in losers:
+                await trio.to_thread.run_sync(_unlink_quiet, loser)
+            await trio.to_thread.run_sync(_unlink_quiet, fingerprint.print_path(losers[0]))
         return slots, table
 
     async def verify(self, slots, variations, parts, frame_files) -> list:
-        """`_verify` each part (named as its slot), at most one per core at a time. Returns, in
-        order, each result or the ``VerificationFailed`` it raised (see
+        """`_verify` each variation's parts (named as its slot), at most one variation per core
+        at a time. Returns, in order, each result or the ``VerificationFailed`` it raised (see
         `_first_failure_raised`)."""
         jobs = list(zip(slots, variations, parts, frame_files, strict=True))
         results: list = [None] * len(jobs)
@@ -261,15 +346,28 @@ class _Checker:
                 nursery.start_soon(one, k)
         return results
 
-    async def _verify(self, slot: int, params: VariationParams, part: Path, tap: Path | None,
-                      ) -> tuple[float, tuple[FrameHash, ...], bytes | None]:
-        """Check and decode one output; its hashes and preview strip from the frames the
-        render tapped, or sampled from the file when that tap is missing or short."""
-        r, taps = self.rendered, self.taps
-        name = r.names[slot]
+    async def _verify(self, slot: int, params: VariationParams, parts: Sequence[Path],
+                      taps: Sequence[Path | None]) -> _Verified:
+        """Check and decode one variation's files, one per format; their hashes and preview
+        strips from the frames the render tapped (or sampled from each file)."""
+        duration = 0.0
+        hashes: list[tuple[FrameHash, ...]] = []
+        strips: list[bytes | None] = []
+        names = self.rendered.names[self.rendered.of(slot)]
+        for k, (part, tap) in enumerate(zip(parts, taps, strict=True)):
+            d, h, strip = await self._verify_file(k, names[k], params, part, tap)
+            duration = duration if k else d
+            hashes.append(h)
+            strips.append(strip)
+        return duration, tuple(hashes), tuple(strips)
+
+    async def _verify_file(self, k: int, name: str, params: VariationParams, part: Path,
+                           tap: Path | None) -> tuple[float, tuple[FrameHash, ...], bytes | None]:
+        r, taps = self.rendered, self.taps[k]
         expected = expected_duration(r.info.duration, params)
         checked = await trio.to_thread.run_sync(
-            lambda: verify.check_file(part, self.reference, expected, params.speed, name=name)
+            lambda: verify.check_file(part, self.references[k], expected, params.speed,
+                                      name=name)
         )
         if r.full_decode:
             await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
@@ -306,11 +404,12 @@ async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
     audio = await fingerprint.audio_figures(
         ffmpeg, source, [v.part for v in checked],
         tapped=[fingerprint.print_path(v.part) for v in checked], source_tapped=source_print)
-    return [replace(v, distance={**v.distance, "audio": a}) if v.distance else v
+    # Every format of a variation carries the same sound.
+    return [replace(v, distances=tuple({**d, "audio": a} if d else d for d in v.distances))
             for v, a in zip(checked, audio, strict=True)]
 
 
-def _first_failure_raised(results: list) -> list[tuple[float, tuple[FrameHash, ...], bytes | None]]:
+def _first_failure_raised(results: list) -> list[_Verified]:
     for r in results:
         if isinstance(r, verify.VerificationFailed):
             raise r

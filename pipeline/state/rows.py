@@ -35,7 +35,7 @@ def _args(value: object) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class Output:
-    """One verified variation file of a video."""
+    """One verified output file of a video: one variation in one format."""
 
     index: int
     name: str
@@ -51,13 +51,24 @@ class Output:
     # The distinctness figures (``quality``; the API's ``distinctness``), None where they could
     # not be measured.
     distinctness: dict | None = None
+    # The placement format ("source", "9:16", …) and the variation (from 0) this file is.
+    format: str = "source"
+    variation: int | None = None
+    # The output's measured loudness (``loudness.measure``), None when not normalised.
+    loudness: dict | None = None
+
+    @property
+    def variation_index(self) -> int:
+        return self.index if self.variation is None else self.variation
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> Output:
         return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],
                    duration=r["duration"], seed=r["seed"], params=_loads(r["params_json"]) or {},
                    graph=r["graph"] or "", encoder_args=_args(_loads(r["encoder_json"])),
-                   distinctness=_current_figures(_loads(r["distance_json"])))
+                   distinctness=_current_figures(_loads(r["distance_json"])),
+                   format=r["format"] or "source", variation=r["variation"],
+                   loudness=_loads(r["loudness_json"]))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -140,6 +140,16 @@ _MIGRATIONS: dict[int, str] = {
         expires_at REAL NOT NULL
     );
     CREATE INDEX resumable_expiry ON resumable_uploads(expires_at);
+    """,
+    # Placement formats: each output is one variation (`variation`, from 0) in one format
+    # ('source', '9:16', …); `idx` stays the output's number within its video. Loudness
+    # measured on an output normalised to a target (NULL: levels left alone). Outputs made
+    # before are their variation in the source's shape.
+    6: """
+    ALTER TABLE outputs ADD COLUMN format TEXT NOT NULL DEFAULT 'source';
+    ALTER TABLE outputs ADD COLUMN variation INTEGER;
+    ALTER TABLE outputs ADD COLUMN loudness_json TEXT;
+    UPDATE outputs SET variation = idx;
     """,
 }
 

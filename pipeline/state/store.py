@@ -480,12 +480,15 @@ def _replace_outputs(c: sqlite3.Connection, video_id: str, outputs: list[Output]
     for o in outputs:
         c.execute(
             "INSERT INTO outputs(video_id,idx,name,path,size,duration,seed,params_json,"
-            "graph,distance_json,encoder_json) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "graph,distance_json,encoder_json,format,variation,loudness_json)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 video_id, o.index, o.name, o.path, o.size, o.duration, o.seed,
                 json.dumps(o.params), o.graph,
                 json.dumps(o.distinctness) if o.distinctness is not None else None,
                 json.dumps(list(o.encoder_args)) if o.encoder_args is not None else None,
+                o.format, o.variation_index,
+                json.dumps(o.loudness) if o.loudness is not None else None,
             ),
         )
 
