@@ -241,7 +241,7 @@ async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
     if len(set(ids)) != len(ids):
         raise APIError(400, "duplicate_upload", "Each upload can be used once per job.")
     fields = {}
-    for key in ("variations", "seed", "effects", "name", *PLACEMENT_FIELDS):
+    for key in ("variations", "seed", "effects", "name", *formats.FIELDS):
         value = data.get(key)
         if key == "formats" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             value = ",".join(value) or None
@@ -353,20 +353,16 @@ def _job_fields(fields: dict[str, str]) -> tuple[int, str | None, EffectOptions]
     return variations, seed, options
 
 
-# The job fields that choose its placement formats (README, "Placement formats").
-PLACEMENT_FIELDS = ("formats", "fit", "focus", "loudness", "preset")
-
-
 def job_placement(fields: dict[str, str]) -> Placement:
     """The job's placement from its ``formats``, ``fit``, ``focus``, ``loudness`` and
     ``preset`` fields (absent: the source's shape, levels left alone). A bad value is a 400
     naming its field (``bad_formats``, …)."""
-    for key in PLACEMENT_FIELDS:
+    for key in formats.FIELDS:
         try:
             formats.parse_placement(**{key: fields.get(key)})
         except formats.FormatError as exc:
             raise APIError(400, f"bad_{key}", f"{exc}.") from None
-    return formats.parse_placement(**{k: fields.get(k) for k in PLACEMENT_FIELDS})
+    return formats.parse_placement(**{k: fields.get(k) for k in formats.FIELDS})
 
 
 MAX_NAME = 120

@@ -21,6 +21,7 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget, ValueTarget
 
+from pipeline.media import formats
 from pipeline.media.naming import display_name
 
 from .errors import APIError
@@ -115,7 +116,7 @@ def _small_field(chunk: bytes) -> None:
 
 
 # The form's small fields, kept as sent (each field's own check decides what it accepts).
-_FIELDS = ("variations", "seed", "effects", "name")
+_FIELDS = ("variations", "seed", "effects", "name", *formats.FIELDS)
 
 
 async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: int,

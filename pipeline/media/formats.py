@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 SOURCE = "source"
+# The job fields (upload form, JSON body, ``make`` flags) that choose a placement.
+FIELDS = ("formats", "fit", "focus", "loudness", "preset")
 # Width and height of each ratio; ``source`` keeps the source's shape.
 RATIOS: dict[str, tuple[int, int] | None] = {
     SOURCE: None, "9:16": (9, 16), "1:1": (1, 1), "4:5": (4, 5), "16:9": (16, 9),
@@ -151,13 +153,10 @@ def crop_size(width: int, height: int, ratio: tuple[int, int]) -> tuple[int, int
 
 def pad_size(width: int, height: int, ratio: tuple[int, int]) -> tuple[tuple[int, int],
                                                                       tuple[int, int]]:
-    """The canvas (long side the source's) and the picture fitted inside it, both even."""
-    rw, rh = ratio
+    """The canvas (long side the source's, a pixel or two less where an even size needs it to
+    keep the ratio) and the picture fitted inside it, both even."""
     long_side = _even(max(width, height))
-    if rw >= rh:
-        cw, ch = long_side, _even_round(long_side * rh / rw)
-    else:
-        cw, ch = _even_round(long_side * rw / rh), long_side
+    cw, ch = crop_size(long_side, long_side, ratio)
     scale = min(cw / width, ch / height, 1.0)
     pw, ph = min(cw, _even_round(width * scale)), min(ch, _even_round(height * scale))
     return (cw, ch), (pw, ph)
