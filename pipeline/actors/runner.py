@@ -29,12 +29,13 @@ from pathlib import Path
 import trio
 
 from pipeline.context import RunnerContext
-from pipeline.media import distinct, fingerprint, quality
+from pipeline.media import distinct, fingerprint, loudness, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.media.encoder import encoder_for, encoder_threads
+from pipeline.media.encoder import encoder_for, encoder_threads, usable_cores
 from pipeline.media.formats import Placement
+from pipeline.media.loudness import Normalise
 from pipeline.media.naming import (
     format_suffix,
     preview_path,
@@ -171,8 +172,10 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     _remove(scratch)  # left by an earlier attempt
     encoder = encoder_for(info, settings.quality, preset=settings.preset,
                           threads=encoder_threads(len(outputs)))
+    normalise = await _loudness_pass_one(service.ffmpeg, upload, info, placement)
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
-                               encoder=encoder, taps=taps, placement=placement)
+                               encoder=encoder, taps=taps, placement=placement,
+                               normalise=normalise)
     expected = [expected_duration(info.duration, p) for p in variations]
     await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
@@ -182,7 +185,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         # (the video stays just under 100 % while it runs).
         await _run_ffmpeg(service, handle, build_render_command(
             service.ffmpeg, upload, info, params, paths, encoder=encoder, taps=frames,
-            placement=placement), None)
+            placement=placement, normalise=normalise), None)
 
     try:
         result = await quality.check_outputs(
@@ -202,18 +205,51 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
                                                source_print)
     _remove([*scratch[len(outputs):], *(fingerprint.print_path(v.part) for v in checked)])
     await trio.to_thread.run_sync(_write_previews, result, finals)
-    return await _commit_all(checked, finals, names, info, placement,
+    levels = await _loudness_of(service.ffmpeg, checked, normalise)
+    return await _commit_all(checked, finals, names, (info, placement, normalise), levels,
                              tuple(encoder.output_args(info.has_audio)))
 
 
+async def _loudness_pass_one(ffmpeg: str, upload: Path, info: MediaInfo,
+                             placement: Placement) -> Normalise | None:
+    """The source's loudness, measured once, when the job has a loudness target; None when it
+    has none, or no sound to normalise (silence is left as it is)."""
+    if placement.loudness is None or not info.has_audio:
+        return None
+    try:
+        return await loudness.plan(ffmpeg, upload, placement.loudness)
+    except loudness.LoudnessUnavailable:
+        return None
+
+
+async def _loudness_of(ffmpeg: str, checked: list[quality.Variation],
+                       normalise: Normalise | None) -> list[dict | None]:
+    """Each variation's measured loudness (``loudness.measure_output``; every format of a
+    variation carries the same sound); None for all when levels were left alone."""
+    levels: list[dict | None] = [None] * len(checked)
+    if normalise is None:
+        return levels
+    limiter = trio.CapacityLimiter(usable_cores())
+
+    async def one(i: int) -> None:
+        async with limiter:
+            levels[i] = await loudness.measure_output(ffmpeg, checked[i].part, normalise.target)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(checked)):
+            nursery.start_soon(one, i)
+    return levels
+
+
 async def _commit_all(checked: list[quality.Variation], finals: list[Path], names: list[str],
-                      info: MediaInfo, placement: Placement,
-                      encoder_args: tuple[str, ...]) -> list[Output]:
+                      how: tuple[MediaInfo, Placement, Normalise | None],
+                      levels: list[dict | None], encoder_args: tuple[str, ...]) -> list[Output]:
     """Commit every verified file (`_commit`) and describe it for the ledger."""
+    info, placement, normalise = how
     outputs = []
     count = len(placement.formats)
     for i, v in enumerate(checked):
-        graphs = output_graphs(info, [v.params], placement)
+        graphs = output_graphs(info, [v.params], placement, normalise)
         for k, fmt in enumerate(placement.formats):
             j = i * count + k
             size = await trio.to_thread.run_sync(_commit, v.parts[k], finals[j])
@@ -221,7 +257,7 @@ async def _commit_all(checked: list[quality.Variation], finals: list[Path], name
                 index=j, name=names[j], path=str(finals[j]), size=size, duration=v.duration,
                 seed=v.seed, params=v.params.to_dict(), graph=graphs[k],
                 distinctness=v.distances[k] if v.distances else None,
-                encoder_args=encoder_args, format=fmt, variation=i,
+                encoder_args=encoder_args, format=fmt, variation=i, loudness=levels[i],
             ))
     return outputs
 

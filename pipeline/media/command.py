@@ -9,7 +9,7 @@ runner's job. One process decodes the source once and writes every variation
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.media import fingerprint, formats
@@ -18,18 +18,22 @@ from pipeline.media.effects import VariationParams, expected_duration
 from pipeline.media.encoder import Encoder, file_url
 from pipeline.media.filters import audio_filter, video_filter
 from pipeline.media.formats import Placement
+from pipeline.media.loudness import Normalise
 from pipeline.media.probe import MediaInfo
 
 
 def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
                  taps: Taps | Sequence[Taps] | None = None,
-                 placement: Placement | None = None) -> str:
+                 placement: Placement | None = None,
+                 normalise: Normalise | None = None) -> str:
     """The ``-filter_complex`` text: labels ``[v0]``… (and ``[a0]``… with audio), one per output.
 
     Outputs are the variations in each of ``placement`` 's formats, variation by variation:
     output ``j`` is variation ``j // F`` in format ``j % F`` (F formats; the default, the
     source's shape only, gives one output per variation). Each variation's picture is made
     once and ``split`` per format (``formats.format_filters``), its sound once and ``asplit``.
+    With ``normalise`` (``loudness.Normalise``), each variation's sound ends in ``loudnorm``
+    towards the job's loudness target.
 
     With ``taps`` (``distinct.Taps``, one per format; a single one for one format), also the
     frames of the distinctness measure, off the same decode: ``[tap<j>]`` for output ``j``
@@ -75,7 +79,7 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
         parts.append(f"[fs{k}]{tap_filter(t.times, t.size)}{label}")
     if info.has_audio:
         parts += _audio_parts(variations, per_format[0] if per_format else None,
-                              len(shapes))
+                              len(shapes), normalise)
     return ";".join(parts)
 
 
@@ -119,8 +123,17 @@ def _tapped(chain: str, j: int, i: int, params: VariationParams, taps: Taps | No
     return [f"{chain},split=2[v{j}][vt{j}]", f"[vt{j}]{tap_filter(times, taps.size)}[tap{j}]"]
 
 
+def audio_chain(params: VariationParams, normalise: Normalise | None = None) -> str:
+    """A variation's sound: its effects (``filters.audio_filter``); with a loudness target
+    (``loudness.Normalise``), the target's gain and limiter instead of its own random gain."""
+    if normalise is None:
+        return audio_filter(params)
+    chain = audio_filter(replace(params, gain_db=0.0))
+    return ("" if chain == "anull" else chain + ",") + normalise.filter()
+
+
 def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
-                 count: int = 1) -> list[str]:
+                 count: int = 1, normalise: Normalise | None = None) -> list[str]:
     """The audio half of `filter_graph`: ``[a<j>]``, one per output (``count`` formats per
     variation), and, when ``taps`` asks for fingerprints, ``[fp<i>]`` after each variation's
     filters and ``[fpsrc]`` off the source."""
@@ -137,7 +150,7 @@ def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
         audio_inputs = [f"[as{i}]" for i in range(branches)]
         parts.append("[0:a:0]asplit=" + str(branches) + "".join(audio_inputs))
     for i, params in enumerate(variations):
-        chain = f"{audio_inputs[i]}{audio_filter(params)}"
+        chain = f"{audio_inputs[i]}{audio_chain(params, normalise)}"
         labels = [f"[a{i * count + k}]" for k in range(count)]
         labels += [f"[af{i}]"] if print_outputs else []
         if len(labels) == 1:
@@ -152,7 +165,8 @@ def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
 
 
 def output_graphs(info: MediaInfo, variations: Sequence[VariationParams],
-                  placement: Placement | None = None) -> list[str]:
+                  placement: Placement | None = None,
+                  normalise: Normalise | None = None) -> list[str]:
     """One human-readable description of each output's filters (`filter_graph` 's order), for
     the manifest: ``video: <chain>``, then ``| format <name> <fit>: <graph>`` for a format
     other than the source's, then ``| audio: <chain>``."""
@@ -167,7 +181,7 @@ def output_graphs(info: MediaInfo, variations: Sequence[VariationParams],
                                                "[in]", "[out]", f"f{k}")
                 text += f" | format {fmt} {placement.fit}: {';'.join(inner)}"
             if info.has_audio:
-                text += f" | audio: {audio_filter(params)}"
+                text += f" | audio: {audio_chain(params, normalise)}"
             graphs.append(text)
     return graphs
 
@@ -182,6 +196,7 @@ def build_render_command(
     encoder: Encoder | None = None,
     taps: Taps | Sequence[Taps] | None = None,
     placement: Placement | None = None,
+    normalise: Normalise | None = None,
 ) -> list[str]:
     """The argument list (for ``trio.run_process``/``subprocess``, never a shell) that renders
     every variation of ``source`` in each of ``placement`` 's formats into ``outputs``
@@ -202,6 +217,7 @@ def build_render_command(
       all; the outputs are byte-identical with or without); with sound, the Chromaprint
       fingerprint of each variation's audio after its filters to the first format's
       ``taps.prints[i]`` and of the source's to its ``taps.source_print``.
+    - ``normalise`` (``loudness.Normalise``) moves each variation's sound to a loudness target.
 
     Error handling: raises ``ValueError`` when the lists do not match.
     """
@@ -219,7 +235,7 @@ def build_render_command(
         "-nostats",
         "-progress", "pipe:1",
         "-i", file_url(source),
-        "-filter_complex", filter_graph(info, variations, taps, placement),
+        "-filter_complex", filter_graph(info, variations, taps, placement, normalise),
     ]
     per_output = encoder.output_args(info.has_audio)
     for j, out in enumerate(outputs):
