@@ -38,7 +38,7 @@ import os
 import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
@@ -113,6 +113,7 @@ def archive_members(job: Job) -> list[Member]:
 def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                    missing: list[str] = ()) -> dict:
     """The ``manifest.json`` document. Pure; ``sizes`` maps arcname to the bytes stored."""
+    placement = Placement.from_dict(job.options.get("placement"))
     doc = {
         "manifestVersion": MANIFEST_VERSION,
         "jobId": job.id,
@@ -120,7 +121,7 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
         "seed": job.seed,
         "variationsPerVideo": job.variations,
         "excludedEffects": job.options.get("exclude", []),
-        "placement": Placement.from_dict(job.options.get("placement")).to_dict(),
+        "placement": placement.to_dict(),
         "createdAt": _iso(job.created_at),
         "completedAt": _iso(job.completed_at),
         "variations": [
@@ -133,7 +134,7 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "format": m.output.format,
                 "seed": m.output.seed,
                 "params": m.output.params,
-                "effects": describe(VariationParams.from_dict(m.output.params)),
+                "effects": describe(_applied(m.output, placement)),
                 "graph": m.output.graph,
                 # The FFmpeg options after this file's maps, paths left out: with `graph`,
                 # enough to render it again by hand (README, "Manifest").
@@ -156,6 +157,12 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
     if missing:
         doc["missing"] = list(missing)
     return doc
+
+
+def _applied(output: Output, placement: Placement) -> VariationParams:
+    """The parameters as rendered: with a loudness target, without the variation's own gain."""
+    params = VariationParams.from_dict(output.params)
+    return replace(params, gain_db=0.0) if placement.loudness is not None else params
 
 
 def manifest_bytes(doc: dict) -> bytes:

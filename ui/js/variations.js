@@ -22,8 +22,23 @@ function sourceTile(video) {
     h("figcaption", {}, h("strong", {}, "Original"), " ", h("span", { class: "muted small" }, video.name)));
 }
 
-/** A variation's tile: its strip (a button that plays it), name, effects, figures, download. */
-function outputTile(output) {
+/** "9:16 · 406 × 720" (the original's shape: "Original shape"). */
+export function shapeText(output) {
+  const shape = !output.format || output.format === "source" ? "Original shape" : output.format;
+  return output.width && output.height ? `${shape} · ${output.width} × ${output.height}` : shape;
+}
+
+/** "−14.0 LUFS · peak −2.5 dBTP" */
+export function loudnessText(l) {
+  const n = (x) => x.toFixed(1).replace("-", "−");
+  return `${n(l.integrated)} LUFS · peak ${n(l.truePeak)} dBTP`;
+}
+
+/**
+ * A variation's tile: its strip (a button that plays it), name, effects (its shape instead
+ * when `grouped` under its variation), figures, download.
+ */
+function outputTile(output, grouped = false) {
   const label = `Play ${output.name}`;
   const frame = h("div", { class: "tile-media" });
   const play = h("button", {
@@ -39,11 +54,14 @@ function outputTile(output) {
   }, strip(output.previewUrl, `Frames of ${output.name}`), h("span", { class: "tile-play-icon", "aria-hidden": "true" }, "▶"));
   frame.append(play);
   const effects = (output.effects || []).join(" · ") || "no visible change";
-  return h("figure", { class: "tile", "data-testid": "variation" },
+  return h("figure", { class: "tile", "data-testid": "variation", "data-format": output.format || "source" },
     frame,
     h("figcaption", {},
       h("span", { class: "file-name" }, output.name),
-      h("span", { class: "tile-effects small" }, effects),
+      grouped
+        ? h("span", { class: "tile-shape small" }, shapeText(output))
+        : h("span", { class: "tile-effects small" }, effects),
+      output.loudness ? h("span", { class: "tile-loudness muted small" }, loudnessText(output.loudness)) : null,
       h("span", { class: "tile-figures muted small" }, figureText(output)),
       h("span", { class: "tile-actions small" },
         h("span", { class: "muted" }, formatBytes(output.size)), " · ",
@@ -58,5 +76,23 @@ function outputTile(output) {
 export function gallery(video) {
   const outputs = video.outputs || [];
   if (!outputs.length) return [];
-  return [...(video.previewUrl ? [sourceTile(video)] : []), ...outputs.map(outputTile)];
+  const source = video.previewUrl ? [sourceTile(video)] : [];
+  if (outputs.every((o) => !o.format || o.format === "source")) {
+    return [...source, ...outputs.map((o) => outputTile(o))];
+  }
+  // Placement formats: each variation's files together, under its effects.
+  const byVariation = new Map();
+  for (const o of outputs) {
+    const key = o.variation ?? o.index;
+    if (!byVariation.has(key)) byVariation.set(key, []);
+    byVariation.get(key).push(o);
+  }
+  const groups = [...byVariation.entries()].map(([n, outs]) => {
+    const effects = (outs[0].effects || []).join(" · ") || "no visible change";
+    const title = `Variation ${n + 1}`;
+    return h("section", { class: "variation-group", "aria-label": title, "data-testid": "variation-group" },
+      h("h3", { class: "variation-title" }, title, " ", h("span", { class: "tile-effects small" }, effects)),
+      h("div", { class: "tiles" }, outs.map((o) => outputTile(o, true))));
+  });
+  return [...source, ...groups];
 }

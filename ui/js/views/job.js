@@ -63,6 +63,15 @@ function queuedText(video, age) {
   return parts.join(" · ");
 }
 
+/** "5 variations", or with placement formats "5 variations × 3 shapes". */
+function doneText(video) {
+  const outs = video.outputs || [];
+  if (!outs.length) return plural(video.outputCount || 0, "variation");
+  const variations = new Set(outs.map((o) => o.variation ?? o.index)).size;
+  const shapes = new Set(outs.map((o) => o.format || "source")).size;
+  return plural(variations, "variation") + (shapes > 1 ? ` × ${plural(shapes, "shape")}` : "");
+}
+
 function videoStatusText(video, progress, age = 0) {
   switch (video.status) {
     case "queued": return queuedText(video, age);
@@ -73,7 +82,7 @@ function videoStatusText(video, progress, age = 0) {
     }
     case "completed": {
       const took = secondsBetween(video.startedAt, video.finishedAt);
-      return [`Done · ${plural((video.outputs || []).length || video.outputCount || 0, "variation")}`,
+      return [`Done · ${doneText(video)}`,
         took === null ? "" : `took ${formatSeconds(took)}`].filter(Boolean).join(" · ");
     }
     case "failed": return "Rendering failed";

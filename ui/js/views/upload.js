@@ -9,6 +9,7 @@ import {
   append, formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
 } from "../dom.js";
 import { effectSwitches, effectsField } from "../effects.js";
+import { placementOptions } from "../placement.js";
 import { knownHealth, refreshHealth } from "../health.js";
 import { FORMATS, Selection } from "../selection.js";
 import { ACCEPT } from "../sniff.js";
@@ -362,8 +363,10 @@ export function renderUpload(outlet) {
   });
   const { selection } = picker;
   const options = uploadOptions(limits);
+  const placement = placementOptions();
   const progress = uploadProgress(() => upload && upload.abort(true));
-  const form = uploadForm([...picker.parts, options.root, progress.root], onSubmit);
+  const form = uploadForm([...picker.parts, options.root, placement.root, progress.root],
+    onSubmit);
   outlet.append(form.root);
 
   /** Show the limits in the hints and check the selection against them. */
@@ -375,6 +378,7 @@ export function renderUpload(outlet) {
   function setFormBusy(busy) {
     picker.setBusy(busy);
     options.setBusy(busy);
+    placement.setBusy(busy);
     form.setBusy(busy);
   }
 
@@ -383,6 +387,8 @@ export function renderUpload(outlet) {
     if (upload) return;
     const count = checkForm(selection, options, limits, form.showError);
     if (count === null) return;
+    const where = placement.fields(form.showError);
+    if (where === null) return;
     const items = [...selection.items];
     const videos = items.map((i) => i.file);
     const total = selection.totalBytes;
@@ -407,7 +413,8 @@ export function renderUpload(outlet) {
       const byId = new Map(finished.map((r) => [r.id, items[r.index]]));
       const left = [];
       const job = await createJobFromUploads(finished.map((r) => r.id),
-        { variations: count, effects: options.effects() || undefined, name: options.name() || undefined },
+        { variations: count, effects: options.effects() || undefined, name: options.name() || undefined,
+          ...where },
         (id, err) => {
           byId.get(id).serverIssue = err.message;
           left.push(`${byId.get(id).file.name}: ${err.message}`);

@@ -1,0 +1,90 @@
+// The upload form's placement choices: which shapes to deliver (chips with a small outline of
+// each), how a picture takes another shape (crop or blurred pad), and a loudness target.
+// What it sends are the job fields `formats`, `fit` and `loudness` (README, "Placement formats").
+
+import { h } from "./dom.js";
+
+export const SHAPES = [
+  { value: "source", label: "Original", hint: "as uploaded" },
+  { value: "9:16", label: "9:16", hint: "Reels, Stories, TikTok, Shorts" },
+  { value: "1:1", label: "1:1", hint: "feed" },
+  { value: "4:5", label: "4:5", hint: "feed" },
+  { value: "16:9", label: "16:9", hint: "YouTube" },
+];
+
+export const LOUDNESS = [
+  { value: "", label: "Leave as is" },
+  { value: "-14", label: "−14 LUFS (YouTube, Instagram, Facebook)" },
+  { value: "-16", label: "−16 LUFS (TikTok)" },
+  { value: "-23", label: "−23 LUFS (broadcast, EBU R128)" },
+];
+
+/** The outline of a shape: a box of its ratio (the original: a dashed 16:9 one). */
+function outline(value) {
+  const cls = value === "source" ? "shape shape-source" : `shape shape-${value.replace(":", "x")}`;
+  return h("span", { class: cls, "aria-hidden": "true" });
+}
+
+/** The fieldset, and what it reads: `fields()` → {formats, fit, loudness} to send. */
+export function placementOptions() {
+  const chips = SHAPES.map((s) => ({
+    ...s,
+    input: h("input", {
+      type: "checkbox",
+      id: `shape-${s.value.replace(":", "x")}`,
+      name: "formats",
+      value: s.value,
+      checked: s.value === "source",
+    }),
+  }));
+  const fits = [
+    { value: "crop", label: "Crop to fill", checked: true },
+    { value: "pad", label: "Whole picture on a blurred background" },
+  ].map((f) => ({
+    ...f,
+    input: h("input", { type: "radio", name: "fit", id: `fit-${f.value}`, value: f.value,
+      checked: Boolean(f.checked) }),
+  }));
+  const loudness = h("select", { id: "loudness", name: "loudness",
+    "aria-describedby": "loudness-hint" },
+  LOUDNESS.map((l) => h("option", { value: l.value }, l.label)));
+
+  const root = h("fieldset", { class: "field placement" },
+    h("legend", {}, "Placements"),
+    h("div", { class: "chips", role: "group", "aria-label": "Shapes" },
+    chips.map((c) => h("label", { class: "chip", for: c.input.id },
+      c.input, outline(c.value),
+      h("span", { class: "chip-text" }, h("strong", {}, c.label), h("small", {}, c.hint))))),
+    h("div", { class: "fits", role: "radiogroup", "aria-label": "Other shapes" },
+      fits.map((f) => h("label", { class: "fit", for: f.input.id }, f.input, f.label))),
+    h("label", { for: "loudness" }, "Loudness"),
+    loudness,
+    h("p", { class: "hint", id: "loudness-hint" },
+      "Each variation comes in every shape chosen, from one render. Loudness is measured on every file."));
+
+  const chosen = () => chips.filter((c) => c.input.checked).map((c) => c.value);
+  return {
+    root,
+    /** The fields to send; null (after saying why with `showError`) when no shape is chosen. */
+    fields(showError) {
+      const formats = chosen();
+      if (!formats.length) {
+        showError("Choose at least one shape under Placements.");
+        chips[0].input.focus();
+        return null;
+      }
+      const fit = fits.find((f) => f.input.checked)?.value || "crop";
+      const isDefault = formats.length === 1 && formats[0] === "source";
+      return {
+        formats: isDefault ? undefined : formats.join(","),
+        fit: isDefault || fit === "crop" ? undefined : fit,
+        loudness: loudness.value || undefined,
+      };
+    },
+    setBusy(busy) {
+      for (const c of chips) c.input.disabled = busy;
+      for (const f of fits) f.input.disabled = busy;
+      loudness.disabled = busy;
+    },
+  };
+}
