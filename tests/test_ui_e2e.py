@@ -395,6 +395,51 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
         assert head[4:8] == b"ftyp"
 
 
+def test_placements_from_the_upload_page(page, console, media, api):
+    """Shape chips, the fit and a loudness target go with the job; the job page groups each
+    variation's files with their shape and measured loudness; no shape at all is refused."""
+    login(page)
+    page.set_input_files("#files", [media["a"]])
+    page.fill("#variations", "2")
+    page.get_by_label("Original").uncheck()
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.get_by_role("alert")).to_contain_text("Choose at least one shape")
+    expect(page.get_by_label("Original")).to_be_focused()
+    page.get_by_label("Original").check()
+    page.get_by_label("9:16").check()
+    page.get_by_label("1:1").check()
+    page.get_by_label("Whole picture on a blurred background").check()
+    page.get_by_label("Loudness").select_option("-16")
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_snapshot()
+    screenshot(page, "upload-placements")
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as req:
+        page.get_by_role("button", name="Upload and start").click()
+    sent = json.loads(req.value.post_data)
+    assert (sent["formats"], sent["fit"], sent["loudness"]) == ("source,9:16,1:1", "pad", "-16")
+    expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
+    card = page.locator("li.video").first
+    expect(card).to_contain_text("2 variations × 3 shapes")
+    groups = card.get_by_test_id("variation-group")
+    expect(groups).to_have_count(2)
+    job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    outputs = job["videos"][0]["outputs"]
+    for n in range(2):
+        tiles = groups.nth(n).get_by_test_id("variation")
+        expect(tiles).to_have_count(3)
+        for k, fmt in enumerate(("source", "9:16", "1:1")):
+            out = outputs[n * 3 + k]
+            expect(tiles.nth(k)).to_have_attribute("data-format", fmt)
+            expect(tiles.nth(k)).to_contain_text(f"{out['width']} × {out['height']}")
+            expect(tiles.nth(k)).to_contain_text(out["name"])
+            expect(tiles.nth(k).locator(".tile-loudness")).to_contain_text("LUFS")
+            assert abs(out["loudness"]["integrated"] + 16) <= 1.5
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_snapshot()
+    screenshot(page, "job-placements")
+    assert not console.unexpected(), console.unexpected()
+
+
 def test_drop_zone_takes_dropped_files_and_flags_problems(page):
     login(page)
     names = [f"clip{i:02d}.mp4" for i in range(11)] + ["photo.gif"]
