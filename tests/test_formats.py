@@ -200,3 +200,43 @@ def test_default_request_is_unchanged(server, shaped):
     with sqlite3.connect(server.data_dir / "refresher.db") as db:
         (options,) = db.execute("SELECT options_json FROM jobs").fetchone()
     assert "placement" not in json.loads(options)
+
+
+def _clip_with_channels(directory, name: str, layout: str, count: int):
+    """A 1 s clip whose sound has ``count`` distinct channels in ``layout``."""
+    import subprocess
+
+    from pipeline.media.ffmpeg import find_ffmpeg
+
+    tones = "|".join(f"0.2*sin({330 + 110 * k}*2*PI*t)" for k in range(count))
+    out = directory / name
+    done = subprocess.run([
+        find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15:duration=1",
+        "-f", "lavfi", "-i", f"aevalsrc={tones}:c={layout}:s=48000:d=1",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-shortest", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_outputs_keep_the_sources_channels(server, tmp_path):
+    """Mono, stereo and 5.1 sound stay as they are in every output, with and without a second
+    format and a loudness target (the fingerprint tap's mono branch once made them all mono)."""
+    import av
+
+    sources = [_clip_with_channels(tmp_path, f"{name}.mp4", layout, count)
+               for name, layout, count in (("mono", "mono", 1), ("stereo", "stereo", 2),
+                                           ("surround", "5.1", 6))]
+    with server.client() as c:
+        for fields in ({}, {"formats": "source,1:1", "loudness": "-16"}):
+            job = c.post("/api/jobs", files=_files(*sources),
+                         data={"variations": "2", **fields}).json()
+            done = wait_job(c, job["jobId"])
+            assert done["status"] == "completed", done
+            for video, want in zip(done["videos"], (1, 2, 6), strict=True):
+                for o in video["outputs"]:
+                    path = tmp_path / o["name"]
+                    path.write_bytes(c.get(o["url"]).content)
+                    with av.open(str(path)) as f:
+                        assert f.streams.audio[0].codec_context.channels == want, o["name"]
