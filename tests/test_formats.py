@@ -240,3 +240,22 @@ def test_outputs_keep_the_sources_channels(server, tmp_path):
                     path.write_bytes(c.get(o["url"]).content)
                     with av.open(str(path)) as f:
                         assert f.streams.audio[0].codec_context.channels == want, o["name"]
+
+
+def test_storage_reservation_and_estimates_count_every_format(tmp_path):
+    """A video of a job with 3 formats becomes 3 files per variation: the storage cap's
+    reservation and the ETA's work count them all (a default job's stay as they were)."""
+    from pipeline.state.store import Store
+
+    store = Store(tmp_path / "jobs.db")
+    try:
+        for job_id, options in (("jd", {"exclude": []}),
+                                ("jf", {"exclude": [], "placement": Placement(
+                                    ("9:16", "1:1", "4:5")).to_dict()})):
+            store.create_job(job_id=job_id, seed="s", variations=2, options=options, now=0.0,
+                             videos=[{"id": f"v{job_id}", "name": "a.mp4", "upload_path": None,
+                                      "size": 1000, "duration": 1.0, "info": {}}])
+        assert sorted(store.pending_renders()) == [("jd", "vjd", 2000), ("jf", "vjf", 6000)]
+        assert sorted((v.id, n) for v, n in store.pending_work()) == [("vjd", 2), ("vjf", 6)]
+    finally:
+        store.close()

@@ -45,6 +45,10 @@ WEBHOOK_EVENTS = {JobStatus.COMPLETED: "job.completed", JobStatus.FAILED: "job.f
                   JobStatus.CANCELLED: "job.cancelled"}
 # The most of an FFmpeg run's stderr kept for the per-video log (its end, where errors are).
 MAX_RUN_LOG = 64 * 1024
+# The files one video of job ``j`` becomes: its variations in each of its placement formats
+# (the storage cap's reservation and the ETA count files, not variations).
+_OUTPUTS_PER_VIDEO = ("(j.variations * COALESCE(MAX(1, json_array_length(j.options_json,"
+                      " '$.placement.formats')), 1))")
 
 
 class Store:
@@ -223,7 +227,7 @@ class Store:
         (``Janitor.reserved``)."""
         marks = ",".join("?" * len(VIDEO_PENDING))
         rows = self._read(
-            "SELECT v.job_id, v.id, v.size * j.variations FROM videos v JOIN jobs j"
+            f"SELECT v.job_id, v.id, v.size * {_OUTPUTS_PER_VIDEO} FROM videos v JOIN jobs j"
             f" ON j.id = v.job_id WHERE v.status IN ({marks})", tuple(VIDEO_PENDING),
         )
         return [(r[0], r[1], int(r[2])) for r in rows]
@@ -241,7 +245,7 @@ class Store:
         """Each video still to render with its job's variations per video (the ETA's input)."""
         marks = ",".join("?" * len(VIDEO_PENDING))
         rows = self._read(
-            f"SELECT v.*, j.variations AS job_variations FROM videos v JOIN jobs j"
+            f"SELECT v.*, {_OUTPUTS_PER_VIDEO} AS job_variations FROM videos v JOIN jobs j"
             f" ON j.id = v.job_id WHERE v.status IN ({marks})", tuple(VIDEO_PENDING))
         return [(Video.from_row(r), r["job_variations"]) for r in rows]
 
@@ -338,7 +342,8 @@ class Store:
     def throughput_samples(self, limit: int = 200) -> list[Throughput]:
         """The most recent completed renders with their timings (the ETA's measurements)."""
         rows = self._read(
-            "SELECT v.info_json, v.duration, v.started_at, v.finished_at, j.variations"
+            "SELECT v.info_json, v.duration, v.started_at, v.finished_at,"
+            f" {_OUTPUTS_PER_VIDEO} AS variations"
             " FROM videos v JOIN jobs j ON j.id = v.job_id WHERE v.status=? AND"
             " v.started_at IS NOT NULL AND v.finished_at > v.started_at AND v.duration > 0"
             " ORDER BY v.finished_at DESC LIMIT ?", (str(VideoStatus.COMPLETED), limit))
