@@ -282,11 +282,31 @@ def test_a_bad_file_is_named_and_the_others_stay_for_the_next_try(server, clips,
     ({"uploads": ["u1"], "variations": True}, "bad_variations"),
     ({"uploads": ["u1"], "variations": 99}, "bad_variations"),
     ({"uploads": ["unknown"]}, "upload_not_found"),
+    ({"uploads": ["u1"], "formats": 3}, "bad_formats"),
+    ({"uploads": ["u1"], "formats": ["9:16", 3]}, "bad_formats"),
+    ({"uploads": ["u1"], "formats": ["3:2"]}, "bad_formats"),
+    ({"uploads": ["u1"], "fit": "stretch"}, "bad_fit"),
+    ({"uploads": ["u1"], "loudness": "loud"}, "bad_loudness"),
+    ({"uploads": ["u1"], "loudness": True}, "bad_loudness"),
+    ({"uploads": ["u1"], "preset": "vine"}, "bad_preset"),
 ])
 def test_bad_job_requests_from_uploads_are_4xx(server, body, code):
     with server.client() as c:
         r = c.post("/api/jobs", json=body)
         assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
+
+
+def test_placement_fields_in_the_json_body(server, clips):
+    """``formats`` as a JSON list and ``loudness`` as a number, as a script would send them."""
+    with server.client() as c:
+        upload = _upload(c, clips["a"])
+        r = c.post("/api/jobs", json={"uploads": [upload], "variations": 1,
+                                      "formats": ["9:16", "1:1"], "loudness": -16.5})
+        assert r.status_code == 202, r.text
+        done = wait_job(c, r.json()["jobId"])
+    assert done["placement"] == {"formats": ["9:16", "1:1"], "fit": "crop", "focus": "center",
+                                 "loudness": -16.5}
+    assert [o["format"] for o in done["videos"][0]["outputs"]] == ["9:16", "1:1"]
 
 
 def test_a_stalled_patch_keeps_what_arrived(make_server):

@@ -171,7 +171,10 @@ def test_write_zip_is_exact_stored_and_byte_identical(tmp_path):
         "params": {"zoom": 1.03}, "effects": ["3 % zoom"], "graph": "[0:v]crop=w1",
         "duration": 1.5, "size": 5, "distinctness": {"video": {"sourceMatches": 11}},
         "encoderArgs": ["-c:v", "libx264", "-crf", "21"],
+        "variation": 2, "format": "source", "loudness": None,
     }
+    assert manifest["placement"] == {"formats": ["source"], "fit": "crop", "focus": "center",
+                                     "loudness": None}
     assert str(tmp_path) not in json.dumps(manifest)  # no server paths leak
 
     if shutil.which("unzip"):
