@@ -189,14 +189,20 @@ def render(results: list[ClipResult], sources: list[Path], n: int, quality: str,
 
 def write_docs(text: str, path: Path = DOCS) -> None:
     """Put ``text`` between the footage markers of ``path`` (appended when there are none)."""
+    write_between(path, MARK_BEGIN, MARK_END, text)
+
+
+def write_between(path: Path, begin: str, end: str, text: str, heading: str = "") -> None:
+    """Put ``text`` between the ``begin`` and ``end`` markers of ``path``; appended (after
+    ``heading``) when the markers are not there yet."""
     doc = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{MARK_BEGIN}\n{text}{MARK_END}"
-    if MARK_BEGIN in doc and MARK_END in doc:
-        head, _, rest = doc.partition(MARK_BEGIN)
-        _, _, tail = rest.partition(MARK_END)
+    block = f"{begin}\n{text}{end}"
+    if begin in doc and end in doc:
+        head, _, rest = doc.partition(begin)
+        _, _, tail = rest.partition(end)
         doc = head + block + tail
     else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+        doc = doc.rstrip("\n") + "\n\n" + heading + block + "\n"
     path.write_text(doc, encoding="utf-8")
 
 

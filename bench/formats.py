@@ -24,7 +24,7 @@ from pipeline.config import load_settings
 from pipeline.media.ffmpeg import find_ffmpeg
 
 from . import media
-from .footage import CACHE, fetch_opencv_samples, prepare_clips
+from .footage import CACHE, fetch_opencv_samples, prepare_clips, write_between
 from .machine import log
 from .run import children_cpu, clean_env
 from .service import ROOT
@@ -102,14 +102,7 @@ def render(clip: Path, n: int, rounds: int, results: dict[str, dict]) -> str:
 
 
 def write_docs(text: str, path: Path = DOCS) -> None:
-    doc = path.read_text(encoding="utf-8")
-    block = f"{MARK_BEGIN}\n{text}{MARK_END}"
-    if MARK_BEGIN in doc and MARK_END in doc:
-        head, _, rest = doc.partition(MARK_BEGIN)
-        doc = head + block + rest.partition(MARK_END)[2]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Placement formats\n\n" + block + "\n"
-    path.write_text(doc, encoding="utf-8")
+    write_between(path, MARK_BEGIN, MARK_END, text, "## Placement formats\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
