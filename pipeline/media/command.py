@@ -32,8 +32,8 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
     output ``j`` is variation ``j // F`` in format ``j % F`` (F formats; the default, the
     source's shape only, gives one output per variation). Each variation's picture is made
     once and ``split`` per format (``formats.format_filters``), its sound once and ``asplit``.
-    With ``normalise`` (``loudness.Normalise``), each variation's sound ends in ``loudnorm``
-    towards the job's loudness target.
+    With ``normalise`` (``loudness.Normalise``), each variation's sound ends in the gain and
+    the true-peak limiter that take it to the job's loudness target.
 
     With ``taps`` (``distinct.Taps``, one per format; a single one for one format), also the
     frames of the distinctness measure, off the same decode: ``[tap<j>]`` for output ``j``

@@ -64,7 +64,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("youtube", ("16:9",), "pad", -14.0, "YouTube"),
 )}
 
-# Loudness targets a job may ask for (integrated LUFS; loudnorm's own range is -70..-5).
+# Loudness targets a job may ask for (integrated LUFS): from very quiet to louder than any
+# platform normalises to.
 LOUDNESS_RANGE = (-40.0, -5.0)
 # True peak ceiling of a normalised output (dBTP).
 TRUE_PEAK = -1.5
