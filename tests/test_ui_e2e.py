@@ -406,9 +406,12 @@ def test_placements_from_the_upload_page(page, console, media, api):
     expect(page.get_by_role("alert")).to_contain_text("Choose at least one shape")
     expect(page.get_by_label("Original")).to_be_focused()
     page.get_by_label("Original").check()
+    expect(page.get_by_role("alert")).to_be_hidden()
     page.get_by_label("9:16").check()
     page.get_by_label("1:1").check()
+    page.get_by_label("Crop position").select_option("left")
     page.get_by_label("Whole picture on a blurred background").check()
+    expect(page.get_by_label("Crop position")).to_be_hidden()
     page.get_by_label("Loudness").select_option("-16")
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_snapshot()
@@ -417,9 +420,12 @@ def test_placements_from_the_upload_page(page, console, media, api):
         page.get_by_role("button", name="Upload and start").click()
     sent = json.loads(req.value.post_data)
     assert (sent["formats"], sent["fit"], sent["loudness"]) == ("source,9:16,1:1", "pad", "-16")
+    assert "focus" not in sent  # a crop position means nothing to a pad
     expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
     card = page.locator("li.video").first
     expect(card).to_contain_text("2 variations × 3 shapes")
+    expect(card.get_by_test_id("verdict").locator(".verdict-video")).to_contain_text(
+        re.compile(r"^All 6 files differ from the original|^\d files? of 6 still"))
     groups = card.get_by_test_id("variation-group")
     expect(groups).to_have_count(2)
     job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
@@ -437,6 +443,21 @@ def test_placements_from_the_upload_page(page, console, media, api):
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_snapshot()
     screenshot(page, "job-placements")
+
+    # A crop position goes with a crop.
+    page.get_by_role("link", name="New upload").click()
+    page.set_input_files("#files", [media["a"]])
+    page.fill("#variations", "1")
+    page.get_by_label("Original").uncheck()
+    page.get_by_label("9:16").check()
+    page.get_by_label("Crop position").select_option("right")
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as req:
+        page.get_by_role("button", name="Upload and start").click()
+    sent = json.loads(req.value.post_data)
+    assert (sent["formats"], sent.get("fit"), sent["focus"]) == ("9:16", None, "right")
+    expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
+    job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    assert job["placement"]["focus"] == "right"
     assert not console.unexpected(), console.unexpected()
 
 

@@ -33,16 +33,18 @@ export function verdict(outputs, { pitchOn = false, tiltOn = false } = {}) {
   }));
   const n = measured.length;
   const copies = measured.filter((x) => x.d.video.sourceMatches > 0).length;
+  // With placement formats each variation is several files, each measured in its own shape.
+  const noun = measured.some((x) => x.o.format && x.o.format !== "source") ? "file" : "variation";
   let video;
   if (flagged.length === 0) {
-    video = `${n === 1 ? "The variation differs" : `All ${n} variations differ`} from the original `
+    video = `${n === 1 ? `The ${noun} differs` : `All ${n} ${noun}s differ`} from the original `
       + `for Meta's PDQ matcher (${sourceHits} of ${frames} frames match).`;
   } else if (copies > 0) {
-    video = `${plural(copies, "variation")} of ${n} still ${copies === 1 ? "looks" : "look"} `
+    video = `${plural(copies, noun)} of ${n} still ${copies === 1 ? "looks" : "look"} `
       + `like a copy of the original to Meta's PDQ matcher (${sourceHits} of ${frames} frames match it).`;
   } else {
-    video = `All ${n} variations differ from the original (0 of ${frames} frames match), but `
-      + `${plural(flagged.length, "variation")} ${flagged.length === 1 ? "looks" : "look"} like `
+    video = `All ${n} ${noun}s differ from the original (0 of ${frames} frames match), but `
+      + `${plural(flagged.length, noun)} ${flagged.length === 1 ? "looks" : "look"} like `
       + "a copy of another one to Meta's PDQ matcher.";
   }
   return { level: flagged.length ? "low" : "good", video, audio: audioText(measured, pitchOn), flagged };

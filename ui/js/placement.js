@@ -1,6 +1,7 @@
 // The upload form's placement choices: which shapes to deliver (chips with a small outline of
-// each), how a picture takes another shape (crop or blurred pad), and a loudness target.
-// What it sends are the job fields `formats`, `fit` and `loudness` (README, "Placement formats").
+// each), how a picture takes another shape (crop or blurred pad), where a crop sits, and a
+// loudness target. What it sends are the job fields `formats`, `fit`, `focus` and `loudness`
+// (README, "Placement formats and loudness").
 
 import { h } from "./dom.js";
 
@@ -10,6 +11,14 @@ export const SHAPES = [
   { value: "1:1", label: "1:1", hint: "feed" },
   { value: "4:5", label: "4:5", hint: "feed" },
   { value: "16:9", label: "16:9", hint: "YouTube" },
+];
+
+export const FOCUS = [
+  { value: "center", label: "Centre" },
+  { value: "left", label: "Left" },
+  { value: "right", label: "Right" },
+  { value: "top", label: "Top" },
+  { value: "bottom", label: "Bottom" },
 ];
 
 export const LOUDNESS = [
@@ -25,8 +34,11 @@ function outline(value) {
   return h("span", { class: cls, "aria-hidden": "true" });
 }
 
-/** The fieldset, and what it reads: `fields()` → {formats, fit, loudness} to send. */
-export function placementOptions() {
+/**
+ * The fieldset, and what it reads: `fields()` → {formats, fit, focus, loudness} to send.
+ * `onChange()` runs when the shapes change (the form clears its error then).
+ */
+export function placementOptions({ onChange = () => {} } = {}) {
   const chips = SHAPES.map((s) => ({
     ...s,
     input: h("input", {
@@ -35,6 +47,7 @@ export function placementOptions() {
       name: "formats",
       value: s.value,
       checked: s.value === "source",
+      onchange: () => onChange(),
     }),
   }));
   const fits = [
@@ -43,8 +56,15 @@ export function placementOptions() {
   ].map((f) => ({
     ...f,
     input: h("input", { type: "radio", name: "fit", id: `fit-${f.value}`, value: f.value,
-      checked: Boolean(f.checked) }),
+      checked: Boolean(f.checked), onchange: () => showFocus() }),
   }));
+  const focus = h("select", { id: "focus", name: "focus" },
+    FOCUS.map((f) => h("option", { value: f.value }, f.label)));
+  // Where a crop sits; a padded picture is whole, so it is shown for crops only.
+  const focusField = h("div", { class: "field" }, h("label", { for: "focus" }, "Crop position"), focus);
+  const showFocus = () => {
+    focusField.hidden = !fits[0].input.checked;
+  };
   const loudness = h("select", { id: "loudness", name: "loudness",
     "aria-describedby": "loudness-hint" },
   LOUDNESS.map((l) => h("option", { value: l.value }, l.label)));
@@ -57,6 +77,7 @@ export function placementOptions() {
       h("span", { class: "chip-text" }, h("strong", {}, c.label), h("small", {}, c.hint))))),
     h("div", { class: "fits", role: "radiogroup", "aria-label": "Other shapes" },
       fits.map((f) => h("label", { class: "fit", for: f.input.id }, f.input, f.label))),
+    focusField,
     h("label", { for: "loudness" }, "Loudness"),
     loudness,
     h("p", { class: "hint", id: "loudness-hint" },
@@ -78,12 +99,14 @@ export function placementOptions() {
       return {
         formats: isDefault ? undefined : formats.join(","),
         fit: isDefault || fit === "crop" ? undefined : fit,
+        focus: isDefault || fit !== "crop" || focus.value === "center" ? undefined : focus.value,
         loudness: loudness.value || undefined,
       };
     },
     setBusy(busy) {
       for (const c of chips) c.input.disabled = busy;
       for (const f of fits) f.input.disabled = busy;
+      focus.disabled = busy;
       loudness.disabled = busy;
     },
   };

@@ -363,7 +363,7 @@ export function renderUpload(outlet) {
   });
   const { selection } = picker;
   const options = uploadOptions(limits);
-  const placement = placementOptions();
+  const placement = placementOptions({ onChange: () => form.showError(null) });
   const progress = uploadProgress(() => upload && upload.abort(true));
   const form = uploadForm([...picker.parts, options.root, placement.root, progress.root],
     onSubmit);
