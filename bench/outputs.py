@@ -36,7 +36,8 @@ def quality_ours(b: Bench, t: Timing) -> None:
     t.ssim = []
     for k, (path, params, _) in enumerate(t.meta["pairs"]):
         log(f"SSIM: {path.parent.name}/{path.name} ({k + 1}/{len(t.meta['pairs'])})")
-        t.ssim.append(media.ssim(b.project, path, b.clip, video_filter(params, w, h)))
+        t.ssim.append(media.ssim(b.project, path, b.clip,
+                                 video_filter(params, w, h, b.info.display_sar)))
 
 
 def quality_baseline(b: Bench, t: Timing) -> None:

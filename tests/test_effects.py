@@ -336,7 +336,7 @@ def test_video_filter_shape():
         gain_db=-0.5,
     )
     assert video_filter(v, 1280, 720) == (
-        "crop=1218:684:14:36,hflip,scale=1280:720:flags=bilinear,"
+        "crop=1218:684:14:36,hflip,scale=1280:720:flags=bilinear,setsar=1,"
         "eq=brightness=-0.0100:contrast=1.0200:saturation=0.9500:gamma=1.0100,"
         "hue=h=-2.50,noise=c0s=4:c0f=t:c0_seed=1234,settb=1/90000,setpts=PTS/1.0300,format=yuv420p"
     )

@@ -75,6 +75,7 @@ def test_fields_parse_with_presets_and_clear_errors():
     # What is given besides the preset wins over it.
     assert parse_placement(preset="tiktok", loudness="-18").loudness == -18.0
     assert parse_placement(preset="reels", fit="pad").fit == "pad"
+    assert parse_placement(preset="tiktok", loudness="off").loudness is None
     for bad in ({"formats": "3:2"}, {"fit": "stretch"}, {"focus": "middle"},
                 {"loudness": "loud"}, {"loudness": "-80"}, {"loudness": "0"},
                 {"preset": "vine"}):
@@ -88,9 +89,9 @@ def test_crop_focus_moves_the_window():
     left = formats.format_filters(*args, "left", 1280, 720, "[a]", "[b]", "t")
     right = formats.format_filters(*args, "right", 1280, 720, "[a]", "[b]", "t")
     centre = formats.format_filters(*args, "center", 1280, 720, "[a]", "[b]", "t")
-    assert left == ["[a]crop=406:720:0:0[b]"]
-    assert right == ["[a]crop=406:720:874:0[b]"]
-    assert centre == ["[a]crop=406:720:436:0[b]"]
+    assert left == ["[a]crop=406:720:0:0,setsar=1[b]"]
+    assert right == ["[a]crop=406:720:874:0,setsar=1[b]"]
+    assert centre == ["[a]crop=406:720:436:0,setsar=1[b]"]
 
 
 # -- through the server ---------------------------------------------------------------------
@@ -101,6 +102,14 @@ def shaped(tmp_path_factory):
     d = tmp_path_factory.mktemp("shapes")
     return [make_clip(d, "land.mp4", size="320x180", seconds=1.0, fps=15),
             make_clip(d, "tall.mp4", size="180x320", seconds=1.0, fps=15, audio=False)]
+
+
+def _sar(path) -> float:
+    import av
+
+    with av.open(str(path)) as f:
+        ratio = f.streams.video[0].sample_aspect_ratio
+    return float(ratio) if ratio else 1.0
 
 
 def _files(*paths):
@@ -154,6 +163,8 @@ def test_every_format_from_landscape_and_portrait_in_one_render(server, shaped, 
                         assert max(w, h) in range(max(src.display_width, src.display_height) - 4,
                                                   max(src.display_width, src.display_height) + 1)
                 assert info.has_audio is (stem == "land")
+                # Square pixels, as the source's: players show the shape asked for.
+                assert _sar(path) == 1, (o["name"], _sar(path))
                 # Measured against the source in the same shape.
                 assert o["distinctness"]["video"]["frames"] > 0, o
                 assert o["previewUrl"]
@@ -259,3 +270,59 @@ def test_storage_reservation_and_estimates_count_every_format(tmp_path):
         assert sorted((v.id, n) for v, n in store.pending_work()) == [("vjd", 2), ("vjf", 6)]
     finally:
         store.close()
+
+
+def test_square_size_never_upscales():
+    assert formats.square_size(240, 180, 4 / 3) == (240, 136)
+    assert formats.square_size(240, 180, 0.75) == (180, 180)
+    assert formats.square_size(1280, 720, 1.0) == (1280, 720)
+    assert formats.output_size("source", "crop", 240, 180, 4 / 3) == (240, 180)
+    assert formats.output_size("9:16", "pad", 240, 180, 4 / 3) == (134, 238)
+
+
+def test_anamorphic_sources_come_out_in_the_shape_asked_for(server, tmp_path):
+    """A 240×180 picture of 4:3 pixels (shown 320×180): every other shape is made in square
+    pixels from the picture as it is shown, so it displays in the shape asked for; the source's
+    shape keeps its pixels."""
+    import subprocess
+
+    from pipeline.media.ffmpeg import find_ffmpeg
+
+    source = tmp_path / "dv.mp4"
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+                    "-f", "lavfi", "-i", "testsrc2=size=240x180:rate=15:duration=1",
+                    "-vf", "setsar=4/3", "-c:v", "libx264", "-preset", "ultrafast",
+                    str(source)], check=True)
+    shapes = ["source", "9:16", "1:1", "16:9"]
+    with server.client() as c:
+        for fit in ("crop", "pad"):
+            job = c.post("/api/jobs", files=_files(source),
+                         data={"variations": "1", "formats": ",".join(shapes), "fit": fit}).json()
+            done = wait_job(c, job["jobId"])
+            assert done["status"] == "completed", done
+            for o in done["videos"][0]["outputs"]:
+                path = tmp_path / f"{fit}-{o['name']}"
+                path.write_bytes(c.get(o["url"]).content)
+                info = probe(path)
+                shown = info.display_width * _sar(path) / info.display_height
+                if o["format"] == "source":
+                    assert abs(_sar(path) - 4 / 3) < 0.01 and abs(shown - 16 / 9) < 0.01
+                else:
+                    rw, rh = formats.RATIOS[o["format"]]
+                    assert _sar(path) == 1 and abs(shown / (rw / rh) - 1) < 0.01, (o, shown)
+
+
+def test_the_originals_strip_shows_its_own_shape(server, shaped):
+    """With the source's shape among the formats, the original's strip shows it as it is, even
+    when another shape comes first."""
+    from PIL import Image
+
+    with server.client() as c:
+        job = c.post("/api/jobs", files=_files(shaped[0]),
+                     data={"variations": "1", "formats": "9:16,source"}).json()
+        done = wait_job(c, job["jobId"])
+        video = done["videos"][0]
+        original = Image.open(io.BytesIO(c.get(video["previewUrl"]).content))
+        tall = Image.open(io.BytesIO(c.get(video["outputs"][0]["previewUrl"]).content))
+    assert original.size[1] == 180  # frames of the 320×180 picture, at the strips' 320 wide
+    assert tall.size[1] > original.size[1]

@@ -314,15 +314,16 @@ async def _check_room_for_upload(service, length: int) -> None:
                        "some jobs.")
 
 
-async def _check_room_for_outputs(service, files: list[ReceivedFile], variations: int) -> None:
-    """Room for the variations too, not only for the upload (reserved until they land)."""
-    outputs = expected_output_bytes(sum(f.size for f in files), variations)
+async def _check_room_for_outputs(service, files: list[ReceivedFile], per_video: int) -> None:
+    """Room for the outputs too (``per_video``: variations × formats of each video), not only
+    for the upload (reserved until they land)."""
+    outputs = expected_output_bytes(sum(f.size for f in files), per_video)
     if not await service.janitor.make_room(outputs):
         raise APIError(507, "storage_full",
-                       f"Not enough storage for the {variations} variations of this "
-                       f"upload (about {outputs / 1e6:.1f} MB), even after removing "
-                       "finished jobs. Ask for fewer variations, wait for running jobs "
-                       "to finish, or delete some jobs.")
+                       f"Not enough storage for this upload's outputs ({per_video} files per "
+                       f"video, about {outputs / 1e6:.1f} MB), even after removing finished "
+                       "jobs. Ask for fewer variations or shapes, wait for running jobs to "
+                       "finish, or delete some jobs.")
 
 
 def _check_files(files: list[ReceivedFile]) -> list[ReceivedFile]:

@@ -4,7 +4,7 @@ filled here and dumped, and the OpenAPI document is made from the same classes."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipeline.actors.scheduler import QueueView
@@ -36,22 +36,17 @@ def video_preview_url(job_id: str, video_id: str) -> str:
     return f"/api/jobs/{job_id}/videos/{video_id}/preview"
 
 
-def output_effects(o: Output, placement: Placement) -> list[str]:
-    """The effects in words; with a loudness target the variation's own gain was not applied
-    (the target sets the level)."""
-    params = VariationParams.from_dict(o.params)
-    if placement.loudness is not None:
-        params = replace(params, gain_db=0.0)
-    return describe(params)
+def output_effects(o: Output) -> list[str]:
+    """The effects in words, as rendered (``Output.applied_params``)."""
+    return describe(VariationParams.from_dict(o.applied_params))
 
 
 def output_model(o: Output, job_id: str, video_id: str,
-                 size: tuple[int, int] | None = None,
-                 placement: Placement | None = None) -> models.Output:
+                 size: tuple[int, int] | None = None) -> models.Output:
     url = output_url(job_id, video_id, o.index + 1)
     fields = {"index": o.index, "variation": o.variation_index, "format": o.format,
               "name": o.name, "size": o.size, "duration": o.duration,
-              "effects": output_effects(o, placement or Placement()), "url": url}
+              "effects": output_effects(o), "url": url}
     if size is not None:
         fields["width"], fields["height"] = size
     if o.loudness is not None:
@@ -77,7 +72,8 @@ def output_size(v: Video, o: Output, placement: Placement) -> tuple[int, int] | 
     info = MediaInfo.from_dict(v.info)
     if info is None:
         return None
-    return formats.output_size(o.format, placement.fit, info.display_width, info.display_height)
+    return formats.output_size(o.format, placement.fit, info.display_width, info.display_height,
+                               info.display_sar)
 
 
 def video_model(v: Video, queue: QueueView | None = None,
@@ -105,8 +101,8 @@ def video_model(v: Video, queue: QueueView | None = None,
     if v.stderr_tail:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
-        fields["outputs"] = [output_model(o, v.job_id, v.id, output_size(v, o, placement),
-                                          placement) for o in v.outputs]
+        fields["outputs"] = [output_model(o, v.job_id, v.id, output_size(v, o, placement))
+                             for o in v.outputs]
         if v.status == VideoStatus.COMPLETED and any(o.distinctness for o in v.outputs):
             fields["previewUrl"] = video_preview_url(v.job_id, v.id)
     else:

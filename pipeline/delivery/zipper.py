@@ -38,7 +38,7 @@ import os
 import threading
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
@@ -134,7 +134,7 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "format": m.output.format,
                 "seed": m.output.seed,
                 "params": m.output.params,
-                "effects": describe(_applied(m.output, placement)),
+                "effects": describe(VariationParams.from_dict(m.output.applied_params)),
                 "graph": m.output.graph,
                 # The FFmpeg options after this file's maps, paths left out: with `graph`,
                 # enough to render it again by hand (README, "Manifest").
@@ -157,12 +157,6 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
     if missing:
         doc["missing"] = list(missing)
     return doc
-
-
-def _applied(output: Output, placement: Placement) -> VariationParams:
-    """The parameters as rendered: with a loudness target, without the variation's own gain."""
-    params = VariationParams.from_dict(output.params)
-    return replace(params, gain_db=0.0) if placement.loudness is not None else params
 
 
 def manifest_bytes(doc: dict) -> bytes:

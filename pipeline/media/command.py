@@ -66,8 +66,9 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
         video_inputs = [f"[vs{i}]" for i in range(branches)]
         parts.append(source + "split=" + str(branches) + "".join(video_inputs))
     for i, params in enumerate(variations):
-        parts += _variation_video(i, f"{video_inputs[i]}{video_filter(params, w, h)}",
-                                  params, placement, per_format, w, h)
+        chain = video_filter(params, w, h, info.display_sar)
+        parts += _variation_video(i, f"{video_inputs[i]}{chain}",
+                                  params, placement, per_format, (w, h, info.display_sar))
     for branch, k in enumerate(source_taps, start=n):
         t = per_format[k]
         label = "[tapsrc]" if k == 0 else f"[tapsrc{k}]"
@@ -75,7 +76,8 @@ def filter_graph(info: MediaInfo, variations: Sequence[VariationParams],
             parts.append(f"{video_inputs[branch]}{tap_filter(t.times, t.size)}{label}")
             continue
         parts += formats.format_filters(shapes[k], placement.fit, placement.focus, w, h,
-                                        video_inputs[branch], f"[fs{k}]", f"s{k}")
+                                        video_inputs[branch], f"[fs{k}]", f"s{k}",
+                                        info.display_sar)
         parts.append(f"[fs{k}]{tap_filter(t.times, t.size)}{label}")
     if info.has_audio:
         parts += _audio_parts(variations, per_format[0] if per_format else None,
@@ -97,9 +99,11 @@ def _per_format_taps(taps: Taps | Sequence[Taps] | None, count: int, n: int) -> 
 
 
 def _variation_video(i: int, chain: str, params: VariationParams, placement: Placement,
-                     per_format: list[Taps], w: int, h: int) -> list[str]:
-    """Variation ``i`` 's picture (``chain``) as its outputs ``[v<j>]``, one per format, each
-    with its frame tap ``[tap<j>]`` when the format's taps ask for one."""
+                     per_format: list[Taps], picture: tuple[int, int, float]) -> list[str]:
+    """Variation ``i`` 's picture (``chain``; ``picture``: its display width, height and pixel
+    aspect) as its outputs ``[v<j>]``, one per format, each with its frame tap ``[tap<j>]``
+    when the format's taps ask for one."""
+    w, h, sar = picture
     count = len(placement.formats)
     if count == 1 and placement.formats[0] == formats.SOURCE:
         # The source's shape only: the variation's frames are the output's.
@@ -109,7 +113,7 @@ def _variation_video(i: int, chain: str, params: VariationParams, placement: Pla
     for k, fmt in enumerate(placement.formats):
         j = i * count + k
         parts += formats.format_filters(fmt, placement.fit, placement.focus, w, h,
-                                        f"[vf{i}_{k}]", f"[vp{j}]", f"p{j}")
+                                        f"[vf{i}_{k}]", f"[vp{j}]", f"p{j}", sar)
         parts += _tapped(f"[vp{j}]null", j, i, params, per_format[k] if per_format else None)
     return parts
 
@@ -175,10 +179,10 @@ def output_graphs(info: MediaInfo, variations: Sequence[VariationParams],
     graphs = []
     for params in variations:
         for k, fmt in enumerate(placement.formats):
-            text = f"video: {video_filter(params, w, h)}"
+            text = f"video: {video_filter(params, w, h, info.display_sar)}"
             if fmt != formats.SOURCE:
                 inner = formats.format_filters(fmt, placement.fit, placement.focus, w, h,
-                                               "[in]", "[out]", f"f{k}")
+                                               "[in]", "[out]", f"f{k}", info.display_sar)
                 text += f" | format {fmt} {placement.fit}: {';'.join(inner)}"
             if info.has_audio:
                 text += f" | audio: {audio_chain(params, normalise)}"

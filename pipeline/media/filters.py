@@ -72,11 +72,14 @@ def _fmt(value: float, decimals: int) -> str:
     return "0." + "0" * decimals if text.lstrip("-").strip("0.") == "" else text
 
 
-def video_filter(params: VariationParams, width: int, height: int) -> str:
-    """The filter chain for one output, for frames of display size ``width``×``height``.
+def video_filter(params: VariationParams, width: int, height: int, sar: float = 1.0) -> str:
+    """The filter chain for one output, for frames of display size ``width``×``height`` whose
+    pixels have the aspect ratio ``sar``.
 
     The output has the same display size, rounded down to even numbers (yuv420p and libx264
-    need even sizes), the source's pixel aspect, ``yuv420p``, and timestamps divided by the
+    need even sizes), the source's pixel aspect ``sar`` (``scale`` would otherwise give the
+    zoomed window's rounding to the flag: 1218×684 scaled to 1280×720 came out at a pixel
+    aspect of 1.0016, 240×180 sources up to 1 % off), ``yuv420p``, and timestamps divided by the
     speed factor. Geometry (crop, rotate, flip) runs on the smaller cropped window before
     scaling, which is cheaper than after; a rotated variation is zoomed at least enough to hide
     the corners at this frame's real aspect ratio, whatever its ``zoom`` says.
@@ -113,6 +116,7 @@ def video_filter(params: VariationParams, width: int, height: int) -> str:
         if params.mirror:
             chain.append("hflip")
         chain.append(f"scale={out_w}:{out_h}:flags={SCALE_FLAGS}")
+        chain.append(f"setsar={_sar_text(sar)}")
     else:
         if (out_w, out_h) != (width, height):
             chain.append(f"crop={out_w}:{out_h}:0:0")
@@ -136,6 +140,12 @@ def video_filter(params: VariationParams, width: int, height: int) -> str:
         chain.append(f"setpts=PTS/{_fmt(params.speed, 4)}")
     chain.append("format=yuv420p")
     return ",".join(chain)
+
+
+def _sar_text(sar: float) -> str:
+    """``1`` for square pixels, else the ratio to six decimals (``setsar`` takes it back to the
+    nearest small fraction: 4:3, 10:11 …)."""
+    return "1" if abs(sar - 1.0) < 1e-6 else f"{sar:.6f}"
 
 
 def audio_filter(params: VariationParams) -> str:

@@ -104,11 +104,13 @@ def parse_choice(value: str | None, choices: tuple[str, ...], what: str) -> str:
 
 
 def parse_loudness(value: str | float | None) -> float | None:
-    """A loudness target in LUFS (``-14``, ``-14 LUFS``), or None when absent. Raises
-    ``FormatError``."""
+    """A loudness target in LUFS (``-14``, ``-14 LUFS``), or None when absent or ``off``
+    (``none``): levels left alone, also over a preset's target. Raises ``FormatError``."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     text = str(value).strip().lower().removesuffix("lufs").strip()
+    if text in ("off", "none"):
+        return None
     try:
         target = float(text)
     except ValueError:
@@ -163,34 +165,60 @@ def pad_size(width: int, height: int, ratio: tuple[int, int]) -> tuple[tuple[int
     return (cw, ch), (pw, ph)
 
 
-def output_size(fmt: str, fit: str, width: int, height: int) -> tuple[int, int]:
-    """The display size of a variation of a ``width``×``height`` source in ``fmt``."""
+def square_size(width: int, height: int, sar: float = 1.0) -> tuple[int, int]:
+    """The picture's size in square pixels: for pixels wider than tall (``sar`` > 1) its
+    height is reduced, for narrower ones its width, so nothing is upscaled; even sizes."""
+    if abs(sar - 1.0) < 0.001:
+        return width, height
+    if sar > 1:
+        return width, min(height, _even_round(height / sar))
+    return min(width, _even_round(width * sar)), height
+
+
+def output_size(fmt: str, fit: str, width: int, height: int,
+                sar: float = 1.0) -> tuple[int, int]:
+    """The display size of a variation of a ``width``×``height`` source in ``fmt``: in the
+    source's own pixels for ``source``, in square pixels for the others."""
     ratio = RATIOS[fmt]
     if ratio is None:
         return _even(width), _even(height)
+    w, h = square_size(_even(width), _even(height), sar)
     if fit == "pad":
-        return pad_size(width, height, ratio)[0]
-    return crop_size(width, height, ratio)
+        return pad_size(w, h, ratio)[0]
+    return crop_size(w, h, ratio)
 
 
 def format_filters(fmt: str, fit: str, focus: str, width: int, height: int,
-                   src: str, dst: str, tag: str) -> list[str]:
+                   src: str, dst: str, tag: str, sar: float = 1.0) -> list[str]:
     """Filter-graph parts that turn the ``src``-labelled picture (a variation's frames, of the
-    source's even display size ``width``×``height``) into ``fmt`` at label ``dst``; ``tag``
-    keeps the inner labels unique. ``source``: passed through (``null``)."""
+    source's even display size ``width``×``height`` and pixel aspect ``sar``) into ``fmt`` at
+    label ``dst``; ``tag`` keeps the inner labels unique. ``source``: passed through
+    (``null``). Other formats come out in square pixels (``setsar=1``: a scaled picture would
+    otherwise carry a pixel aspect that makes players show it in another shape)."""
     ratio = RATIOS[fmt]
     w, h = _even(width), _even(height)
     if ratio is None:
         return [f"{src}null{dst}"]
+    parts: list[str] = []
+    if (w, h) != square_size(w, h, sar):
+        w, h = square_size(w, h, sar)
+        parts.append(f"{src}scale={w}:{h}:flags=area,setsar=1[{tag}sq]")
+        src = f"[{tag}sq]"
     if fit == "crop":
         cw, ch = crop_size(w, h, ratio)
         fx, fy = _FOCUS_AT[focus]
         x, y = int((w - cw) * fx) // 2 * 2, int((h - ch) * fy) // 2 * 2
-        return [f"{src}crop={cw}:{ch}:{x}:{y}{dst}"]
+        return parts + [f"{src}crop={cw}:{ch}:{x}:{y},setsar=1{dst}"]
+    return parts + _pad_filters(ratio, w, h, src, dst, tag)
+
+
+def _pad_filters(ratio: tuple[int, int], w: int, h: int, src: str, dst: str,
+                 tag: str) -> list[str]:
+    """`format_filters` for ``pad``, on a square-pixel picture of ``w``×``h``."""
     (cw, ch), (pw, ph) = pad_size(w, h, ratio)
     picture = "null" if (pw, ph) == (w, h) else f"scale={pw}:{ph}:flags=area"
     if (pw, ph) == (cw, ch):  # the picture fills the canvas: nothing to pad
-        return [f"{src}{picture}{dst}"]
+        return [f"{src}{picture},setsar=1{dst}"]
     bw = max(16, _even(cw / PAD_BACKGROUND_SCALE))
     bh = max(16, _even(ch / PAD_BACKGROUND_SCALE))
     bg, fg = f"[{tag}bg]", f"[{tag}fg]"
@@ -202,7 +230,7 @@ def format_filters(fmt: str, fit: str, focus: str, width: int, height: int,
         f"scale={cw}:{ch}:flags=bilinear,format=yuv420p[{tag}bgs]",
         f"{fg}{picture}[{tag}fgs]",
         f"[{tag}bgs][{tag}fgs]overlay=x={(cw - pw) // 2 // 2 * 2}:y={(ch - ph) // 2 // 2 * 2}"
-        f":format=yuv420,format=yuv420p{dst}",
+        f":format=yuv420,format=yuv420p,setsar=1{dst}",
     ]
 
 

@@ -58,6 +58,9 @@ class MediaInfo:
     video_start: float | None = None
     audio_start: float | None = None
     audio_end: float | None = None
+    # The picture's sample (pixel) aspect ratio as stored: width of a pixel over its height
+    # (1.0 for square pixels and where the stream does not say; 4/3 for anamorphic 4:3 DV).
+    sar: float = 1.0
 
     def to_dict(self) -> dict:
         """Plain JSON-able fields, as the store keeps the probe intake made (``from_dict``)."""
@@ -79,6 +82,11 @@ class MediaInfo:
     @property
     def display_height(self) -> int:
         return self.width if self.rotation in (90, 270) else self.height
+
+    @property
+    def display_sar(self) -> float:
+        """The pixel aspect ratio the way the picture is shown (upright)."""
+        return 1.0 / self.sar if self.rotation in (90, 270) and self.sar else self.sar
 
 
 def probe_source(path: Path | str) -> MediaInfo:
@@ -137,9 +145,20 @@ def probe(path: Path | str, *, renderable: bool = False) -> MediaInfo:
             video_start=video.start,
             audio_start=audio.start,
             audio_end=audio.end,
+            sar=_sar(v),
         )
     finally:
         container.close()
+
+
+def _sar(stream) -> float:
+    """The stream's sample aspect ratio; 1.0 where it is unknown or nonsensical."""
+    ratio = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    try:
+        value = float(ratio) if ratio else 1.0
+    except (TypeError, ZeroDivisionError):
+        return 1.0
+    return value if 0.1 <= value <= 10 else 1.0
 
 
 @dataclass

@@ -152,7 +152,8 @@ def plan_format_taps(info: MediaInfo, placement: Placement, parts: Sequence[Path
     out = []
     for k, fmt in enumerate(placement.formats):
         w, h = (info.display_width, info.display_height) if fmt == formats.SOURCE else \
-            formats.output_size(fmt, placement.fit, info.display_width, info.display_height)
+            formats.output_size(fmt, placement.fit, info.display_width, info.display_height,
+                                info.display_sar)
         taps = Taps.plan(info.duration, info.fps, w, h,
                          [distinct.frames_path(p) for p in parts[k::count]], sources[k])
         if k == 0 and info.has_audio:
@@ -224,7 +225,7 @@ class _Checker:
             else reference
             for fmt in p.formats
             for w, h in [formats.output_size(fmt, p.fit, info.display_width,
-                                             info.display_height)])
+                                             info.display_height, info.display_sar)])
         taps = rendered.taps
         if taps is None:
             taps = plan_format_taps(info, p, rendered.parts, [None] * len(p.formats))
@@ -235,7 +236,7 @@ class _Checker:
     async def first_pass(self) -> tuple[list[Variation], SourceHashes | None, bytes | None]:
         """Every output verified and hashed, the source's hashes in each format beside them
         (None when its frames cannot be taken in one of them), and the source's preview strip
-        (in the first format)."""
+        (in its own shape when that is one of the formats, else in the first)."""
         r, taps = self.rendered, self.taps
         source: list = [None] * len(taps)
 
@@ -270,7 +271,10 @@ class _Checker:
         ]
         if any(s is None for s in source) or not taps[0].times:
             return slots, None, None
-        return slots, tuple(s[0] for s in source), source[0][1]
+        # The original's strip shows it as it is, when its own shape is among the formats.
+        shown = r.placement.formats.index(formats.SOURCE) \
+            if formats.SOURCE in r.placement.formats else 0
+        return slots, tuple(s[0] for s in source), source[shown][1]
 
     def _tap_files(self, taps: tuple[Taps, ...] | None = None) -> list[tuple[Path | None, ...]]:
         """Per variation, per format, the file its frames were tapped to (None: not tapped)."""

@@ -61,6 +61,12 @@ class Output:
     def variation_index(self) -> int:
         return self.index if self.variation is None else self.variation
 
+    @property
+    def applied_params(self) -> dict:
+        """``params`` as rendered: a file brought to a loudness target (``loudness`` measured)
+        did not get the variation's own random gain."""
+        return {**self.params, "gain_db": 0.0} if self.loudness is not None else self.params
+
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> Output:
         return cls(index=r["idx"], name=r["name"], path=r["path"], size=r["size"],

@@ -81,7 +81,7 @@ export function placementOptions({ onChange = () => {} } = {}) {
     h("label", { for: "loudness" }, "Loudness"),
     loudness,
     h("p", { class: "hint", id: "loudness-hint" },
-      "Each variation comes in every shape chosen, from one render. Loudness is measured on every file."));
+      "Each variation comes in every shape chosen, from one render. With a target, every variation's loudness is measured after encoding."));
 
   const chosen = () => chips.filter((c) => c.input.checked).map((c) => c.value);
   return {
