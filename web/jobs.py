@@ -134,7 +134,7 @@ async def create_job():
         placement = job_placement(upload.fields)
         name = _job_name(upload.fields)
         files = _check_files(upload.files)
-        await _check_room_for_outputs(service, files, variations * len(placement.formats))
+        await _check_room_for_outputs(service, files, variations, len(placement.formats))
         result = await service.submit({
             "job_id": job_id,
             "files": tuple(UploadedFile(f.video_id, f.name, f.path, f.size) for f in files),
@@ -187,7 +187,7 @@ async def _job_from_uploads(service, ids: list[str], variations: int, seed, opti
     settings = service.settings
     uploads = [await _finished_upload(service, i) for i in ids]
     files = [ReceivedFile("v" + secrets.token_hex(6), u.name, Path(), u.length) for u in uploads]
-    await _check_room_for_outputs(service, files, variations * len(placement.formats))
+    await _check_room_for_outputs(service, files, variations, len(placement.formats))
     job_id = "j" + secrets.token_hex(8)
     job_dir = settings.uploads_dir / job_id
     moves = [(file_path(settings, u.id), job_dir / f"{f.video_id}.upload")
@@ -314,16 +314,18 @@ async def _check_room_for_upload(service, length: int) -> None:
                        "some jobs.")
 
 
-async def _check_room_for_outputs(service, files: list[ReceivedFile], per_video: int) -> None:
-    """Room for the outputs too (``per_video``: variations × formats of each video), not only
-    for the upload (reserved until they land)."""
-    outputs = expected_output_bytes(sum(f.size for f in files), per_video)
+async def _check_room_for_outputs(service, files: list[ReceivedFile], variations: int,
+                                  shapes: int = 1) -> None:
+    """Room for the outputs too (each video's variations in each of ``shapes`` formats), not
+    only for the upload (reserved until they land)."""
+    outputs = expected_output_bytes(sum(f.size for f in files), variations * shapes)
     if not await service.janitor.make_room(outputs):
+        what = f"{variations} variations" + (f" in {shapes} shapes" if shapes > 1 else "")
         raise APIError(507, "storage_full",
-                       f"Not enough storage for this upload's outputs ({per_video} files per "
-                       f"video, about {outputs / 1e6:.1f} MB), even after removing finished "
-                       "jobs. Ask for fewer variations or shapes, wait for running jobs to "
-                       "finish, or delete some jobs.")
+                       f"Not enough storage for the {what} of this upload (about "
+                       f"{outputs / 1e6:.1f} MB), even after removing finished jobs. Ask for "
+                       "fewer variations or shapes, wait for running jobs to finish, or "
+                       "delete some jobs.")
 
 
 def _check_files(files: list[ReceivedFile]) -> list[ReceivedFile]:
