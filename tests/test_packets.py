@@ -63,6 +63,9 @@ def test_a_good_render_has_every_packet_and_its_keyframes_decode(good):
     assert scanned.video_packets == info.frames > 0
     assert scanned.keyframes >= 1
     assert scanned.audio_packets > 0 and scanned.audio_frames >= scanned.audio_packets - 2
+    # The same pass probed it: what the verification checks is what a separate probe reads.
+    assert (scanned.info, scanned.facts) == verify.read_facts(good, good.name)
+    assert scanned.info == info
 
 
 @pytest.mark.parametrize("preset", ["ultrafast", "superfast", "veryfast"])

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import av
 
-from pipeline.media.verify import VerificationFailed
+from pipeline.media.probe import MediaInfo, NotAVideo, describe
+from pipeline.media.verify import StreamFacts, VerificationFailed, open_checked, stream_facts
 
 # Decoder options: damage is an error, not something to conceal.
 _STRICT = {"err_detect": "explode"}
@@ -32,12 +33,15 @@ _STRICT = {"err_detect": "explode"}
 
 @dataclass(frozen=True)
 class Scanned:
-    """What ``scan`` read: packets per stream and the frames it decoded."""
+    """What ``scan`` read: packets per stream and the frames it decoded, and the file's probe
+    and streams' facts, read on the same pass (what ``verify.check_file`` checks)."""
 
     video_packets: int
     audio_packets: int
     keyframes: int  # video frames decoded
     audio_frames: int
+    info: MediaInfo
+    facts: StreamFacts
 
 
 @dataclass
@@ -50,17 +54,14 @@ class _Stream:
 
 
 def scan(path: Path | str, *, name: str | None = None) -> Scanned:
-    """Read every packet of ``path`` and decode its keyframes and its audio (module docstring).
+    """Read every packet of ``path`` and decode its keyframes and its audio (module docstring),
+    probing it on the same pass (``probe.describe``, which reads every packet too).
 
     Blocking: run it in a worker thread. Raises ``VerificationFailed``.
     """
     path = Path(path)
     name = name or path.name
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VerificationFailed(f"{name} cannot be opened: {exc}") from None
-    with container:
+    with open_checked(path, name) as container:
         if not container.streams.video:
             raise VerificationFailed(f"{name} has no video stream")
         video = container.streams.video[0]
@@ -71,12 +72,17 @@ def scan(path: Path | str, *, name: str | None = None) -> Scanned:
             audio.codec_context.options = dict(_STRICT)
             streams.append(audio)
         state = {s.index: _Stream() for s in streams}
+
+        def on_packet(packet: av.Packet) -> None:
+            _check_packet(name, packet, state[packet.stream.index], packet.stream is video)
+            state[packet.stream.index].decoded += len(packet.decode())
+
         try:
-            for packet in container.demux(*streams):
-                _check_packet(name, packet, state[packet.stream.index], packet.stream is video)
-                state[packet.stream.index].decoded += len(packet.decode())
+            info = describe(container, path, on_packet=on_packet)
         except av.error.FFmpegError as exc:
             raise VerificationFailed(f"{name} does not decode cleanly: {_reason(exc)}") from None
+        except NotAVideo as exc:
+            raise VerificationFailed(f"{name} is not a valid video: {exc}") from None
         v = state[video.index]
         indexed = int(video.frames or 0)
         if indexed and v.packets != indexed:
@@ -86,7 +92,14 @@ def scan(path: Path | str, *, name: str | None = None) -> Scanned:
             raise VerificationFailed(f"{name} has no picture that decodes")
         a = state[streams[1].index] if len(streams) > 1 else _Stream()
         return Scanned(video_packets=v.packets, audio_packets=a.packets, keyframes=v.decoded,
-                       audio_frames=a.decoded)
+                       audio_frames=a.decoded, info=info, facts=stream_facts(container, info))
+
+
+def scan_facts(path: Path, name: str) -> tuple[MediaInfo, StreamFacts]:
+    """`scan` as ``verify.check_file`` 's ``read``: the file checked packet by packet and its
+    keyframes and audio decoded while it is probed."""
+    scanned = scan(path, name=name)
+    return scanned.info, scanned.facts
 
 
 def _check_packet(name: str, packet: av.Packet, state: _Stream, is_video: bool) -> None:

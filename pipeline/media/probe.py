@@ -13,6 +13,7 @@ be rendered (cut off, too short) raises ``Unrenderable`` (callers answer 422).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +24,11 @@ import av
 # distinctness frames need some motion to work on (a single frame made FFmpeg write nothing).
 MIN_FRAMES = 3
 MIN_DURATION = 0.1
+
+
+# Called with every packet `probe` reads (``describe``'s ``on_packet``); what it raises ends the
+# read and reaches the caller (FFmpeg's errors from inside it too).
+PacketHook = Callable[[av.Packet], None]
 
 
 class NotAVideo(Exception):
@@ -107,48 +113,61 @@ def probe(path: Path | str, *, renderable: bool = False) -> MediaInfo:
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise NotAVideo(f"not a readable video file ({_short(exc)})") from None
     try:
-        vstreams = [s for s in container.streams if s.type == "video"]
-        if not vstreams:
-            raise NotAVideo("the file has no video stream")
-        v = vstreams[0]
-        if _is_still_image(container.format.name):
-            raise NotAVideo(f"it is a still image ({v.codec_context.name}), not a video")
-        if v.codec_context is None or not v.codec_context.width:
-            raise NotAVideo("the video stream has no picture size")
-        astreams = [s for s in container.streams if s.type == "audio"]
-        indexed = int(v.frames or 0)
-        # What the stream's own header says it lasts (None where it does not say).
-        declared = float(v.duration * v.time_base) if v.duration and v.time_base else None
-        # Decoding the first frame proves the stream is really a video and gives its rotation.
-        rotation = _first_frame_rotation(container, v)
-        spans = _demux_spans(container, v, astreams[0] if astreams else None)
-        video, audio = spans[0], spans[1] if astreams else _Span()
-        frames, span = video.frames, video.seconds
-        duration = span or _duration(container, v)
-        if not duration or duration <= 0 or not math.isfinite(duration):
-            raise NotAVideo("the video has no duration")
-        fps = float(v.average_rate or v.guessed_rate or Fraction(30))
-        if renderable:
-            _check_renderable(frames, indexed, duration, declared, fps)
-        return MediaInfo(
-            duration=duration,
-            width=int(v.codec_context.width),
-            height=int(v.codec_context.height),
-            rotation=rotation,
-            fps=fps,
-            has_audio=bool(astreams),
-            video_codec=v.codec_context.name,
-            audio_codec=astreams[0].codec_context.name if astreams else None,
-            format_name=container.format.name,
-            size=path.stat().st_size,
-            frames=frames,
-            video_start=video.start,
-            audio_start=audio.start,
-            audio_end=audio.end,
-            sar=_sar(v),
-        )
+        return describe(container, path, renderable=renderable)
     finally:
         container.close()
+
+
+def describe(container: av.container.InputContainer, path: Path, *, renderable: bool = False,
+             on_packet: PacketHook | None = None) -> MediaInfo:
+    """`probe` of an open ``container`` (of the file at ``path``).
+
+    With ``on_packet``, every packet of the streams it reads (the first video and the first
+    audio stream) is handed to it before it is counted, in file order; then FFmpeg's errors
+    (the demuxer's, or the first frame's decoder's) are raised as they are instead of ending the
+    read quietly or becoming ``NotAVideo``, so that a caller checking the packets sees them.
+    """
+    vstreams = [s for s in container.streams if s.type == "video"]
+    if not vstreams:
+        raise NotAVideo("the file has no video stream")
+    v = vstreams[0]
+    if _is_still_image(container.format.name):
+        raise NotAVideo(f"it is a still image ({v.codec_context.name}), not a video")
+    if v.codec_context is None or not v.codec_context.width:
+        raise NotAVideo("the video stream has no picture size")
+    astreams = [s for s in container.streams if s.type == "audio"]
+    indexed = int(v.frames or 0)
+    # What the stream's own header says it lasts (None where it does not say).
+    declared = float(v.duration * v.time_base) if v.duration and v.time_base else None
+    # Decoding the first frame proves the stream is really a video and gives its rotation.
+    rotation = _first_frame_rotation(container, v, strict=on_packet is not None)
+    spans = _demux_spans(container, v, astreams[0] if astreams else None,
+                         on_packet=on_packet)
+    video, audio = spans[0], spans[1] if astreams else _Span()
+    frames, span = video.frames, video.seconds
+    duration = span or _duration(container, v)
+    if not duration or duration <= 0 or not math.isfinite(duration):
+        raise NotAVideo("the video has no duration")
+    fps = float(v.average_rate or v.guessed_rate or Fraction(30))
+    if renderable:
+        _check_renderable(frames, indexed, duration, declared, fps)
+    return MediaInfo(
+        duration=duration,
+        width=int(v.codec_context.width),
+        height=int(v.codec_context.height),
+        rotation=rotation,
+        fps=fps,
+        has_audio=bool(astreams),
+        video_codec=v.codec_context.name,
+        audio_codec=astreams[0].codec_context.name if astreams else None,
+        format_name=container.format.name,
+        size=path.stat().st_size,
+        frames=frames,
+        video_start=video.start,
+        audio_start=audio.start,
+        audio_end=audio.end,
+        sar=_sar(v),
+    )
 
 
 def _sar(stream) -> float:
@@ -174,10 +193,11 @@ class _Span:
         return self.end - self.start if self.start is not None and self.end is not None else 0.0
 
 
-def _demux_spans(container: av.container.InputContainer, *streams) -> list[_Span]:
+def _demux_spans(container: av.container.InputContainer, *streams,
+                 on_packet: PacketHook | None = None) -> list[_Span]:
     """A `_Span` for each stream (``None`` entries get an empty one), read off its packets:
     the container's durations are estimates for MPEG program streams and wrong for
-    variable-frame-rate MP4s."""
+    variable-frame-rate MP4s. ``on_packet``: see `describe`."""
     wanted = [s for s in streams if s is not None]
     try:
         container.seek(0)
@@ -187,6 +207,8 @@ def _demux_spans(container: av.container.InputContainer, *streams) -> list[_Span
     ends: dict[int, dict[int, int]] = {s.index: {} for s in wanted}  # pts -> end, per stream
     try:
         for packet in container.demux(*wanted):
+            if on_packet is not None:
+                on_packet(packet)
             index = packet.stream.index
             pts = packet.pts if packet.pts is not None else packet.dts
             if packet.size == 0:
@@ -198,7 +220,9 @@ def _demux_spans(container: av.container.InputContainer, *streams) -> list[_Span
             if pts is not None:
                 ends[index][pts] = pts + (packet.duration or 0)
     except av.error.FFmpegError:
-        pass  # damaged data: what was read counts, the render's decode judges the rest
+        if on_packet is not None:
+            raise
+        # Damaged data: what was read counts, the render's decode judges the rest.
     return [_span(s, frames[s.index], ends[s.index]) if s is not None else _Span()
             for s in streams]
 
@@ -256,13 +280,15 @@ def _duration(container: av.container.InputContainer, v: av.video.stream.VideoSt
 
 
 def _first_frame_rotation(
-    container: av.container.InputContainer, v: av.video.stream.VideoStream
+    container: av.container.InputContainer, v: av.video.stream.VideoStream, strict: bool = False
 ) -> int:
     try:
         for frame in container.decode(v):
             angle = float(getattr(frame, "rotation", 0) or 0)
             return int(round(angle / 90.0)) * 90 % 360
     except av.error.FFmpegError as exc:
+        if strict:
+            raise
         raise NotAVideo(f"the video stream does not decode ({_short(exc)})") from None
     raise NotAVideo("the video stream has no frames")
 

@@ -51,6 +51,7 @@ from pipeline.media.effects import EffectOptions, VariationParams, expected_dura
 from pipeline.media.encoder import usable_cores
 from pipeline.media.formats import Placement
 from pipeline.media.probe import MediaInfo
+from pipeline.media.tapdigest import Digest, TapDigests
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
@@ -122,6 +123,9 @@ class Rendered:
     # reading its packets and decoding its keyframes (``packets.scan``).
     full_decode: bool = False
     placement: Placement = Placement()
+    # The tap files' frames hashed while the render wrote them (``tapdigest.follow``); a tap
+    # not followed there is read and hashed here.
+    digests: TapDigests | None = None
 
     def of(self, i: int) -> slice:
         """Variation ``i`` 's outputs in ``parts`` and ``names``."""
@@ -214,6 +218,7 @@ class _Checker:
     references: tuple[verify.Reference, ...]
     taps: tuple[Taps, ...]
     limiter: trio.CapacityLimiter
+    digests: TapDigests
 
     @classmethod
     async def start(cls, rendered: Rendered) -> _Checker:
@@ -231,7 +236,8 @@ class _Checker:
             taps = plan_format_taps(info, p, rendered.parts, [None] * len(p.formats))
         elif isinstance(taps, Taps):
             taps = (taps,)
-        return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()))
+        return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()),
+                   rendered.digests or TapDigests())
 
     async def first_pass(self) -> tuple[list[Variation], SourceHashes | None, bytes | None]:
         """Every output verified and hashed, the source's hashes in each format beside them
@@ -242,8 +248,8 @@ class _Checker:
 
         async def sample_source(k: int) -> None:
             t = taps[k]
-            frames = await trio.to_thread.run_sync(distinct.read_frames_file, t.source, t.size)
-            if len(frames) < len(t.times):
+            digest = await trio.to_thread.run_sync(self.digests.finish, t.source, t.size)
+            if digest.frames < len(t.times):
                 if r.placement.formats[k] != formats.SOURCE:
                     return  # only the render can take them through the format's geometry
                 async with self.limiter:
@@ -252,7 +258,8 @@ class _Checker:
                                                               t.size)
                     except distinct.SamplingFailed:
                         return
-            source[k] = await trio.to_thread.run_sync(_digest, frames)
+                digest = await trio.to_thread.run_sync(_digest, frames)
+            source[k] = digest
 
         n = len(r.variations)
         async with trio.open_nursery() as nursery:
@@ -274,7 +281,7 @@ class _Checker:
         # The original's strip shows it as it is, when its own shape is among the formats.
         shown = r.placement.formats.index(formats.SOURCE) \
             if formats.SOURCE in r.placement.formats else 0
-        return slots, tuple(s[0] for s in source), source[shown][1]
+        return slots, tuple(s.hashes for s in source), source[shown].strip
 
     def _tap_files(self, taps: tuple[Taps, ...] | None = None) -> list[tuple[Path | None, ...]]:
         """Per variation, per format, the file its frames were tapped to (None: not tapped)."""
@@ -369,30 +376,32 @@ class _Checker:
                            tap: Path | None) -> tuple[float, tuple[FrameHash, ...], bytes | None]:
         r, taps = self.rendered, self.taps[k]
         expected = expected_duration(r.info.duration, params)
+        # By default the file is read once: probed, every packet checked, keyframes and audio
+        # decoded (``packets.scan``); with ``full_decode`` FFmpeg decodes all of it after.
+        read = None if r.full_decode else packets.scan_facts
         checked = await trio.to_thread.run_sync(
             lambda: verify.check_file(part, self.references[k], expected, params.speed,
-                                      name=name)
+                                      name=name, read=read)
         )
         if r.full_decode:
             await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
-        else:
-            await trio.to_thread.run_sync(lambda: packets.scan(part, name=name))
         if not taps.times:
             return checked.info.duration, (), None
-        frames = await trio.to_thread.run_sync(distinct.read_frames_file, tap, taps.size)
-        if len(frames) < len(taps.times):
+        digest = await trio.to_thread.run_sync(self.digests.finish, tap, taps.size)
+        if digest.frames < len(taps.times):
             try:
                 frames = await distinct.sample_frames(
                     r.ffmpeg, part, distinct.output_times(taps.times, params.speed), taps.size)
             except distinct.SamplingFailed:
                 frames = []  # it decoded cleanly: only its figures are lost
-        hashes, strip = await trio.to_thread.run_sync(_digest, frames)
-        return checked.info.duration, hashes, strip
+            digest = await trio.to_thread.run_sync(_digest, frames)
+        return checked.info.duration, digest.hashes, digest.strip
 
 
-def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | None]:
+def _digest(frames: list[np.ndarray]) -> Digest:
     """The frames' PDQ hashes and their contact strip (blocking: a worker thread)."""
-    return distinct.frame_hashes(frames), preview.contact_strip(frames) if frames else None
+    return Digest(len(frames), distinct.frame_hashes(frames),
+                  preview.contact_strip(frames) if frames else None)
 
 
 async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 
 from pipeline.media.child import run_child
-from pipeline.media.probe import MediaInfo, NotAVideo, probe
+from pipeline.media.probe import MediaInfo, NotAVideo, describe
 
 DURATION_TOLERANCE = 0.02
 # FFmpeg's frame rate guess when a stream does not say; only used for the sync tolerance.
@@ -87,9 +87,30 @@ class Checked:
     fps: float
 
 
+@dataclass(frozen=True)
+class StreamFacts:
+    """An opened file's tags and rates, and where its streams start and end (`stream_facts`)."""
+
+    tags: dict[str, str]
+    fps: float
+    video_start: float | None
+    video_end: float | None
+    audio_start: float | None
+    audio_end: float | None
+    audio_rate: int | None
+
+
+# How `check_file` reads a file, once: its probe and its streams' facts. `read_facts` by
+# default; ``packets.scan_facts`` also checks every packet and decodes keyframes and audio on
+# the same pass.
+Reader = Callable[[Path, str], tuple[MediaInfo, StreamFacts]]
+
+
 def reference_for(path: Path | str, info: MediaInfo) -> Reference:
     """Read the source's tags and stream ends. Blocking (run it in a worker thread)."""
-    facts = _streams(Path(path), info)
+    path = Path(path)
+    with open_checked(path, path.name) as container:
+        facts = stream_facts(container, info)
     return Reference(
         display_width=info.display_width,
         display_height=info.display_height,
@@ -101,20 +122,17 @@ def reference_for(path: Path | str, info: MediaInfo) -> Reference:
 
 
 def check_file(path: Path | str, reference: Reference, expected_duration: float,
-               speed: float = 1.0, *, name: str | None = None) -> Checked:
+               speed: float = 1.0, *, name: str | None = None,
+               read: Reader | None = None) -> Checked:
     """The layout and container checks (no full decode). Blocking, milliseconds.
 
-    ``name`` is how messages call the file (default: its file name). Raises
-    ``VerificationFailed``.
+    ``name`` is how messages call the file (default: its file name); ``read`` how the file is
+    read after its layout was checked (`Reader`). Raises ``VerificationFailed``.
     """
     path = Path(path)
     name = name or path.name
     check_layout(path, name=name)
-    try:
-        info = probe(path)
-    except NotAVideo as exc:
-        raise VerificationFailed(f"{name} is not a valid video: {exc}") from None
-    facts = _streams(path, info)
+    info, facts = (read or read_facts)(path, name)
     fps = facts.fps or FALLBACK_FPS
     # Durations come in whole frames: on a clip of a few frames, half a frame is more than 2 %.
     if abs(info.duration - expected_duration) > max(DURATION_TOLERANCE * expected_duration,
@@ -261,53 +279,55 @@ async def decode(ffmpeg: str, path: Path | str, tap: Sequence[str] = (), *,
     return done.stdout
 
 
-# -- helpers --------------------------------------------------------------------------------------
+def read_facts(path: Path, name: str) -> tuple[MediaInfo, StreamFacts]:
+    """The file's probe and its streams' facts, from one opening (the default `Reader`)."""
+    with open_checked(path, name) as container:
+        try:
+            info = describe(container, path)
+        except NotAVideo as exc:
+            raise VerificationFailed(f"{name} is not a valid video: {exc}") from None
+        return info, stream_facts(container, info)
 
 
-@dataclass(frozen=True)
-class _Streams:
-    tags: dict[str, str]
-    fps: float
-    video_start: float | None
-    video_end: float | None
-    audio_start: float | None
-    audio_end: float | None
-    audio_rate: int | None
+def open_checked(path: Path, name: str) -> av.container.InputContainer:
+    """``path`` opened for reading; ``VerificationFailed`` when it cannot be."""
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VerificationFailed(f"{name} cannot be opened: {exc}") from None
 
 
-def _streams(path: Path, info: MediaInfo) -> _Streams:
+def stream_facts(container: av.container.InputContainer, info: MediaInfo) -> StreamFacts:
     """The streams' tags and rates, and where they start and end: from the probe's reading
     of the packets (``info``), since the containers' own durations are estimates for MPEG
     program streams and wrong for variable-frame-rate footage (both made audio look 100 ms
     out of sync)."""
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VerificationFailed(f"{path.name} cannot be opened: {exc}") from None
-    with container:
-        tags = {f"format:{k}": str(v) for k, v in container.metadata.items()}
-        v = container.streams.video[0] if container.streams.video else None
-        a = container.streams.audio[0] if container.streams.audio else None
-        for stream in container.streams:
-            for k, val in stream.metadata.items():
-                tags.setdefault(f"{stream.type}:{k}", str(val))
-        start = info.video_start
-        return _Streams(
-            tags=tags,
-            fps=float(v.average_rate or 0) if v is not None else 0.0,
-            video_start=start,
-            video_end=start + info.duration if start is not None else None,
-            audio_start=info.audio_start,
-            audio_end=info.audio_end,
-            audio_rate=a.codec_context.sample_rate if a is not None else None,
-        )
+    tags = {f"format:{k}": str(v) for k, v in container.metadata.items()}
+    v = container.streams.video[0] if container.streams.video else None
+    a = container.streams.audio[0] if container.streams.audio else None
+    for stream in container.streams:
+        for k, val in stream.metadata.items():
+            tags.setdefault(f"{stream.type}:{k}", str(val))
+    start = info.video_start
+    return StreamFacts(
+        tags=tags,
+        fps=float(v.average_rate or 0) if v is not None else 0.0,
+        video_start=start,
+        video_end=start + info.duration if start is not None else None,
+        audio_start=info.audio_start,
+        audio_end=info.audio_end,
+        audio_rate=a.codec_context.sample_rate if a is not None else None,
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _offset(a: float | None, b: float | None) -> float | None:
     return a - b if a is not None and b is not None else None
 
 
-def _check_sync(name: str, facts: _Streams, reference: Reference, speed: float, fps: float) -> None:
+def _check_sync(name: str, facts: StreamFacts, reference: Reference, speed: float, fps: float) -> None:
     """Audio starts and ends where the source's did relative to the picture (offsets scaled by
     the speed factor), within one frame; at the end also one AAC frame, since AAC pads the
     audio to whole frames of 1024 samples. A source that does not say where its streams start
