@@ -280,7 +280,8 @@ def render(r: Results) -> str:
         f"- FFmpeg: project `{r.project.version}` (`{r.project.path}`); host {host}.",
         f"- Source: `testsrc2` + 440 Hz sine, {r.size} {r.fps} fps {r.seconds:g} s, H.264 + AAC, "
         f"{r.clip_bytes / 1e6:.1f} MB. Ours: seed `{r.seed}`, encoder `{r.preset}`, "
-        "encoder threads as the runner chooses (`encoder.encoder_threads`). The floor is built "
+        "encoder and filter threads as the runner chooses (`encoder.encoder_threads`, "
+        "`encoder.filter_threads`). The floor is built "
         "from the HTTP run's manifest (each variation's `graph` and `encoderArgs`, `bench/bare.py`).",
         "",
         "### Render",

@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.config import ConfigError, load_settings
 from pipeline.media.command import build_render_command
 from pipeline.media.effects import EffectOptions, sample_variations
-from pipeline.media.encoder import encoder_for, encoder_threads
+from pipeline.media.encoder import encoder_for, encoder_threads, filter_threads
 from pipeline.media.ffmpeg import FFmpegNotFound, find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
 from pipeline.media.quality import plan_taps
@@ -254,7 +254,8 @@ def variant(b: Bench, name: str, quality: str, threads: int = -1, exclude: str =
     variations = sample_variations(b.args.seed, 0, b.args.variations,
                                    EffectOptions.parse(exclude))
     per_encoder = encoder_threads(len(variations)) if threads < 0 else threads or None
-    encoder = encoder_for(b.info, quality, preset=b.preset, threads=per_encoder)
+    encoder = encoder_for(b.info, quality, preset=b.preset, threads=per_encoder,
+                          filter_threads=filter_threads(len(variations)))
 
     def once():
         d = b.sub(name)

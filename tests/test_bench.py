@@ -26,7 +26,7 @@ from bench.report import (
 )
 from pipeline.media.command import build_render_command
 from pipeline.media.effects import VariationParams
-from pipeline.media.encoder import Encoder
+from pipeline.media.encoder import Encoder, filter_threads
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.filters import video_filter
 from pipeline.media.probe import probe
@@ -167,6 +167,9 @@ def test_the_manifest_alone_renders_the_same_files_again(tiny, tmp_path, quality
     assert all("-crf" in e["encoderArgs"] and not any("/" in a for a in e["encoderArgs"])
                for e in entries)
     assert ("-x264-params" in entries[0]["encoderArgs"]) == (quality == "balanced")
+    # The filter graph's threads as the runner chose them, so the floor runs as the render did.
+    threads = filter_threads(len(entries))
+    assert ("-filter_complex_threads" in entries[0]["encoderArgs"]) == (threads is not None)
     info = probe(src)
     outs = [tmp_path / f"bare{i}.mp4" for i in range(len(entries))]
     media.run(bare_command(find_ffmpeg(), src, info.display_width, info.display_height,

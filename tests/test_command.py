@@ -14,7 +14,7 @@ from pipeline.media.command import (
     progress_total,
 )
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.media.encoder import Encoder
+from pipeline.media.encoder import Encoder, filter_threads
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.media.probe import MediaInfo, probe
 from tests.clips import make_clip
@@ -107,6 +107,18 @@ def test_single_output_needs_no_split():
     (s,) = _output_sections(args)
     assert s[s.index("-preset") + 1] == "veryfast"
     assert s[s.index("-threads") + 1] == "2"
+
+
+def test_one_filter_thread_when_the_encoders_fill_the_cores():
+    assert [filter_threads(n, cores=2) for n in (1, 2, 5, 20)] == [None, 1, 1, 1]
+    assert [filter_threads(n, cores=4) for n in (2, 3, 4)] == [None, None, 1]
+    args = build_render_command(FF, Path("in.mp4"), info(), variations(3), outputs(3),
+                                encoder=Encoder(threads=1, filter_threads=1))
+    # FFmpeg takes it wherever it stands; with every output, the manifest records it.
+    for s in _output_sections(args):
+        assert s[s.index("-filter_complex_threads") + 1] == "1"
+    default = build_render_command(FF, Path("in.mp4"), info(), variations(3), outputs(3))
+    assert "-filter_complex_threads" not in default
 
 
 def test_rotated_source_filters_at_display_size():
@@ -204,6 +216,20 @@ def _render(tmp_path, source, vs):
                                    progress_total(src_info.duration, vs)))
     assert progress and progress[-1].done and progress[-1].percent == 100.0
     return src_info, outs
+
+
+def test_filter_threads_change_no_byte_of_any_output(tmp_path):
+    source = make_clip(tmp_path, seconds=1.0, audio=True)
+    vs = sample_variations("threads", 0, 3, EffectOptions.parse("+rotation,+hue"))
+    src_info = probe(source)
+    files = {}
+    for n in (None, 1):
+        outs = [tmp_path / f"t{n}_v{i}.mp4" for i in range(len(vs))]
+        args = build_render_command(find_ffmpeg(), source, src_info, vs, outs,
+                                    encoder=Encoder(threads=1, filter_threads=n))
+        subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=60)
+        files[n] = [p.read_bytes() for p in outs]
+    assert files[None] == files[1]
 
 
 def _tags(path):

@@ -33,7 +33,7 @@ from pipeline.media import distinct, fingerprint, loudness, quality, tapdigest
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
-from pipeline.media.encoder import encoder_for, encoder_threads, usable_cores
+from pipeline.media.encoder import encoder_for, encoder_threads, filter_threads, usable_cores
 from pipeline.media.formats import Placement
 from pipeline.media.loudness import Normalise
 from pipeline.media.naming import (
@@ -172,7 +172,8 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     await trio.to_thread.run_sync(lambda: out_dir.mkdir(parents=True, exist_ok=True))
     _remove(scratch)  # left by an earlier attempt
     encoder = encoder_for(info, settings.quality, preset=settings.preset,
-                          threads=encoder_threads(len(outputs)))
+                          threads=encoder_threads(len(outputs)),
+                          filter_threads=filter_threads(len(outputs)))
     normalise = await _loudness_pass_one(service.ffmpeg, upload, info, placement)
     cmd = build_render_command(service.ffmpeg, upload, info, variations, outputs,
                                encoder=encoder, taps=taps, placement=placement,

@@ -237,7 +237,7 @@ class _Checker:
         elif isinstance(taps, Taps):
             taps = (taps,)
         return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()),
-                   rendered.digests or TapDigests())
+                   rendered.digests if rendered.digests is not None else TapDigests())
 
     async def first_pass(self) -> tuple[list[Variation], SourceHashes | None, bytes | None]:
         """Every output verified and hashed, the source's hashes in each format beside them
