@@ -29,7 +29,7 @@ from pathlib import Path
 import trio
 
 from pipeline.context import RunnerContext
-from pipeline.media import distinct, fingerprint, loudness, quality, tapdigest
+from pipeline.media import distinct, fingerprint, loudness, quality
 from pipeline.media.child import Child, open_child, stop_child
 from pipeline.media.command import ProgressParser, build_render_command, output_graphs
 from pipeline.media.effects import EffectOptions, VariationParams, expected_duration, sample_variations
@@ -44,7 +44,6 @@ from pipeline.media.naming import (
     variation_file,
 )
 from pipeline.media.probe import MediaInfo, probe
-from pipeline.media.tapdigest import TapDigest, TapDigests
 from pipeline.media.verify import VerificationFailed
 from pipeline.state.rows import Job, Output, Video
 from pipeline.state.states import VideoStatus
@@ -179,9 +178,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
                                encoder=encoder, taps=taps, placement=placement,
                                normalise=normalise)
     expected = [expected_duration(info.duration, p) for p in variations]
-    # The tapped frames are hashed while FFmpeg writes them (tapdigest).
-    digests = TapDigests()
-    await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)), digests.add(taps))
+    await _run_ffmpeg(service, handle, cmd, ProgressParser(max(expected)))
 
     async def rerender(params: list[VariationParams], paths: list[Path],
                        frames: distinct.Taps | tuple[distinct.Taps, ...]) -> None:
@@ -189,8 +186,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
         # (the video stays just under 100 % while it runs).
         await _run_ffmpeg(service, handle, build_render_command(
             service.ffmpeg, upload, info, params, paths, encoder=encoder, taps=frames,
-            placement=placement, normalise=normalise), None,
-            digests.add([frames] if isinstance(frames, distinct.Taps) else frames))
+            placement=placement, normalise=normalise), None)
 
     try:
         result = await quality.check_outputs(
@@ -200,7 +196,7 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
                 seeds=tuple(f"{job.seed}:{video.index}:{i + 1}" for i in range(len(variations))),
                 job_seed=job.seed, video_index=video.index, options=options,
                 taps=taps[0] if len(taps) == 1 else taps,
-                full_decode=settings.verify == "full", placement=placement, digests=digests,
+                full_decode=settings.verify == "full", placement=placement,
             ),
             match_threshold=settings.pdq_match, rerender=rerender, cleanup=cleanup,
         )
@@ -268,9 +264,8 @@ async def _commit_all(checked: list[quality.Variation], finals: list[Path], name
 
 
 async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[str],
-                      parser: ProgressParser | None, taps: list[TapDigest]) -> None:
-    """Run one render to its end; progress is published when ``parser`` is given, and the
-    frames it taps are hashed as they land (``taps``, `tapdigest.follow`).
+                      parser: ProgressParser | None) -> None:
+    """Run one render to its end; progress is published when ``parser`` is given.
 
     Raises ``RenderFailed`` when FFmpeg fails. The process is always stopped and reaped
     (``stop_process``), also on cancellation.
@@ -295,12 +290,9 @@ async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[st
             nursery.start_soon(_read_progress, service, handle, proc, watch)
             nursery.start_soon(_read_stderr, proc, stderr)
             nursery.start_soon(_watchdog, watch, settings.stall_timeout, nursery.cancel_scope)
-            following = trio.CancelScope()
-            nursery.start_soon(_follow_taps, taps, following)
             await proc.wait()
             # The readers end by themselves at EOF (keeping the last stderr lines).
             watch.done.cancel()
-            following.cancel()
     finally:
         await stop_process(proc, settings.stop_grace)
         service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
@@ -343,12 +335,6 @@ async def _watchdog(watch: _Watch, timeout: float, scope: trio.CancelScope) -> N
                 watch.stalled = True
                 scope.cancel()
                 return
-
-
-async def _follow_taps(taps: list[TapDigest], scope: trio.CancelScope) -> None:
-    with scope:
-        if taps:
-            await tapdigest.follow(taps)
 
 
 def _failure_message(returncode: int, tail: str) -> str:

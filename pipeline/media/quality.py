@@ -51,7 +51,6 @@ from pipeline.media.effects import EffectOptions, VariationParams, expected_dura
 from pipeline.media.encoder import usable_cores
 from pipeline.media.formats import Placement
 from pipeline.media.probe import MediaInfo
-from pipeline.media.tapdigest import Digest, TapDigests
 
 # Re-roll rounds per video; each round is one more FFmpeg run for the variations still too close.
 MAX_REROLLS = 2
@@ -123,9 +122,6 @@ class Rendered:
     # reading its packets and decoding its keyframes (``packets.scan``).
     full_decode: bool = False
     placement: Placement = Placement()
-    # The tap files' frames hashed while the render wrote them (``tapdigest.follow``); a tap
-    # not followed there is read and hashed here.
-    digests: TapDigests | None = None
 
     def of(self, i: int) -> slice:
         """Variation ``i`` 's outputs in ``parts`` and ``names``."""
@@ -218,7 +214,6 @@ class _Checker:
     references: tuple[verify.Reference, ...]
     taps: tuple[Taps, ...]
     limiter: trio.CapacityLimiter
-    digests: TapDigests
 
     @classmethod
     async def start(cls, rendered: Rendered) -> _Checker:
@@ -236,8 +231,7 @@ class _Checker:
             taps = plan_format_taps(info, p, rendered.parts, [None] * len(p.formats))
         elif isinstance(taps, Taps):
             taps = (taps,)
-        return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()),
-                   rendered.digests if rendered.digests is not None else TapDigests())
+        return cls(rendered, references, tuple(taps), trio.CapacityLimiter(usable_cores()))
 
     async def first_pass(self) -> tuple[list[Variation], SourceHashes | None, bytes | None]:
         """Every output verified and hashed, the source's hashes in each format beside them
@@ -248,8 +242,8 @@ class _Checker:
 
         async def sample_source(k: int) -> None:
             t = taps[k]
-            digest = await trio.to_thread.run_sync(self.digests.finish, t.source, t.size)
-            if digest.frames < len(t.times):
+            frames = await trio.to_thread.run_sync(distinct.read_frames_file, t.source, t.size)
+            if len(frames) < len(t.times):
                 if r.placement.formats[k] != formats.SOURCE:
                     return  # only the render can take them through the format's geometry
                 async with self.limiter:
@@ -258,8 +252,7 @@ class _Checker:
                                                               t.size)
                     except distinct.SamplingFailed:
                         return
-                digest = await trio.to_thread.run_sync(_digest, frames)
-            source[k] = digest
+            source[k] = await trio.to_thread.run_sync(_digest, frames)
 
         n = len(r.variations)
         async with trio.open_nursery() as nursery:
@@ -281,7 +274,7 @@ class _Checker:
         # The original's strip shows it as it is, when its own shape is among the formats.
         shown = r.placement.formats.index(formats.SOURCE) \
             if formats.SOURCE in r.placement.formats else 0
-        return slots, tuple(s.hashes for s in source), source[shown].strip
+        return slots, tuple(s[0] for s in source), source[shown][1]
 
     def _tap_files(self, taps: tuple[Taps, ...] | None = None) -> list[tuple[Path | None, ...]]:
         """Per variation, per format, the file its frames were tapped to (None: not tapped)."""
@@ -387,21 +380,20 @@ class _Checker:
             await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
         if not taps.times:
             return checked.info.duration, (), None
-        digest = await trio.to_thread.run_sync(self.digests.finish, tap, taps.size)
-        if digest.frames < len(taps.times):
+        frames = await trio.to_thread.run_sync(distinct.read_frames_file, tap, taps.size)
+        if len(frames) < len(taps.times):
             try:
                 frames = await distinct.sample_frames(
                     r.ffmpeg, part, distinct.output_times(taps.times, params.speed), taps.size)
             except distinct.SamplingFailed:
                 frames = []  # it decoded cleanly: only its figures are lost
-            digest = await trio.to_thread.run_sync(_digest, frames)
-        return checked.info.duration, digest.hashes, digest.strip
+        hashes, strip = await trio.to_thread.run_sync(_digest, frames)
+        return checked.info.duration, hashes, strip
 
 
-def _digest(frames: list[np.ndarray]) -> Digest:
+def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | None]:
     """The frames' PDQ hashes and their contact strip (blocking: a worker thread)."""
-    return Digest(len(frames), distinct.frame_hashes(frames),
-                  preview.contact_strip(frames) if frames else None)
+    return distinct.frame_hashes(frames), preview.contact_strip(frames) if frames else None
 
 
 async def with_audio_figures(ffmpeg: str, source: Path, info: MediaInfo,
