@@ -135,13 +135,13 @@ def encoder_threads(outputs: int, cores: int | None = None) -> int | None:
 
 
 def filter_threads(outputs: int, cores: int | None = None) -> int | None:
-    """Threads of the filter graph for a render of ``outputs`` files: one when there are at least
-    as many encoders as cores, else FFmpeg's choice (None, one per core). The encoders keep
-    every core busy then, and slice threads in the filters only cost their hand-offs: on 2 cores
-    five variations took 13-16 % less wall time below 720p, 9 % less at 720p and 2 % less at
-    1080p with one filter thread (docs/benchmarks.md), with byte-identical files."""
-    cores = cores or usable_cores()
-    return 1 if outputs >= cores else None
+    """Threads of the filter graph for a render of ``outputs`` files: `encoder_threads` 's rule,
+    one when there are at least as many encoders as cores, else FFmpeg's choice (None, one per
+    core). The encoders keep every core busy then, and slice threads in the filters only cost
+    their hand-offs: on 2 cores five variations took 13-16 % less wall time below 720p, 9 % less
+    at 720p and 2 % less at 1080p with one filter thread (docs/benchmarks.md), with
+    byte-identical files."""
+    return encoder_threads(outputs, cores)
 
 
 def source_bitrate(info: MediaInfo) -> int | None:
