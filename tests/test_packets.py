@@ -68,6 +68,18 @@ def test_a_good_render_has_every_packet_and_its_keyframes_decode(good):
     assert scanned.info == info
 
 
+@pytest.mark.parametrize("angle", [0, 90, 180, 270])
+def test_the_scan_reads_the_rotation_off_the_keyframes_it_decodes(good, tmp_path, angle):
+    """The scan takes the rotation from the first keyframe it decodes anyway (no separate
+    first-frame decode); it must read what a separate probe reads, for every display matrix."""
+    rotated = tmp_path / f"r{angle}.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-display_rotation", str(angle), "-i", str(good),
+                    "-c", "copy", str(rotated)], check=True, capture_output=True, timeout=60)
+    scanned = packets.scan(rotated)
+    assert scanned.info == probe(rotated)
+    assert scanned.info.rotation == angle
+
+
 @pytest.mark.parametrize("preset", ["ultrafast", "superfast", "veryfast"])
 @pytest.mark.parametrize("fps", ["30000/1001", "25", "60"])
 def test_every_encoder_setting_frame_rate_and_speed_scans_clean(tmp_path, preset, fps):

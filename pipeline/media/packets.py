@@ -73,9 +73,11 @@ def scan(path: Path | str, *, name: str | None = None) -> Scanned:
             streams.append(audio)
         state = {s.index: _Stream() for s in streams}
 
-        def on_packet(packet: av.Packet) -> None:
+        def on_packet(packet: av.Packet) -> list[av.frame.Frame]:
             _check_packet(name, packet, state[packet.stream.index], packet.stream is video)
-            state[packet.stream.index].decoded += len(packet.decode())
+            frames = packet.decode()
+            state[packet.stream.index].decoded += len(frames)
+            return frames
 
         try:
             info = describe(container, path, on_packet=on_packet)
