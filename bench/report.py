@@ -290,7 +290,7 @@ def render(r: Results) -> str:
         "",
         "### Goals",
         "",
-        *(["A smoke run: on a clip this small, process start-up and polling outweigh the "
+        *(["A smoke run: on a clip this small, process start-up and the fixed cost per video outweigh the "
            "rendering, so these verdicts say nothing about the goals.", ""] if r.quick else []),
         *goal_table(r),
         "",

@@ -333,7 +333,7 @@ def http_run(b: Bench) -> Timing:
             client.delete(f"/api/jobs/{job_id}")
             return t_end - t0, cpu, [zip_path], note
 
-        log(f"HTTP API: upload, N={a.variations}, poll, download")
+        log(f"HTTP API: upload, N={a.variations}, wait, download")
         t = best_of(a.repeat, once, a.wait_quiet)
         hwm = status_kb(srv.pid, "VmHWM")
         if hwm:

@@ -2,8 +2,8 @@
 
 ``Server`` starts ``video-refresher serve`` on 127.0.0.1 with its own data folder. The client
 side streams multipart bodies from disk in 1 MiB pieces (no whole file in memory, an exact
-``Content-Length``), polls job status, and streams downloads; ``RssSampler`` follows the
-server's resident memory while that happens.
+``Content-Length``), waits for jobs (``GET /api/jobs/{id}?wait=``), and streams downloads;
+``RssSampler`` follows the server's resident memory while that happens.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from .machine import Stalled, StallWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 1 << 20
+# `wait_job`: the server's longest ``?wait=`` (web.jobs.MAX_WAIT), and how often a stall is
+# looked for.
+MAX_WAIT = 60.0
+CHECK_EVERY = 2.0
 # Environment the benchmark lets through to the server (what is being measured); every other
 # VR_* variable of the caller is dropped so the defaults are measured.
 PASS_THROUGH = ("VR_QUALITY", "VR_PRESET", "VR_WORKERS", "VR_FFMPEG", "VR_PDQ_MATCH",
@@ -258,25 +262,25 @@ def upload(client: httpx.Client, files: list[tuple[str, Path]], fields: dict[str
     return r, length
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float, interval: float = 0.1,
+def wait_job(client: httpx.Client, job_id: str, timeout: float, *,
              watch: StallWatch | None = None) -> dict:
-    """Poll until the job is finished. With ``watch`` (on the server's pid), raise `Stalled`
-    when the server and its FFmpeg have used no CPU for the watch's time."""
+    """Wait until the job is finished, the way a script would: ``GET /api/jobs/{id}?wait=``,
+    which the server answers at the job's end (no polling, no polling delay). With ``watch``
+    (on the server's pid), each wait is at most ``CHECK_EVERY`` seconds, after which `Stalled`
+    is raised when the server and its FFmpeg have used no CPU for the watch's time."""
     deadline = time.monotonic() + timeout
-    next_check = time.monotonic() + 2.0
     while True:
-        job = client.get(f"/api/jobs/{job_id}").json()
+        left = deadline - time.monotonic()
+        wait = max(0.0, min(left, CHECK_EVERY if watch is not None else MAX_WAIT))
+        job = client.get(f"/api/jobs/{job_id}", params={"wait": f"{wait:.3f}"},
+                         timeout=wait + 30).json()
         if job["status"] in ("completed", "failed", "cancelled"):
             return job
-        now = time.monotonic()
-        if now > deadline:
+        if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout:.0f} s")
-        if watch is not None and now >= next_check:
-            next_check = now + 2.0
-            if watch.stalled():
-                raise Stalled(f"job {job_id}: the server's FFmpeg used no CPU for "
-                              f"{watch.seconds:.0f} s (deadlocked)")
-        time.sleep(interval)
+        if watch is not None and watch.stalled():
+            raise Stalled(f"job {job_id}: the server's FFmpeg used no CPU for "
+                          f"{watch.seconds:.0f} s (deadlocked)")
 
 
 def download(client: httpx.Client, job_id: str, out: Path | None) -> int:

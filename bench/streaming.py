@@ -99,7 +99,7 @@ def streaming_io(b: Bench) -> None:
         if resp.status_code != 202:
             raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:300]}")
         job_id = resp.json()["jobId"]
-        job = wait_job(client, job_id, timeout=7200, interval=0.5,
+        job = wait_job(client, job_id, timeout=7200,
                        watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
         render_s = time.monotonic() - t0
         src.unlink()

@@ -63,6 +63,8 @@ class Service:
         self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
         self.store = AsyncStore(Store(self.settings.db_path))
         self.hub = ProgressHub()
+        # Set when the server begins to shut down: requests that wait (``?wait=``) answer then.
+        self.stopping = trio.Event()
         # The one writer of job and video state (pipeline/state/ledger.py).
         self.ledger = Ledger(self.store, self.hub, clock=self.clock, job_ttl=self.settings.job_ttl,
                              logger=self.log)

@@ -8,6 +8,7 @@ when one is refused.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -24,6 +25,8 @@ from pipeline.media import formats
 from pipeline.media.effects import FAMILIES, GEOMETRIC, OPT_IN, EffectOptions
 from pipeline.media.ffmpeg import ffmpeg_version
 from pipeline.media.formats import Placement
+from pipeline.state.progress import until_finished
+from pipeline.state.states import JOB_TERMINAL
 
 from . import models
 from .auth import client_address
@@ -37,6 +40,13 @@ from .views import iso, job_json, job_model
 bp = Blueprint("jobs", __name__)
 
 MAX_VARIATIONS = 20
+# ``GET /api/jobs/{id}?wait=``: the longest wait a client may ask for (seconds), under the idle
+# timeout of the proxies usually in front of the service (Fly's: 60 s); a client that needs
+# longer asks again.
+MAX_WAIT = 60.0
+# A waiting request's queue of job events (it takes them as they come, so the queue stays short;
+# should it overflow, the wait ends early with the job as it is then).
+WAIT_EVENTS = 64
 
 
 def _service():
@@ -291,11 +301,42 @@ def _move_back(job_dir: Path, moves: list[tuple[Path, Path]]) -> None:
 
 @bp.get("/api/jobs/<job_id>")
 async def get_job(job_id: str):
+    """The job; with ``?wait=S``, answered once the job has ended (completed, failed, cancelled,
+    expired or deleted), after ``S`` seconds, or when the server stops, whichever comes first:
+    a client learns the end without polling."""
     service = _service()
-    job = await service.store.get_job(job_id)
+    wait = wait_seconds(request.args.get("wait"))
+    # Subscribed before the read: an end after it is then either in the row or an event.
+    with service.hub.subscribe(job_id, max_events=WAIT_EVENTS) as sub:
+        job = await service.store.get_job(job_id)
+        if job is not None and wait and job.status not in JOB_TERMINAL:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when, service.stopping.wait, nursery.cancel_scope)
+                with trio.move_on_after(wait):
+                    await until_finished(sub)
+                nursery.cancel_scope.cancel()
+            job = await service.store.get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", "There is no job with this id.")
     return jsonify(job_json(job, await service.queue_view()))
+
+
+def wait_seconds(raw: str | None) -> float:
+    """``?wait=`` in seconds (absent or empty: 0). Raises ``APIError`` (400)."""
+    if raw is None or not raw.strip():
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value <= MAX_WAIT:
+        raise APIError(400, "bad_wait", f"wait must be a number of seconds from 0 to {MAX_WAIT:g}.")
+    return value
+
+
+async def _cancel_when(event_wait, scope: trio.CancelScope) -> None:
+    await event_wait()
+    scope.cancel()
 
 
 # -- checks -----------------------------------------------------------------------------------

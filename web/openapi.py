@@ -31,6 +31,7 @@ from quart_schema.openapi import OpenAPIProvider
 import pipeline
 
 from .errors import error_response
+from .jobs import MAX_WAIT
 from .models import ApiKey, ApiKeyList, Error, Health, Job, JobCreated, JobList, Queue, Token
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -57,6 +58,13 @@ class UploadForm(BaseModel):
     effects: str | None = Field(None, description=(
         "Comma list of effect families to turn off (-zoom, -color, -noise, -speed, -mirror, "
         "-audio) or on (+rotation, +hue, +pitch: off by default), e.g. -mirror,+rotation."))
+
+
+class JobQuery(BaseModel):
+    wait: float | None = Field(None, ge=0, le=MAX_WAIT, description=(
+        "Seconds to wait for the job to end (completed, failed, cancelled, expired or "
+        "deleted): the answer comes at its end, after this long, or when the server stops, "
+        "whichever is first. 0 or absent: at once."))
 
 
 class DownloadQuery(BaseModel):
@@ -95,7 +103,9 @@ _DOCS: dict[str, _Doc] = {
         {202: JobCreated, 400: Error, **_AUTH, 404: Error, 408: Error, 409: Error, 413: Error,
          415: Error, 422: Error, 507: Error},
         request=UploadForm, source=DataSource.FORM_MULTIPART),
-    "jobs.get_job": _Doc("One job with its videos and outputs", {200: Job, **_AUTH, 404: Error}),
+    "jobs.get_job": _Doc("One job with its videos and outputs; ?wait=S answers when it ends "
+                         f"(at most S seconds, up to {MAX_WAIT:g})", {200: Job, 400: Error, **_AUTH,
+                                                            404: Error}, query=JobQuery),
     "delivery.download": _Doc(
         "Download the job's ZIP (one folder per source, manifest.json)",
         {**_AUTH, 404: Error, 409: Error, 410: Error}, query=DownloadQuery,

@@ -55,7 +55,7 @@ async def serve(settings: Settings) -> None:
     config.h11_max_incomplete_size = 64 * 1024
     # Clients only send small {"subscribe": …} commands over the WebSocket (default: 16 MB).
     config.websocket_max_message_size = 64 * 1024
-    shutdown = trio.Event()
+    shutdown = service.stopping
     try:
         async with trio.open_nursery() as root:
             root.start_soon(_watch_signals, shutdown)

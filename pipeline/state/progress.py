@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import trio
 
-from pipeline.state.events import Event, Progress, VideoChanged
+from pipeline.state.events import Event, JobChanged, JobDeleted, Progress, VideoChanged
+from pipeline.state.states import JOB_TERMINAL
 
 # At most this many progress ticks per second per video reach subscribers.
 TICKS_PER_SECOND = 4.0
@@ -72,6 +73,22 @@ class Subscriber:
                 return self._ticks.pop(key)
             self._wakeup = trio.Event()
             await self._wakeup.wait()
+
+
+async def until_finished(sub: Subscriber) -> None:
+    """Return once ``sub`` receives the end of a job: a terminal job status, or its deletion;
+    also when it lags (events were lost: the caller reads the job again either way)."""
+    while True:
+        try:
+            event = await sub.receive()
+        except SubscriberLagging:
+            return
+        if isinstance(event, JobDeleted):
+            return
+        if isinstance(event, JobChanged) and event.status in JOB_TERMINAL:
+            return
+        if isinstance(event, VideoChanged) and event.job_status in JOB_TERMINAL:
+            return
 
 
 @dataclass(frozen=True)
