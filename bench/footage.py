@@ -6,11 +6,13 @@ committed): ``Megamind.avi`` as it is (720×528 MPEG-4, AC-3), the first 20 s of
 (768×576 MS-MPEG-4, silent), and ``Megamind.avi`` scaled to 1280×720 and 1920×1080 and exported
 the way an editor would (x264 ``medium`` CRF 18, AAC 128k), the ad-sized sources.
 
-For each clip, one step after the other (``--repeat`` keeps the fastest of each):
+For each clip (``--repeat`` keeps the fastest of each):
 
 - the original loop (the host's FFmpeg, one process per variation, `media.baseline_command`);
-- this project over HTTP (upload, render, ZIP download) and with ``video-refresher make``;
-- the floor: the bare one-process render rebuilt from the HTTP run's manifest (`bare`);
+- this project over HTTP (upload, render, ZIP download) and with ``video-refresher make``, and
+  the floor: the bare one-process render rebuilt from an HTTP run's manifest (`bare`). These
+  three run in interleaved rounds (`run.side_by_side`), so that a slower spell of a shared
+  machine slows them alike; the ratios are also given round by round (their median);
 - each ``VR_QUALITY`` profile's render command (frames tapped, as the runner) for the trade-off:
   wall and CPU seconds, mean output size against the source's, bits per pixel, SSIM against the
   frames each encoder was given.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +42,7 @@ from . import machine, media
 from .machine import log
 from .outputs import quality_baseline, quality_ours
 from .report import Results, Timing
-from .run import Bench, _interrupt, baseline, clean_env, floor, http_run, make_run, variant
+from .run import Bench, _interrupt, baseline, clean_env, round_ratios, side_by_side, variant
 
 CACHE = Path.home() / ".cache" / "video-refresher-bench"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -96,9 +99,7 @@ def bench_clip(b: Bench, profiles: bool) -> ClipResult:
     host = b.results.host
     R = result.rows
     R["loop"] = baseline(b, host.path, "loop") if host.path else host.note
-    R["http"] = http_run(b)
-    R["floor"] = floor(b, R["http"])
-    R["make"] = make_run(b)
+    R.update(side_by_side(b))
     result.output_bytes["ours"] = [p.stat().st_size for p, _, _ in R["http"].meta["pairs"]]
     if isinstance(R["loop"], Timing):
         result.output_bytes["loop"] = [p.stat().st_size for p in R["loop"].outputs]
@@ -136,6 +137,16 @@ def _ratio(a: Timing | str | None, b: Timing | str | None) -> str:
     return f"{a.wall / b.wall:.2f}×{cpu}"
 
 
+def _rounds(a: Timing | str | None, b: Timing | str | None) -> str:
+    if not isinstance(a, Timing) or not isinstance(b, Timing):
+        return "–"
+    ratios = round_ratios(a, b)
+    if not ratios:
+        return "–"
+    return (f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}, "
+            f"{len(ratios)} rounds)")
+
+
 def _ssim(t: Timing | str | None) -> str:
     if not isinstance(t, Timing) or not t.ssim:
         return "–"
@@ -164,6 +175,11 @@ def render(results: list[ClipResult], sources: list[Path], n: int, quality: str,
                      f"{_t(R['http'])} | {_t(R['make'])} | {_t(R['floor'])} | "
                      f"{_ratio(R['http'], R['floor'])} | {_ratio(R['make'], R['floor'])} | "
                      f"{_ratio(R['loop'], R['http'])} | {_ratio(R['loop'], R['make'])} |")
+    lines += ["", "Round by round (HTTP, `make` and the floor interleaved), the median and the "
+              "range of the ratios:", ""]
+    for r in results:
+        lines.append(f"- {r.name}: HTTP / floor {_rounds(r.rows['http'], r.rows['floor'])}; "
+                     f"`make` / floor {_rounds(r.rows['make'], r.rows['floor'])}")
     lines += ["", "### Size and quality", "",
               "| clip | ours: mean output / source | ours: bits per pixel | ours: SSIM Y mean (min) "
               "| loop: mean output / source | loop: SSIM Y mean (min) |",

@@ -3,8 +3,9 @@
 (SSIM against a lossless render of the same graph) and the server's memory and speed while it
 streams a 2 GB upload and a multi-GB ZIP download; print Markdown tables.
 
-Everything runs on this machine, one step after the other, in a scratch folder that is removed
-at the end (``--keep`` keeps it). Progress goes to stderr, the tables to stdout.
+Everything runs on this machine, one step after the other (HTTP, ``make`` and the floor in
+interleaved rounds, `side_by_side`), in a scratch folder that is removed at the end (``--keep``
+keeps it). Progress goes to stderr, the tables to stdout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,50 +150,85 @@ def children_cpu() -> float:
     return t.children_user + t.children_system
 
 
-def best_of(repeat: int, once: Callable[[], tuple[float, float | None, list[Path], str]],
-            wait_quiet: float = 0.0) -> Timing:
+Once = Callable[[], tuple[float, float | None, list[Path], str]]
+
+
+def best_of(repeat: int, once: Once, wait_quiet: float = 0.0) -> Timing:
     """Run ``once`` ``repeat`` times; keep the fastest. ``once`` returns (wall, cpu, outputs, note).
 
     With ``wait_quiet`` > 0, each run first waits up to that many seconds for other processes
     to leave the CPUs alone (`machine.wait_quiet`)."""
+    return best_of_each(repeat, {"": once}, wait_quiet)[""]
+
+
+def best_of_each(repeat: int, onces: dict[str, Once], wait_quiet: float = 0.0
+                 ) -> dict[str, Timing]:
+    """`best_of` for several runs at once, interleaved: round by round, each ``once`` runs one
+    time (the order turns by one each round), so that all of them meet the machine in the same
+    state; a slower spell on a shared machine then slows each alike instead of one of them.
+    Each Timing's ``walls`` lists its runs round by round (`round_ratios`)."""
+    runs = {name: _Runs() for name in onces}
+    names = list(onces)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            runs[name].run_once(onces[name], wait_quiet)
+    return {name: runs[name].timing(repeat) for name in names}
+
+
+def round_ratios(a: Timing, b: Timing) -> list[float]:
+    """``a`` 's wall over ``b`` 's, round by round (`best_of_each`)."""
+    return [x / y for x, y in zip(a.walls, b.walls, strict=False) if y > 0]
+
+
+@dataclass
+class _Runs:
+    """One ``once`` 's runs so far (`best_of_each`)."""
+
     best: Timing | None = None
-    walls: list[float] = []
-    stalls = 0
-    while len(walls) < repeat:
-        if wait_quiet > 0:
-            machine.wait_quiet(wait_quiet, log=log)
-        load = machine.load()
-        busy0, self0 = machine.busy_cpu_seconds(), machine.self_cpu_seconds()
-        try:
-            wall, cpu, outs, note = once()
-        except Stalled as exc:
-            STALLS.append(f"{time.strftime('%H:%M:%S')} {exc}")
-            stalls += 1
-            log(f"STALLED: {exc}; run discarded" + ("" if stalls < MAX_STALLS else ", giving up"))
-            if stalls >= MAX_STALLS:
-                raise
-            continue
+    walls: list[float] = field(default_factory=list)
+    stalls: int = 0
+
+    def run_once(self, once: Once, wait_quiet: float) -> None:
+        """One run; a deadlocked one is discarded and run again (`MAX_STALLS` at most)."""
+        while True:
+            if wait_quiet > 0:
+                machine.wait_quiet(wait_quiet, log=log)
+            load = machine.load()
+            busy0, self0 = machine.busy_cpu_seconds(), machine.self_cpu_seconds()
+            try:
+                wall, cpu, outs, note = once()
+                break
+            except Stalled as exc:
+                STALLS.append(f"{time.strftime('%H:%M:%S')} {exc}")
+                self.stalls += 1
+                log(f"STALLED: {exc}; run discarded"
+                    + ("" if self.stalls < MAX_STALLS else ", giving up"))
+                if self.stalls >= MAX_STALLS:
+                    raise
         busy = machine.busy_cpu_seconds() - busy0
         ours = (cpu or 0.0) + machine.self_cpu_seconds() - self0
         others = max(0.0, busy - ours) / wall if cpu is not None and wall > 0 else None
-        walls.append(wall)
+        self.walls.append(wall)
         t = Timing(wall=wall, cpu=cpu, load=load, others=others,
                    out_bytes=sum(p.stat().st_size for p in outs), note=note)
         # Every repeat writes the same paths with the same bytes (renders are deterministic),
         # so the files on disk are the best run's too.
         t.outputs = outs
-        if best is None or t.wall < best.wall:
-            best = t
-    assert best is not None
-    best.walls = walls
-    if stalls:
-        best.note = (best.note + "; " if best.note else "") + (
-            f"**{stalls} run(s) deadlocked** (FFmpeg used no CPU for {media.STALL_SECONDS:.0f} s; "
-            "killed, discarded, run again)")
-    if repeat > 1:
-        best.note = (best.note + "; " if best.note else "") + "runs: " + ", ".join(
-            f"{w:.2f}" for w in walls)
-    return best
+        if self.best is None or t.wall < self.best.wall:
+            self.best = t
+
+    def timing(self, repeat: int) -> Timing:
+        best = self.best
+        assert best is not None
+        best.walls = self.walls
+        if self.stalls:
+            best.note = (best.note + "; " if best.note else "") + (
+                f"**{self.stalls} run(s) deadlocked** (FFmpeg used no CPU for "
+                f"{media.STALL_SECONDS:.0f} s; killed, discarded, run again)")
+        if repeat > 1:
+            best.note = (best.note + "; " if best.note else "") + "runs: " + ", ".join(
+                f"{w:.2f}" for w in self.walls)
+        return best
 
 
 # -- steps ----------------------------------------------------------------------------------------
@@ -224,24 +260,26 @@ def baseline(b: Bench, ffmpeg: str, name: str) -> Timing:
     return t
 
 
-def floor(b: Bench, ours: Timing, name: str = "floor") -> Timing:
-    """The bare render of what ``ours`` (a ZIP-producing run) made, built from nothing but its
-    manifest's graphs and encoder options (`bare.bare_command`): one FFmpeg, no taps, nothing
-    around it."""
+def floor_once(b: Bench, ours: Timing, name: str = "floor") -> Once:
+    """One run of the floor: the bare render of what ``ours`` (a ZIP-producing run) made,
+    built from nothing but its manifest's graphs and encoder options (`bare.bare_command`): one
+    FFmpeg, no taps, nothing around it."""
     assert b.info is not None
-    entries = ours.meta["manifest"]
+    info, entries = b.info, ours.meta["manifest"]
 
     def once():
         d = b.sub(name)
         outs = [d / f"v{i + 1:02d}.mp4" for i in range(len(entries))]
-        cmd = bare_command(b.project, b.clip, b.info.display_width, b.info.display_height,
+        cmd = bare_command(b.project, b.clip, info.display_width, info.display_height,
                            entries, outs)
         t0, c0 = time.monotonic(), children_cpu()
         media.run(cmd)
         return time.monotonic() - t0, children_cpu() - c0, outs, "from the manifest"
 
-    log(f"floor: one bare FFmpeg from the manifest, {len(entries)} outputs")
-    t = best_of(b.args.repeat, once, b.args.wait_quiet)
+    return once
+
+
+def floor_timing(t: Timing, ours: Timing) -> Timing:
     t.meta["pairs"] = [(out, params, seed) for out, (_, params, seed)
                        in zip(t.outputs, ours.meta["pairs"], strict=True)]
     return t
@@ -278,7 +316,8 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("VR_") or k in PASS_THROUGH}
 
 
-def make_run(b: Bench) -> Timing:
+def make_once(b: Bench) -> Once:
+    """One run of ``video-refresher make``: process start to ZIP written."""
     a = b.args
 
     def once():
@@ -293,53 +332,75 @@ def make_run(b: Bench) -> Timing:
             raise RuntimeError(f"video-refresher make failed: {stderr.strip()[-1500:]}")
         return wall, cpu, [zip_path], "process start to ZIP written"
 
-    log(f"video-refresher make: N={a.variations}")
-    t = best_of(a.repeat, once, a.wait_quiet)
+    return once
+
+
+def make_timing(b: Bench, t: Timing) -> Timing:
     t.meta["pairs"], t.meta["manifest"] = unzip_outputs(t.outputs[0], b.sub("make-x"))
     return t
 
 
-def http_run(b: Bench) -> Timing:
+def http_once(b: Bench, srv: Server, client) -> Once:
+    """One HTTP run against the running ``srv``: upload, wait, ZIP download."""
     a = b.args
-    with Server(b.work / "http-data") as srv, srv.client() as client:
 
-        def once():
-            d = b.sub("http")
-            zip_path = d / "out.zip"
-            cpu0 = cpu_seconds(srv.pid)
-            t0 = time.monotonic()
-            r, _ = http_upload(client, [("videos", b.clip)],
-                               {"variations": str(a.variations), "seed": a.seed})
-            if r.status_code != 202:
-                raise RuntimeError(f"upload answered {r.status_code}: {r.text[:300]}")
-            job_id = r.json()["jobId"]
-            t_up = time.monotonic()
-            try:
-                job = wait_job(client, job_id, timeout=3600,
-                               watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
-            except Stalled:
-                client.post(f"/api/jobs/{job_id}/cancel")  # stops the server's FFmpeg
-                wait_job(client, job_id, timeout=60)
-                raise
-            if job["status"] != "completed":
-                raise RuntimeError(f"job {job['status']}: {json.dumps(job)[:500]}")
-            t_done = time.monotonic()
-            http_download(client, job_id, zip_path)
-            t_end = time.monotonic()
-            cpu1 = cpu_seconds(srv.pid)
-            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-            note = (f"upload {t_up - t0:.2f} s, queued→completed {t_done - t_up:.2f} s, "
-                    f"download {t_end - t_done:.2f} s")
-            client.delete(f"/api/jobs/{job_id}")
-            return t_end - t0, cpu, [zip_path], note
+    def once():
+        d = b.sub("http")
+        zip_path = d / "out.zip"
+        cpu0 = cpu_seconds(srv.pid)
+        t0 = time.monotonic()
+        r, _ = http_upload(client, [("videos", b.clip)],
+                           {"variations": str(a.variations), "seed": a.seed})
+        if r.status_code != 202:
+            raise RuntimeError(f"upload answered {r.status_code}: {r.text[:300]}")
+        job_id = r.json()["jobId"]
+        t_up = time.monotonic()
+        try:
+            job = wait_job(client, job_id, timeout=3600,
+                           watch=StallWatch(srv.pid, media.STALL_SECONDS, children_only=True))
+        except Stalled:
+            client.post(f"/api/jobs/{job_id}/cancel")  # stops the server's FFmpeg
+            wait_job(client, job_id, timeout=60)
+            raise
+        if job["status"] != "completed":
+            raise RuntimeError(f"job {job['status']}: {json.dumps(job)[:500]}")
+        t_done = time.monotonic()
+        http_download(client, job_id, zip_path)
+        t_end = time.monotonic()
+        cpu1 = cpu_seconds(srv.pid)
+        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        note = (f"upload {t_up - t0:.2f} s, queued→completed {t_done - t_up:.2f} s, "
+                f"download {t_end - t_done:.2f} s")
+        client.delete(f"/api/jobs/{job_id}")
+        return t_end - t0, cpu, [zip_path], note
 
-        log(f"HTTP API: upload, N={a.variations}, wait, download")
-        t = best_of(a.repeat, once, a.wait_quiet)
-        hwm = status_kb(srv.pid, "VmHWM")
-        if hwm:
-            t.note += f"; server peak RSS over its life {hwm / 1024:.0f} MB"
+    return once
+
+
+def http_peak(t: Timing, srv: Server) -> None:
+    hwm = status_kb(srv.pid, "VmHWM")
+    if hwm:
+        t.note += f"; server peak RSS over its life {hwm / 1024:.0f} MB"
+
+
+def http_timing(b: Bench, t: Timing) -> Timing:
     t.meta["pairs"], t.meta["manifest"] = unzip_outputs(t.outputs[0], b.sub("http-x"))
     return t
+
+
+def side_by_side(b: Bench) -> dict[str, Timing]:
+    """HTTP, ``make`` and the floor timed in interleaved rounds (`best_of_each`): one HTTP run
+    first, untimed, warms the server and gives the manifest the floor is built from."""
+    with Server(b.work / "http-data") as srv, srv.client() as client:
+        http = http_once(b, srv, client)
+        log(f"HTTP API: a first run for the manifest, N={b.args.variations}")
+        first = http_timing(b, best_of(1, http))
+        log(f"HTTP, make and the floor in {b.args.repeat} interleaved round(s)")
+        runs = best_of_each(b.args.repeat, {"http": http, "floor": floor_once(b, first),
+                                            "make": make_once(b)}, b.args.wait_quiet)
+        http_peak(runs["http"], srv)
+    return {"http": http_timing(b, runs["http"]), "floor": floor_timing(runs["floor"], first),
+            "make": make_timing(b, runs["make"])}
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -403,9 +464,8 @@ def run_all(b: Bench) -> None:
     else:
         R[ROW_BASELINE_HOST] = b.results.host.note
     R[ROW_BASELINE_PROJECT] = baseline(b, b.project, "baseline-project")
-    R[ROW_HTTP] = http_run(b)
-    R[ROW_FLOOR] = floor(b, R[ROW_HTTP])
-    R[ROW_MAKE] = make_run(b)
+    side = side_by_side(b)
+    R[ROW_HTTP], R[ROW_FLOOR], R[ROW_MAKE] = side["http"], side["floor"], side["make"]
     if a.sweep:
         for k, (label, quality, threads, exclude) in enumerate(SWEEP):
             r.sweep.append(SweepRow(label, variant(b, f"sweep{k}", quality, threads, exclude)))
