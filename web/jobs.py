@@ -306,16 +306,10 @@ async def get_job(job_id: str):
     a client learns the end without polling."""
     service = _service()
     wait = wait_seconds(request.args.get("wait"))
-    # Subscribed before the read: an end after it is then either in the row or an event.
-    with service.hub.subscribe(job_id, max_events=WAIT_EVENTS) as sub:
+    if wait:
+        job = await _job_once_ended(service, job_id, wait)
+    else:
         job = await service.store.get_job(job_id)
-        if job is not None and wait and job.status not in JOB_TERMINAL:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_when, service.stopping.wait, nursery.cancel_scope)
-                with trio.move_on_after(wait):
-                    await until_finished(sub)
-                nursery.cancel_scope.cancel()
-            job = await service.store.get_job(job_id)
     if job is None:
         raise APIError(404, "job_not_found", "There is no job with this id.")
     return jsonify(job_json(job, await service.queue_view()))
@@ -332,6 +326,22 @@ def wait_seconds(raw: str | None) -> float:
     if not math.isfinite(value) or not 0 <= value <= MAX_WAIT:
         raise APIError(400, "bad_wait", f"wait must be a number of seconds from 0 to {MAX_WAIT:g}.")
     return value
+
+
+async def _job_once_ended(service, job_id: str, seconds: float):
+    """The job (None when there is none) once it has ended, after ``seconds``, or when the
+    server begins to stop, whichever comes first."""
+    # Subscribed before the read: an end after it is then either in the row or an event.
+    with service.hub.subscribe(job_id, max_events=WAIT_EVENTS) as sub:
+        job = await service.store.get_job(job_id)
+        if job is None or job.status in JOB_TERMINAL:
+            return job
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_when, service.stopping.wait, nursery.cancel_scope)
+            with trio.move_on_after(seconds):
+                await until_finished(sub)
+            nursery.cancel_scope.cancel()
+    return await service.store.get_job(job_id)
 
 
 async def _cancel_when(event_wait, scope: trio.CancelScope) -> None:
