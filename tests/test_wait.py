@@ -38,6 +38,17 @@ class _Waiting(threading.Thread):
         return self.response
 
 
+def _waiting_on_a_queued_job(c: httpx.Client, clip) -> tuple[str, _Waiting]:
+    """A job held in the paused queue, and a ``?wait=60`` request on it, waiting by now."""
+    c.post("/api/queue/pause")
+    job_id = _upload(c, clip)
+    waiting = _Waiting(c, job_id, 60)
+    waiting.start()
+    time.sleep(0.5)
+    assert waiting.response is None
+    return job_id, waiting
+
+
 def test_the_answer_comes_when_the_job_ends(server, clips):
     with server.client() as c:
         job_id = _upload(c, clips["a"], variations=2)
@@ -77,12 +88,7 @@ def test_the_wait_runs_out_with_the_job_as_it_is(server, clips):
 @pytest.mark.parametrize("end", ["cancel", "delete"])
 def test_cancelling_or_deleting_the_job_ends_the_wait(server, clips, end):
     with server.client() as c:
-        c.post("/api/queue/pause")
-        job_id = _upload(c, clips["a"])
-        waiting = _Waiting(c, job_id, 60)
-        waiting.start()
-        time.sleep(0.5)  # the request is waiting by now
-        assert waiting.response is None
+        job_id, waiting = _waiting_on_a_queued_job(c, clips["a"])
         if end == "cancel":
             assert c.post(f"/api/jobs/{job_id}/cancel").status_code == 202
         else:
@@ -118,12 +124,7 @@ def test_an_unknown_job_is_a_404_at_once(server):
 
 def test_a_stopping_server_answers_the_waiting_requests(server, clips):
     with server.client() as c:
-        c.post("/api/queue/pause")
-        job_id = _upload(c, clips["a"])
-        waiting = _Waiting(c, job_id, 60)
-        waiting.start()
-        time.sleep(0.5)  # the request is waiting by now
-        assert waiting.response is None
+        job_id, waiting = _waiting_on_a_queued_job(c, clips["a"])
         took = server.stop(signal.SIGTERM)
         r = waiting.answer()
         assert r.status_code == 200 and r.json()["status"] == "queued", r.text
