@@ -10,6 +10,9 @@ from pathlib import Path
 # line checks both before it starts (web/cli.py): this marker is gone when another package's
 # ``web/__init__.py`` replaced this one.
 DISTRIBUTION = "video-refresher"
+# The top-level folders this distribution installs (`shared_with` looks for others in them).
+_NAMES = ("web", "pipeline")
+_PREFIXES = tuple(f"{name}/" for name in _NAMES)
 
 
 def shared_with() -> list[str]:
@@ -41,7 +44,4 @@ def _tops(dist: Distribution) -> set[str]:
     if record is None:
         return {f.parts[0] for f in dist.files or () if f.parts[0] in _NAMES}
     return {line.partition("/")[0] for line in record.splitlines()
-            if line.startswith(("web/", "pipeline/"))}
-
-
-_NAMES = ("web", "pipeline")
+            if line.startswith(_PREFIXES)}
