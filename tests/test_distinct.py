@@ -95,6 +95,28 @@ def test_frame_distance_ignores_mirrors():
     assert distinct.frame_distance(a, far) > 3 * T
 
 
+def test_frame_hashes_are_pdqhash_dihedral_hashes_bit_for_bit():
+    """The 8 hashes taken from the wheel's DCT are those of ``pdqhash.compute_dihedral``, for
+    every kind of frame: drawn pictures, their mirrors and turns (non-contiguous views), noise,
+    flat frames (many equal coefficients), tap sizes of other shapes, and tiny frames."""
+    rng = np.random.default_rng(7)
+    frames = [_picture(k) for k in range(6)]
+    frames += [frames[0][:, ::-1], frames[1][::-1], np.rot90(frames[2]), frames[3][::2, ::2]]
+    frames += [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(3)]
+    frames += [np.zeros((180, 320, 3), np.uint8), np.full((568, 320, 3), 200, np.uint8),
+               np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), 40, 0),
+                         40, 1),
+               rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)]
+    got = distinct.frame_hashes(frames)
+    assert len(got) == len(frames)
+    for frame, h in zip(frames, got, strict=True):
+        bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(frame))
+        assert h.bits.dtype == bool and h.bits.shape == (8, 256)
+        assert np.array_equal(h.bits, np.array(bits, dtype=bool))
+        assert h.quality == quality
+    assert distinct.frame_hashes([]) == ()
+
+
 def test_compare_leaves_out_flat_frames_unless_all_are():
     detailed = distinct.frame_hashes([_picture(1), _picture(2), _picture(5)])
     flat = distinct.frame_hashes([np.zeros((180, 320, 3), np.uint8)])
