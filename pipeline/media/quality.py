@@ -242,17 +242,18 @@ class _Checker:
 
         async def sample_source(k: int) -> None:
             t = taps[k]
-            frames = await trio.to_thread.run_sync(distinct.read_frames_file, t.source, t.size)
-            if len(frames) < len(t.times):
+            digest = await self._tapped(t.source, t.size, len(t.times))
+            if digest is None:
                 if r.placement.formats[k] != formats.SOURCE:
                     return  # only the render can take them through the format's geometry
-                async with self.limiter:
-                    try:
+                try:
+                    async with self.limiter:
                         frames = await distinct.sample_frames(r.ffmpeg, r.source, t.times,
                                                               t.size)
-                    except distinct.SamplingFailed:
-                        return
-            source[k] = await trio.to_thread.run_sync(_digest, frames)
+                except distinct.SamplingFailed:
+                    return
+                digest = await trio.to_thread.run_sync(_digest, frames, limiter=self.limiter)
+            source[k] = digest
 
         n = len(r.variations)
         async with trio.open_nursery() as nursery:
@@ -332,18 +333,19 @@ class _Checker:
         return slots, table
 
     async def verify(self, slots, variations, parts, frame_files) -> list:
-        """`_verify` each variation's parts (named as its slot), at most one variation per core
-        at a time. Returns, in order, each result or the ``VerificationFailed`` it raised (see
-        `_first_failure_raised`)."""
+        """`_verify` each variation's parts (named as its slot), all at once: every blocking
+        step holds the limiter (one per core), so the checks of one file and the hashing of
+        another's frames share the cores to the end, instead of the last variation's steps
+        running one after the other on one core. Returns, in order, each result or the
+        ``VerificationFailed`` it raised (see `_first_failure_raised`)."""
         jobs = list(zip(slots, variations, parts, frame_files, strict=True))
         results: list = [None] * len(jobs)
 
         async def one(k: int) -> None:
-            async with self.limiter:
-                try:
-                    results[k] = await self._verify(*jobs[k])
-                except verify.VerificationFailed as exc:
-                    results[k] = exc
+            try:
+                results[k] = await self._verify(*jobs[k])
+            except verify.VerificationFailed as exc:
+                results[k] = exc
 
         async with trio.open_nursery() as nursery:
             for k in range(len(jobs)):
@@ -352,43 +354,87 @@ class _Checker:
 
     async def _verify(self, slot: int, params: VariationParams, parts: Sequence[Path],
                       taps: Sequence[Path | None]) -> _Verified:
-        """Check and decode one variation's files, one per format; their hashes and preview
-        strips from the frames the render tapped (or sampled from each file)."""
-        duration = 0.0
-        hashes: list[tuple[FrameHash, ...]] = []
-        strips: list[bytes | None] = []
+        """Check and decode one variation's files, one per format, side by side; their hashes
+        and preview strips from the frames the render tapped (or sampled from each file)."""
         names = self.rendered.names[self.rendered.of(slot)]
-        for k, (part, tap) in enumerate(zip(parts, taps, strict=True)):
-            d, h, strip = await self._verify_file(k, names[k], params, part, tap)
-            duration = duration if k else d
-            hashes.append(h)
-            strips.append(strip)
-        return duration, tuple(hashes), tuple(strips)
+        results: list = [None] * len(parts)
+
+        async def one(k: int) -> None:
+            results[k] = await self._verify_file(k, names[k], params, parts[k], taps[k])
+
+        async with trio.open_nursery() as nursery:
+            for k in range(len(parts)):
+                nursery.start_soon(one, k)
+        files = _first_failure_raised(results)
+        return files[0][0], tuple(h for _, h, _ in files), tuple(s for _, _, s in files)
 
     async def _verify_file(self, k: int, name: str, params: VariationParams, part: Path,
-                           tap: Path | None) -> tuple[float, tuple[FrameHash, ...], bytes | None]:
-        r, taps = self.rendered, self.taps[k]
+                           tap: Path | None
+                           ) -> tuple[float, tuple[FrameHash, ...], bytes | None] | Exception:
+        """One file checked (`_check`) while its frames are hashed (`_measure`): its duration,
+        hashes and strip, or the ``VerificationFailed`` the check raised (returned, so that the
+        nursery does not wrap it in a group)."""
+        taps = self.taps[k]
+        done: dict = {}
+
+        async def check() -> None:
+            try:
+                done["duration"] = await self._check(k, name, params, part)
+            except verify.VerificationFailed as exc:
+                done["failed"] = exc
+
+        async def measure() -> None:
+            done["digest"] = await self._measure(params, tap, part, taps)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(check)
+            if taps.times:
+                nursery.start_soon(measure)
+        if "failed" in done:
+            return done["failed"]
+        return (done["duration"], *done.get("digest", ((), None)))
+
+    async def _check(self, k: int, name: str, params: VariationParams, part: Path) -> float:
+        """Verify one file (raises ``VerificationFailed``); its duration. By default the file
+        is read once: probed, every packet checked, keyframes and audio decoded
+        (``packets.scan``); with ``full_decode`` FFmpeg decodes all of it after."""
+        r = self.rendered
         expected = expected_duration(r.info.duration, params)
-        # By default the file is read once: probed, every packet checked, keyframes and audio
-        # decoded (``packets.scan``); with ``full_decode`` FFmpeg decodes all of it after.
         read = None if r.full_decode else packets.scan_facts
         checked = await trio.to_thread.run_sync(
             lambda: verify.check_file(part, self.references[k], expected, params.speed,
-                                      name=name, read=read)
-        )
+                                      name=name, read=read),
+            limiter=self.limiter)
         if r.full_decode:
-            await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
-        if not taps.times:
-            return checked.info.duration, (), None
-        frames = await trio.to_thread.run_sync(distinct.read_frames_file, tap, taps.size)
-        if len(frames) < len(taps.times):
-            try:
+            async with self.limiter:
+                await verify.decode(r.ffmpeg, part, has_audio=checked.info.has_audio, name=name)
+        return checked.info.duration
+
+    async def _measure(self, params: VariationParams, tap: Path | None, part: Path,
+                       taps: Taps) -> tuple[tuple[FrameHash, ...], bytes | None]:
+        """One file's frame hashes and strip: from its tap, or sampled from the file when the
+        tap is missing or short (no figures when that fails too)."""
+        digest = await self._tapped(tap, taps.size, len(taps.times))
+        if digest is not None:
+            return digest
+        try:
+            async with self.limiter:
                 frames = await distinct.sample_frames(
-                    r.ffmpeg, part, distinct.output_times(taps.times, params.speed), taps.size)
-            except distinct.SamplingFailed:
-                frames = []  # it decoded cleanly: only its figures are lost
-        hashes, strip = await trio.to_thread.run_sync(_digest, frames)
-        return checked.info.duration, hashes, strip
+                    self.rendered.ffmpeg, part, distinct.output_times(taps.times, params.speed),
+                    taps.size)
+        except distinct.SamplingFailed:
+            frames = []  # it decoded cleanly: only its figures are lost
+        return await trio.to_thread.run_sync(_digest, frames, limiter=self.limiter)
+
+    async def _tapped(self, tap: Path | None, size: tuple[int, int], count: int
+                      ) -> tuple[tuple[FrameHash, ...], bytes | None] | None:
+        """The hashes and strip of the ``count`` frames tapped to ``tap``, read and hashed in
+        one worker thread; None when the tap is missing or short."""
+        def digest() -> tuple[tuple[FrameHash, ...], bytes | None] | None:
+            frames = distinct.read_frames_file(tap, size)
+            return _digest(frames) if len(frames) >= count else None
+
+        return await trio.to_thread.run_sync(digest, limiter=self.limiter)
 
 
 def _digest(frames: list[np.ndarray]) -> tuple[tuple[FrameHash, ...], bytes | None]:
