@@ -61,7 +61,7 @@ def scan(path: Path | str, *, name: str | None = None) -> Scanned:
     """
     path = Path(path)
     name = name or path.name
-    with open_checked(path, name) as container:
+    with open_checked(path, name, probe_decode=False) as container:
         if not container.streams.video:
             raise VerificationFailed(f"{name} has no video stream")
         video = container.streams.video[0]
