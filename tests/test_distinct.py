@@ -4,6 +4,7 @@ frames the render itself tapped."""
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pdqhash
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.media import distinct
+from pipeline.media import distinct, pdq
 from pipeline.media.command import build_render_command
 from pipeline.media.distinct import Comparison, DistanceTable, Taps
 from pipeline.media.effects import EffectOptions, sample_variations
@@ -115,6 +116,29 @@ def test_frame_hashes_are_pdqhash_dihedral_hashes_bit_for_bit():
         assert np.array_equal(h.bits, np.array(bits, dtype=bool))
         assert h.quality == quality
     assert distinct.frame_hashes([]) == ()
+
+
+def test_pdq_dct_is_the_wheels_own_without_the_gil():
+    """`pdq.dct` calls the wheel's C++ code itself (the GIL released): the same coefficients
+    and quality as ``pdqhash.compute_float``, also from threads hashing side by side."""
+    assert pdq.WITHOUT_GIL  # the wheel this project installs exports the function
+    rng = np.random.default_rng(11)
+    frames = [_picture(k) for k in range(4)] + [np.rot90(_picture(5)), _picture(6)[::-1, ::2]]
+    frames += [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8),
+               np.zeros((180, 320, 3), np.uint8), rng.integers(0, 256, (9, 6, 3), np.uint8)]
+    expected = []
+    for frame in frames:
+        values, quality = pdqhash.compute_float(np.ascontiguousarray(frame))
+        expected.append((np.asarray(values, np.float32), quality))
+    for frame, (values, quality) in zip(frames, expected, strict=True):
+        got, got_quality = pdq.dct(frame)
+        assert got.dtype == np.float32 and np.array_equal(got, values)
+        assert got_quality == quality
+    with ThreadPoolExecutor(4) as pool:
+        rounds = list(pool.map(lambda _: [pdq.dct(f) for f in frames], range(8)))
+    for results in rounds:
+        for (got, got_quality), (values, quality) in zip(results, expected, strict=True):
+            assert np.array_equal(got, values) and got_quality == quality
 
 
 def test_compare_leaves_out_flat_frames_unless_all_are():
