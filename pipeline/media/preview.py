@@ -44,5 +44,5 @@ def contact_strip(frames: Sequence[np.ndarray], wanted: int = STRIP_FRAMES) -> b
         strip.paste(Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8), "RGB"),
                     (k * (w + GAP), 0))
     out = io.BytesIO()
-    strip.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    strip.save(out, format="JPEG", quality=JPEG_QUALITY)
     return out.getvalue()
