@@ -67,6 +67,6 @@ def dct(frame: np.ndarray) -> tuple[np.ndarray, int]:
     return out.reshape(-1)[::-1], quality.value
 
 
-# A first call while the module is imported (one thread): whatever the C++ code sets up on its
-# first use is set up before worker threads call it side by side.
-dct(np.zeros((64, 64, 3), np.uint8))
+# A first call while the module is imported (one thread), through the blur and the DCT: whatever
+# the C++ code sets up on its first use is set up before worker threads call it side by side.
+dct(np.zeros((16, 16, 3), np.uint8))
