@@ -141,6 +141,16 @@ def test_pdq_dct_is_the_wheels_own_without_the_gil():
             assert np.array_equal(got, values) and got_quality == quality
 
 
+def test_pdq_dct_falls_back_to_compute_float(monkeypatch):
+    """Where the wheel does not export its C++ function, `pdq.dct` is ``compute_float``."""
+    frame = _picture(8)
+    fast = pdq.dct(frame)
+    monkeypatch.setattr(pdq, "_FROM_FLOAT_LUMA", None)
+    slow = pdq.dct(frame[:, ::-1][:, ::-1])  # a view, as callers may pass
+    assert slow[0].dtype == np.float32
+    assert np.array_equal(slow[0], fast[0]) and slow[1] == fast[1]
+
+
 def test_compare_leaves_out_flat_frames_unless_all_are():
     detailed = distinct.frame_hashes([_picture(1), _picture(2), _picture(5)])
     flat = distinct.frame_hashes([np.zeros((180, 320, 3), np.uint8)])

@@ -117,6 +117,31 @@ def test_a_file_without_media_data_or_video_fails(good, tmp_path):
         packets.scan(audio)
 
 
+def test_an_anamorphic_render_with_sound_scans_to_what_a_probe_reads(tmp_path):
+    """The scan opens without FFmpeg's probing decode; the facts verification compares (sample
+    aspect ratio, rates, sound, durations) are still those a full open reads."""
+    source = tmp_path / "wide.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=240x180:rate=25:duration=1.5", "-f", "lavfi", "-i",
+                    "sine=frequency=330:sample_rate=44100:duration=1.5", "-vf", "setsar=4/3",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-ac", "2",
+                    "-shortest", f"file:{source}"], check=True)
+    out = _render(source, tmp_path / "out.mp4", preset="superfast")
+    scanned = packets.scan(out)
+    assert scanned.audio_packets > 0 and scanned.info.sar != 1.0
+    assert (scanned.info, scanned.facts) == verify.read_facts(out, out.name)
+
+
+def test_opening_without_the_probing_decode_falls_back_for_program_streams(good, tmp_path):
+    """MPEG program streams show no stream before FFmpeg probes them, so PyAV refuses options
+    per stream: such a file is opened the usual way, not refused."""
+    ps = tmp_path / "clip.mpg"
+    subprocess.run([FFMPEG, "-v", "error", "-i", f"file:{good}", "-c:v", "mpeg2video",
+                    "-c:a", "mp2", "-f", "vob", f"file:{ps}"], check=True)
+    with verify.open_checked(ps, ps.name, probe_decode=False) as container:
+        assert container.streams.video and container.streams.audio
+
+
 def _packet(dts: int | None, pts: int | None, size: int = 10, key: bool = False) -> av.Packet:
     p = av.Packet(bytes(size))
     p.dts, p.pts, p.is_keyframe = dts, pts, key

@@ -246,13 +246,9 @@ class _Checker:
             if digest is None:
                 if r.placement.formats[k] != formats.SOURCE:
                     return  # only the render can take them through the format's geometry
-                try:
-                    async with self.limiter:
-                        frames = await distinct.sample_frames(r.ffmpeg, r.source, t.times,
-                                                              t.size)
-                except distinct.SamplingFailed:
+                digest = await self._sampled(r.source, t.times, t.size)
+                if digest is None:
                     return
-                digest = await trio.to_thread.run_sync(_digest, frames, limiter=self.limiter)
             source[k] = digest
 
         n = len(r.variations)
@@ -377,16 +373,18 @@ class _Checker:
         taps = self.taps[k]
         done: dict = {}
 
-        async def check() -> None:
-            try:
-                done["duration"] = await self._check(k, name, params, part)
-            except verify.VerificationFailed as exc:
-                done["failed"] = exc
-
-        async def measure() -> None:
-            done["digest"] = await self._measure(params, tap, part, taps)
-
         async with trio.open_nursery() as nursery:
+
+            async def check() -> None:
+                try:
+                    done["duration"] = await self._check(k, name, params, part)
+                except verify.VerificationFailed as exc:
+                    done["failed"] = exc
+                    nursery.cancel_scope.cancel()  # a failed file's figures are not wanted
+
+            async def measure() -> None:
+                done["digest"] = await self._measure(params, tap, part, taps)
+
             nursery.start_soon(check)
             if taps.times:
                 nursery.start_soon(measure)
@@ -415,16 +413,22 @@ class _Checker:
         """One file's frame hashes and strip: from its tap, or sampled from the file when the
         tap is missing or short (no figures when that fails too)."""
         digest = await self._tapped(tap, taps.size, len(taps.times))
-        if digest is not None:
-            return digest
-        try:
-            async with self.limiter:
-                frames = await distinct.sample_frames(
-                    self.rendered.ffmpeg, part, distinct.output_times(taps.times, params.speed),
-                    taps.size)
-        except distinct.SamplingFailed:
-            frames = []  # it decoded cleanly: only its figures are lost
-        return await trio.to_thread.run_sync(_digest, frames, limiter=self.limiter)
+        if digest is None:
+            digest = await self._sampled(part, distinct.output_times(taps.times, params.speed),
+                                         taps.size)
+        return digest or ((), None)  # it decoded cleanly: only its figures are lost
+
+    async def _sampled(self, path: Path, times: Sequence[float], size: tuple[int, int]
+                       ) -> tuple[tuple[FrameHash, ...], bytes | None] | None:
+        """The hashes and strip of frames FFmpeg takes from ``path`` at ``times`` (None when it
+        cannot), sampled and hashed in one slot of the limiter, so that no more sets of frames
+        than cores wait in memory to be hashed."""
+        async with self.limiter:
+            try:
+                frames = await distinct.sample_frames(self.rendered.ffmpeg, path, times, size)
+            except distinct.SamplingFailed:
+                return None
+            return await trio.to_thread.run_sync(_digest, frames)
 
     async def _tapped(self, tap: Path | None, size: tuple[int, int], count: int
                       ) -> tuple[tuple[FrameHash, ...], bytes | None] | None:

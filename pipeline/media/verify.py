@@ -303,7 +303,10 @@ def open_checked(path: Path, name: str, *, probe_decode: bool = True
     formats stay unknown until the caller decodes)."""
     try:
         if not probe_decode:
-            return av.open(str(path), mode="r", stream_options=_NO_PROBE_DECODE)
+            try:
+                return av.open(str(path), mode="r", stream_options=_NO_PROBE_DECODE)
+            except ValueError:
+                pass  # no stream shows before probing (MPEG program streams): open as usual
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VerificationFailed(f"{name} cannot be opened: {exc}") from None
