@@ -272,7 +272,10 @@ def test_nothing_to_compare_gives_none():
 def test_popcount_fallback_matches():
     words = _random_items(1000)
     expected = sum(bin(int(w)).count("1") for w in words)
-    assert fp._POPCOUNT16[words.view(np.uint16)].sum() == expected == fp._popcount(words)
+    assert fp._popcount16()[words.view(np.uint16)].sum() == expected == fp._popcount(words)
+    table = fp._popcount16()
+    assert table.dtype == np.uint8 and len(table) == 1 << 16
+    assert all(int(table[i]) == bin(i).count("1") for i in (0, 1, 2, 3, 255, 256, 4097, 65535))
 
 
 def test_similarity_is_fast():
