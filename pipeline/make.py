@@ -34,10 +34,10 @@ BAR_WIDTH = 30
 def run_make(settings: Settings, args) -> int:
     missing = [str(p) for p in args.inputs if not p.is_file()]
     if missing:
-        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        _say(f"error: no such file: {', '.join(missing)}", err=True)
         return 2
     if not 1 <= args.variations <= 20:
-        print("error: -n must be between 1 and 20", file=sys.stderr)
+        _say("error: -n must be between 1 and 20", err=True)
         return 2
     try:
         items = [f"-{e.lstrip('-')}" for e in args.exclude]
@@ -48,7 +48,7 @@ def run_make(settings: Settings, args) -> int:
             focus=getattr(args, "focus", None), loudness=getattr(args, "loudness", None),
             preset=getattr(args, "preset", None))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", err=True)
         return 2
     output = args.output.resolve()
     work = (args.work_dir or output.parent / f".{output.name}.work").resolve()
@@ -57,7 +57,7 @@ def run_make(settings: Settings, args) -> int:
                            "storage_cap": 1 << 62})
     try:
         return trio.run(_make, settings, list(args.inputs), args.variations, args.seed,
-                        (options, placement), output, not args.quiet)
+                        (options, placement), output, not args.quiet and sys.stderr is not None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -77,7 +77,7 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
                                                "variations": n, "seed": seed, "options": options,
                                                "placement": placement})
                 if isinstance(result, IntakeRejected):
-                    print(f"error: {result.message}", file=sys.stderr)
+                    _say(f"error: {result.message}", err=True)
                     nursery.cancel_scope.cancel()
                     return 2
                 if show:
@@ -88,21 +88,30 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
     finally:
         service.close()
     if show:
-        sys.stderr.write("\n")
+        _say("", err=True)
     failed = [v for v in job.videos if v.status != "completed"]
     for v in failed:
-        print(f"failed: {v.name}: {v.error}", file=sys.stderr)
+        _say(f"failed: {v.name}: {v.error}", err=True)
     try:
         size = await trio.to_thread.run_sync(write_zip, job, output)
     except NothingToZip:
-        print("error: no video could be processed; no ZIP written", file=sys.stderr)
+        _say("error: no video could be processed; no ZIP written", err=True)
         return 1
     done = sum(len(v.outputs) for v in job.videos)
     what = "variations" if len(placement.formats) == 1 else \
         f"files in {len(placement.formats)} formats"
-    print(f"wrote {output} ({size / 1e6:.1f} MB, {done} {what} of "
-          f"{len(job.videos) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
+    _say(f"wrote {output} ({size / 1e6:.1f} MB, {done} {what} of "
+         f"{len(job.videos) - len(failed)} videos) in {time.monotonic() - started:.1f}s")
     return 1 if failed else 0
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print a line of the run's report. A reader that went away (``make … | head``) or a
+    closed stream costs the line, not the run: the ZIP is what the run is for."""
+    try:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _stage(job_dir: Path, inputs: list[Path]) -> list[UploadedFile]:
@@ -140,9 +149,12 @@ async def _progress_bar(sub, video_ids: list[str], n: int) -> None:
         line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {pct:5.1f}%  "
                 f"{done}/{len(progress)} videos, {n} variations each")
         now = time.monotonic()
-        if tty:
-            sys.stderr.write("\r" + line)
-            sys.stderr.flush()
-        elif now - last_line > 2 or pct >= 100:
-            sys.stderr.write(line + "\n")
-            last_line = now
+        try:
+            if tty:
+                sys.stderr.write("\r" + line)
+                sys.stderr.flush()
+            elif now - last_line > 2 or pct >= 100:
+                sys.stderr.write(line + "\n")
+                last_line = now
+        except (OSError, ValueError):  # nobody reads it any more: the run goes on without it
+            return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -92,3 +93,30 @@ def test_make_refuses_effects_that_leave_the_picture_alone(tmp_path, clips):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "+rotation" in lines[0]
         assert not out.exists() and not list(tmp_path.glob(".*.work"))
+
+
+def test_make_finishes_when_its_output_is_read_by_no_one(tmp_path, clips):
+    """A report nobody reads is not a failed run: stdout or stderr a pipe whose reader is gone
+    (``make … | head -c 0``), or not open at all (``>&-``). The ZIP is written, the exit status
+    is the run's, and no traceback is printed where one can still be read."""
+    def close(*fds):
+        return lambda: [os.close(fd) for fd in fds]
+
+    cases = {  # name: (Popen options, the pipe whose reader goes away at once)
+        "stdout reader gone": ({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}, "stdout"),
+        "stderr reader gone": ({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}, "stderr"),
+        "stdout closed": ({"stderr": subprocess.PIPE, "preexec_fn": close(1)}, None),
+        "stderr closed": ({"stdout": subprocess.PIPE, "preexec_fn": close(2)}, None),
+        "both closed": ({"preexec_fn": close(1, 2)}, None),
+    }
+    for name, (how, gone) in cases.items():
+        out = tmp_path / f"{name.replace(' ', '-')}.zip"
+        proc = subprocess.Popen([sys.executable, "-m", "web.cli", "make", str(clips["a"]),
+                                 "-n", "1", "-o", str(out)], cwd=ROOT, **how)
+        if gone:
+            getattr(proc, gone).close()
+        left = [p for p in (proc.stdout, proc.stderr) if p is not None and not p.closed]
+        said = "".join(p.read().decode() for p in left)
+        assert proc.wait(timeout=180) == 0, (name, said)
+        assert "Traceback" not in said and "Exception" not in said, (name, said)
+        assert [e["file"] for e in _manifest(out)["variations"]] == ["a/a_v01.mp4"], name

@@ -87,8 +87,9 @@ def _exit_at_once(code: int) -> NoReturn:
     standard streams still hold unwritten bytes, so they are flushed first."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):  # closed, or a reader gone: as the normal exit would
+            if stream is not None:  # None: started without it (``>&-``)
+                stream.flush()
+        except (OSError, ValueError):  # closed, or its reader gone: nothing more can be said
             pass
     os._exit(code)
 
