@@ -108,8 +108,11 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
 def _say(text: str, *, err: bool = False) -> None:
     """Print a line of the run's report. A reader that went away (``make … | head``) or a
     closed stream costs the line, not the run: the ZIP is what the run is for."""
+    stream = sys.stderr if err else sys.stdout
+    if stream is None:  # started without it (``2>&-``): print would fall back to stdout
+        return
     try:
-        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        print(text, file=stream, flush=True)
     except (OSError, ValueError):
         pass
 

@@ -120,3 +120,29 @@ def test_make_finishes_when_its_output_is_read_by_no_one(tmp_path, clips):
         assert proc.wait(timeout=180) == 0, (name, said)
         assert "Traceback" not in said and "Exception" not in said, (name, said)
         assert [e["file"] for e in _manifest(out)["variations"]] == ["a/a_v01.mp4"], name
+
+
+def test_make_never_prints_its_errors_on_stdout(tmp_path, clips):
+    """With stderr closed (``2>&-``), a refusal is said nowhere rather than mixed into the
+    output a script reads; the exit status still says it."""
+    for args in ([str(tmp_path / "missing.mp4")], [str(clips["a"]), "-n", "0"],
+                 [str(clips["a"]), "--exclude", "nothing-like-this"]):
+        done = subprocess.run([sys.executable, "-m", "web.cli", "make", *args,
+                               "-o", str(tmp_path / "out.zip")], cwd=ROOT, capture_output=False,
+                              stdout=subprocess.PIPE, text=True, timeout=60,
+                              preexec_fn=lambda: os.close(2))
+        assert done.returncode == 2, args
+        assert done.stdout == "", (args, done.stdout)
+
+
+def test_a_profiled_make_still_writes_its_profile(tmp_path, clips):
+    """A finished ``make`` skips the interpreter's teardown, except under a profiler or a
+    tracer, whose results are written at exit."""
+    prof = tmp_path / "make.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "web.cli",
+                           "make", str(clips["a"]), "-n", "1", "--quiet",
+                           "-o", str(tmp_path / "out.zip")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout
+    assert prof.stat().st_size > 0

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,51 @@ def test_a_distribution_without_a_record_is_read_through_importlib_metadata(site
     egg.joinpath("SOURCES.txt").write_text("setup.py\n")
     assert web._from_records(OURS) is None
     assert web.shared_with() == []
+
+
+def test_the_fast_read_agrees_with_importlib_metadata_on_odd_listings(site):
+    """Folder names in capitals, quoted RECORD paths, a RECORD that is not UTF-8: the same
+    answer as ``importlib.metadata``, and no crash at start-up."""
+    _dist_info(site, "Shouty-1.0.DIST-INFO", "Shouty", '"web/a,b.py",,\n')
+    odd = site / "latin-1.dist-info"
+    odd.mkdir()
+    (odd / "METADATA").write_text("Metadata-Version: 2.1\nName: latin\nVersion: 1\n")
+    (odd / "RECORD").write_bytes(b"latin/caf\xe9.py,,\n")
+    assert web._from_records(OURS) == web._from_metadata(OURS) == {"Shouty"}
+    assert web.shared_with() == ["Shouty"]
+
+
+def test_an_unpacked_egg_on_the_path_is_left_to_importlib_metadata(tmp_path, monkeypatch):
+    egg = tmp_path / "legacy-1.0-py3.11.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: legacy\nVersion: 1\n")
+    (egg / "EGG-INFO" / "SOURCES.txt").write_text("web/__init__.py\n")
+    (egg / "web").symlink_to(CHECKOUT_WEB, target_is_directory=True)
+    monkeypatch.syspath_prepend(str(egg))
+    assert web._from_records(OURS) is None
+    assert web.shared_with() == ["legacy"]
+
+
+def test_an_import_hook_that_lists_distributions_is_left_to_importlib_metadata(monkeypatch):
+    class Finder:
+        @staticmethod
+        def find_spec(*_args):
+            return None
+
+        @staticmethod
+        def find_distributions(*_args, **_kwargs):
+            return iter(())
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder])
+    assert web._from_records(OURS) is None
+    assert web.shared_with() == []
+
+
+def test_the_command_line_starts_without_importlib_metadata():
+    """What the fast read is for: ``importlib.metadata`` costs 25 ms to import."""
+    code = ("import sys, web.cli, pipeline.make; assert web.cli._foreign_install() is None; "
+            "print('importlib.metadata' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=CHECKOUT_WEB.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

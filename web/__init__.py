@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 # ``web`` and ``pipeline`` are generic top-level names (PyPI's web.py installs a ``web`` too), so
@@ -34,34 +35,42 @@ def shared_with() -> list[str]:
 
 def _from_records(ours: set[Path]) -> set[str] | None:
     """`shared_with` read off the ``*.dist-info/RECORD`` files of ``sys.path`` 's folders; None
-    when a folder holds a distribution without one (an ``.egg-info``, an ``.egg``, a
-    ``.dist-info`` without RECORD) or a path entry is an archive: `_from_metadata` knows those."""
+    wherever ``importlib.metadata`` could see a distribution this does not read: one without a
+    RECORD (an ``.egg-info``, an ``.egg``, a ``.dist-info`` without one), an archive on the
+    path, or an import hook that lists distributions of its own. `_from_metadata` knows those."""
+    if any(hasattr(finder, "find_distributions") and finder is not PathFinder
+           for finder in sys.meta_path):
+        return None
     others: set[str] = set()
     for entry in dict.fromkeys(sys.path):
+        folder = entry or "."
+        if folder.lower().rstrip("/").endswith(".egg"):
+            return None
         try:
-            with os.scandir(entry or ".") as it:
+            with os.scandir(folder) as it:
                 names = [e.name for e in it]
         except NotADirectoryError:
             return None  # a zip archive on the path
         except OSError:
             continue
         for name in names:
-            if name.endswith((".egg-info", ".egg")):
+            low = name.lower()
+            if low.endswith((".egg-info", ".egg")):
                 return None
-            if not name.endswith(".dist-info"):
+            if not low.endswith(".dist-info"):
                 continue
-            folder = Path(entry or ".", name)
+            dist_info = Path(folder, name)
             try:
-                record = (folder / "RECORD").read_text(encoding="utf-8")
+                # RECORD is CSV; a path is written as it is on disk, in quotes when it must be.
+                record = (dist_info / "RECORD").read_text(encoding="utf-8",
+                                                          errors="surrogateescape")
             except FileNotFoundError:
                 return None
             except OSError:
                 continue
-            tops = {line.partition("/")[0] for line in record.splitlines()
-                    if line.startswith(_PREFIXES)}
-            if not any((folder.parent / top).resolve() in ours for top in tops):
+            if not any((dist_info.parent / top).resolve() in ours for top in _tops(record)):
                 continue
-            dist = _metadata_name(folder) or name.partition("-")[0]
+            dist = _metadata_name(dist_info) or name.partition("-")[0]
             if _canonical(dist) != DISTRIBUTION:
                 others.add(dist)
     return others
@@ -93,12 +102,12 @@ def _from_metadata(ours: set[Path]) -> set[str]:
 
     others = set()
     for dist in distributions():
-        record = dist.read_text("RECORD")
-        if record is None:
-            tops = {f.parts[0] for f in dist.files or () if f.parts[0] in _NAMES}
-        else:
-            tops = {line.partition("/")[0] for line in record.splitlines()
-                    if line.startswith(_PREFIXES)}
+        try:
+            record = dist.read_text("RECORD")
+            tops = _tops(record) if record is not None else {
+                f.parts[0] for f in dist.files or () if f.parts[0] in _NAMES}
+        except ValueError:  # a file list that is not text: not one this check can read
+            continue
         if not tops:
             continue
         name = dist.metadata["Name"] or "?"
@@ -107,3 +116,10 @@ def _from_metadata(ours: set[Path]) -> set[str]:
         if any(Path(dist.locate_file(top)).resolve() in ours for top in tops):
             others.add(name)
     return others
+
+
+def _tops(record: str) -> set[str]:
+    """Which of ``web`` and ``pipeline`` a RECORD (CSV: a path in quotes where it must be)
+    lists files in."""
+    return {line.lstrip('"').partition("/")[0] for line in record.splitlines()
+            if line.lstrip('"').startswith(_PREFIXES)}
