@@ -2,8 +2,13 @@
 
 It runs the same actors (intake, scheduler, runner) on a scratch data folder next to the output,
 shows a progress bar, then writes the same ZIP (one folder per source, ``manifest.json``) as the
-download endpoint. Exit status: 0 when every video completed, 1 when some failed (the ZIP still
-holds what finished), 2 on bad arguments.
+download endpoint. Exit status: 0 when every video completed, 1 when some or all failed (the ZIP
+holds what finished; none is written when nothing did) or the ZIP could not be written, 2 on bad
+arguments, 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it.
+
+The scratch folder is always a new one that the run creates (inside ``--work-dir`` when given,
+else beside the output) and the only thing it removes: a run never deletes a folder it was
+given, and no two runs share one.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +33,7 @@ from pipeline.media.formats import Placement, parse_placement
 from pipeline.media.naming import display_name
 from pipeline.service import Service
 from pipeline.state.events import Progress, VideoChanged
+from pipeline.state.rows import Job
 from pipeline.state.states import VideoStatus
 
 BAR_WIDTH = 30
@@ -50,23 +58,99 @@ def run_make(settings: Settings, args) -> int:
     except ValueError as exc:
         _say(f"error: {exc}", err=True)
         return 2
-    output = args.output.resolve()
-    work = (args.work_dir or output.parent / f".{output.name}.work").resolve()
+    given = str(args.output)
+    output = Path(given).resolve()
+    if problem := _output_problem(given, output, args.inputs):
+        _say(f"error: {problem}", err=True)
+        return 2
+    try:
+        work = _scratch_folder(args.work_dir, output)
+    except OSError as exc:
+        _say(f"error: no scratch folder in {args.work_dir or output.parent}: "
+             f"{exc.strerror or exc}", err=True)
+        return 2
     # The scratch folder lives only for this run: the janitor must never expire or evict it.
     settings = Settings(**{**settings.__dict__, "data_dir": work, "janitor_interval": math.inf,
                            "storage_cap": 1 << 62})
     try:
         return trio.run(_make, settings, list(args.inputs), args.variations, args.seed,
                         (options, placement), output, not args.quiet and sys.stderr is not None)
+    except KeyboardInterrupt:  # before or after the signal watch (`_stop_on_signal`)
+        return _stopped(signal.SIGINT)
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+        return _stopped(signal.SIGINT)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _output_problem(given: str, output: Path, inputs: list[Path]) -> str | None:
+    """Why ``-o`` cannot be the ZIP: a folder, one of the inputs (which it would replace), or in
+    a folder that cannot be made or written to. Makes the output's folder when it is missing."""
+    if given.endswith(("/", os.sep)) or output.is_dir():
+        return f"{given} is a folder; -o names the ZIP file to write"
+    for src in inputs:
+        if src.resolve() == output or (output.exists() and os.path.samefile(src, output)):
+            return f"-o {given} is one of the inputs; name another file for the ZIP"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make the folder for {given}: {exc.strerror or exc}"
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        return f"cannot write into {output.parent}"
+    return None
+
+
+def _scratch_folder(work_dir: Path | None, output: Path) -> Path:
+    """A new folder for this run alone: inside ``work_dir`` (created if need be) or else beside
+    the output, named after it. Raises OSError."""
+    base = (work_dir or output.parent).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".work", dir=base))
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))
+
+
+def _stopped(signum: int) -> int:
+    _say(f"stopped by {signal.Signals(signum).name}: no ZIP written", err=True)
+    return 128 + signum
+
+
+async def _stop_on_signal(cancel: trio.CancelScope, stopped_by: list[int]) -> None:
+    """Cancel the run on SIGINT, SIGTERM or SIGHUP (Ctrl-C, ``kill``, ``timeout``, a closed
+    terminal): FFmpeg is stopped and reaped and the scratch folder removed as on any end."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+        async for signum in signals:
+            stopped_by.append(signum)
+            cancel.cancel()
+            return
+
+
 async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None,
                 choices: tuple[EffectOptions, Placement], output: Path, show: bool) -> int:
+    started = time.monotonic()
+    render, stopped_by = trio.CancelScope(), []
+    async with trio.open_nursery() as watch:
+        # Watched until the ZIP is written: a signal after the render has ended lets it finish.
+        watch.start_soon(_stop_on_signal, render, stopped_by)
+        with render:
+            job = await _render(settings, inputs, n, seed, choices, show)
+        if stopped_by:
+            watch.cancel_scope.cancel()
+            return _stopped(stopped_by[0])
+        code = await _report(job, output, choices[1], started) if job is not None else 2
+        watch.cancel_scope.cancel()
+    return code
+
+
+async def _render(settings: Settings, inputs: list[Path], n: int, seed: str | None,
+                  choices: tuple[EffectOptions, Placement], show: bool) -> Job | None:
+    """Run the job through the service's actors; its final row, or None when intake refused."""
     options, placement = choices
     service = Service(settings)
-    started = time.monotonic()
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
@@ -79,7 +163,7 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
                 if isinstance(result, IntakeRejected):
                     _say(f"error: {result.message}", err=True)
                     nursery.cancel_scope.cancel()
-                    return 2
+                    return None
                 if show:
                     nursery.start_soon(_progress_bar, sub, [f.video_id for f in files], n)
                 await service.wait_idle()
@@ -89,6 +173,11 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
         service.close()
     if show:
         _say("", err=True)
+    return job
+
+
+async def _report(job: Job, output: Path, placement: Placement, started: float) -> int:
+    """Say what failed, write the ZIP of what finished, and say what it holds."""
     failed = [v for v in job.videos if v.status != "completed"]
     for v in failed:
         _say(f"failed: {v.name}: {v.error}", err=True)
@@ -96,6 +185,9 @@ async def _make(settings: Settings, inputs: list[Path], n: int, seed: str | None
         size = await trio.to_thread.run_sync(write_zip, job, output)
     except NothingToZip:
         _say("error: no video could be processed; no ZIP written", err=True)
+        return 1
+    except OSError as exc:
+        _say(f"error: could not write {output}: {exc.strerror or exc}", err=True)
         return 1
     done = sum(len(v.outputs) for v in job.videos)
     what = "variations" if len(placement.formats) == 1 else \

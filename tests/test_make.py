@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
+from pathlib import Path
 
 from pipeline.media.probe import probe
-from tests.clips import make_damaged_clip
+from tests.clips import make_clip, make_damaged_clip
 from tests.server import ROOT
 
 
@@ -146,3 +149,83 @@ def test_a_profiled_make_still_writes_its_profile(tmp_path, clips):
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
     assert prof.stat().st_size > 0
+
+
+def test_make_never_deletes_or_replaces_what_it_was_given(tmp_path, clips):
+    """The scratch folder is always a new one the run makes: a ``--work-dir`` that holds files
+    (or names the working folder, ``""``) keeps them; ``-o`` naming an input or a folder is
+    refused before any work, leaving them as they were."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    source = tmp_path / "source.mp4"
+    source.write_bytes(clips["a"].read_bytes())
+    for work_dir, cwd in ((str(kept), ROOT), ("", kept), (str(tmp_path), ROOT)):
+        out = tmp_path / "o" / "new" / "x.zip"  # its folders are made
+        done = subprocess.run([sys.executable, "-m", "web.cli", "make", str(source), "-n", "1",
+                               "--quiet", "--work-dir", work_dir, "-o", str(out)], cwd=cwd,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, (work_dir, done.stderr)
+        assert (kept / "notes.txt").read_text() == "mine"
+        assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+        assert source.read_bytes() == clips["a"].read_bytes()
+        assert [e["file"] for e in _manifest(out)["variations"]] == ["source/source_v01.mp4"]
+        out.unlink()
+    alias = tmp_path / "alias.mp4"
+    alias.symlink_to(source)
+    for output, says in ((str(source), "one of the inputs"), (str(alias), "one of the inputs"),
+                         (str(kept), "is a folder"), (str(tmp_path / "newdir") + "/", "is a folder")):
+        done = _make(str(source), "-n", "1", "-o", output)
+        assert done.returncode == 2, (output, done.stderr)
+        assert done.stderr.startswith("error: ") and says in done.stderr, done.stderr
+        assert source.read_bytes() == clips["a"].read_bytes()
+    assert not (tmp_path / "newdir").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.mp4", "kept", "o", "source.mp4"]
+
+
+def _renders(pid: int) -> list[int]:
+    """The render FFmpeg processes ``pid`` started (forked from its main thread)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        try:
+            if b"-filter_complex" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            pass
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_make_stopped_by_a_signal_stops_ffmpeg_and_leaves_nothing(tmp_path):
+    """Ctrl-C, ``kill`` and a closed terminal (SIGINT, SIGTERM, SIGHUP) mid-render: FFmpeg is
+    stopped, the scratch folder removed, no ZIP written, one line said, and the exit status is
+    128 + the signal's number, as shells expect."""
+    clip = make_clip(tmp_path, "long.mp4", seconds=20.0, size="640x360", fps=30)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        out = tmp_path / "out" / "x.zip"
+        proc = subprocess.Popen([sys.executable, "-m", "web.cli", "make", str(clip), "-n", "3",
+                                 "--quiet", "-o", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (ffmpeg := _renders(proc.pid)) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert ffmpeg, "FFmpeg never started"
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        said, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, (sig, err)
+        assert err.strip().splitlines()[-1] == f"stopped by {sig.name}: no ZIP written", err
+        assert "Traceback" not in err and said == ""
+        assert not any(_running(pid) for pid in ffmpeg)
+        assert list(out.parent.iterdir()) == [], sig  # no ZIP, no .part, no scratch folder

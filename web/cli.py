@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                    "left alone)")
     m.add_argument("--preset", help="reels, tiktok, shorts, feed or youtube: formats, fit and "
                    "loudness at once")
-    m.add_argument("-o", "--output", type=Path, required=True, help="ZIP file to write")
+    m.add_argument("-o", "--output", required=True, help="ZIP file to write")
     m.add_argument("--work-dir", type=Path, help="scratch folder (default: next to the output)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
