@@ -13,11 +13,13 @@ given, and no two runs share one.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -78,11 +80,38 @@ def run_make(settings: Settings, args) -> int:
     except KeyboardInterrupt:  # before or after the signal watch (`_stop_on_signal`)
         return _stopped(signal.SIGINT)
     except BaseExceptionGroup as group:
-        if group.subgroup(KeyboardInterrupt) is None:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            return _stopped(signal.SIGINT)
+        if not _out_of_space(group, work):
             raise
-        return _stopped(signal.SIGINT)
+        return _no_space(work)
+    except (OSError, sqlite3.Error) as exc:
+        if not _out_of_space(exc, work):
+            raise
+        return _no_space(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _no_space(work: Path) -> int:
+    _say(f"error: no space left in the scratch folder {work}; no ZIP written", err=True)
+    return 1
+
+
+def _out_of_space(exc: BaseException, work: Path) -> bool:
+    """Whether a crash of the run's tasks came from a full disk: ENOSPC, or SQLite failing
+    (it says "database or disk is full", or only "disk I/O error" when it cannot even map its
+    WAL index) while the scratch folder's file system has less than 1 MiB free."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_out_of_space(e, work) for e in exc.exceptions)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    try:
+        return shutil.disk_usage(work).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _output_problem(given: str, output: Path, inputs: list[Path]) -> str | None:

@@ -11,6 +11,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from pipeline.media.probe import probe
 from tests.clips import make_clip, make_damaged_clip
 from tests.server import ROOT
@@ -229,3 +231,29 @@ def test_make_stopped_by_a_signal_stops_ffmpeg_and_leaves_nothing(tmp_path):
         assert "Traceback" not in err and said == ""
         assert not any(_running(pid) for pid in ffmpeg)
         assert list(out.parent.iterdir()) == [], sig  # no ZIP, no .part, no scratch folder
+
+
+def test_make_on_a_full_disk_says_so_in_one_line(tmp_path, clips):
+    """No room for the scratch folder's database and files, or for the ZIP: one ``error:`` line
+    at the end, exit status 1, and nothing left on the full disk or in ``--work-dir``."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(tiny)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here: {mounted.stderr.strip()}")
+    try:
+        done = _make(str(clips["a"]), "-n", "2", "--quiet", "-o", str(tiny / "x.zip"))
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            "error: no space left in the scratch folder"), done.stderr
+        assert list(tiny.iterdir()) == []
+        work = tmp_path / "work"
+        done = _make(str(clips["a"]), "-n", "2", "--quiet", "--work-dir", str(work),
+                     "-o", str(tiny / "x.zip"))
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == (f"error: could not write {tiny / 'x.zip'}: "
+                                       "No space left on device"), done.stderr
+        assert list(tiny.iterdir()) == [] and list(work.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(tiny)], capture_output=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+
+import pytest
 
 from pipeline.media.effects import EffectOptions
 from pipeline.state import schema
@@ -162,3 +165,20 @@ def test_outputs_from_before_formats_are_their_variation_in_the_source_shape(tmp
         store.close()
     assert [(o.format, o.variation, o.variation_index, o.loudness) for o in outs] == [
         ("source", 0, 0, None), ("source", 1, 1, None)]
+
+
+def test_a_migration_sqlite_already_rolled_back_fails_with_its_own_error(tmp_path, monkeypatch):
+    """When SQLite ends the transaction itself (a failed COMMIT on a full disk does; here an
+    ``INSERT OR ROLLBACK``), the migration's own error comes out, not "cannot rollback", and
+    the database stays at the version before."""
+    conn = schema.connect(tmp_path / "state.db")
+    schema.migrate(conn)
+    bad = schema.SCHEMA_VERSION + 1
+    monkeypatch.setitem(schema._MIGRATIONS, bad, "CREATE TABLE t (x UNIQUE); "
+                        "INSERT INTO t VALUES (1); INSERT OR ROLLBACK INTO t VALUES (1)")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", bad)
+    with pytest.raises(sqlite3.IntegrityError):
+        schema.migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == bad - 1
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()[0] == 0
+    assert not conn.in_transaction
