@@ -14,6 +14,7 @@ given, and no two runs share one.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import secrets
@@ -42,9 +43,8 @@ BAR_WIDTH = 30
 
 
 def run_make(settings: Settings, args) -> int:
-    missing = [str(p) for p in args.inputs if not p.is_file()]
-    if missing:
-        _say(f"error: no such file: {', '.join(missing)}", err=True)
+    if unusable := [_not_a_file(p) for p in args.inputs if not p.is_file()]:
+        _say(f"error: {'; '.join(unusable)}", err=True)
         return 2
     if not 1 <= args.variations <= 20:
         _say("error: -n must be between 1 and 20", err=True)
@@ -71,6 +71,9 @@ def run_make(settings: Settings, args) -> int:
         _say(f"error: no scratch folder in {args.work_dir or output.parent}: "
              f"{exc.strerror or exc}", err=True)
         return 2
+    # Its own report says what failed ("failed: name: why"); the service's log keeps to errors
+    # (a crash, with its traceback), not a warning line per failed video beside the bar.
+    logging.getLogger("video_refresher").setLevel(logging.ERROR)
     # The scratch folder lives only for this run: the janitor must never expire or evict it.
     settings = Settings(**{**settings.__dict__, "data_dir": work, "janitor_interval": math.inf,
                            "storage_cap": 1 << 62})
@@ -112,6 +115,15 @@ def _out_of_space(exc: BaseException, work: Path) -> bool:
         return shutil.disk_usage(work).free < 1 << 20
     except OSError:
         return False
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an input that is not a regular file cannot be read as a video."""
+    if path.is_dir():
+        return f"{path} is a folder; name the videos in it"
+    if path.exists():
+        return f"{path} is not a regular file (a pipe or a device); save the video to a file"
+    return f"no such file: {path}"
 
 
 def _output_problem(given: str, output: Path, inputs: list[Path]) -> str | None:

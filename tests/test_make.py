@@ -79,8 +79,14 @@ def test_make_reports_failures_and_bad_arguments(tmp_path, clips):
     done = _make(str(clips["a"]), str(broken), "-n", "1", "-o", str(out))
     assert done.returncode == 1
     assert "failed: broken.mp4" in done.stderr
+    assert "video failed" not in done.stderr  # said once, by the report, not by the log too
     assert [e["file"] for e in _manifest(out)["variations"]] == ["a/a_v01.mp4"]
-    assert _make(str(tmp_path / "nope.mp4"), "-o", str(out)).returncode == 2
+    for given, says in ((tmp_path / "nope.mp4", "no such file"), (tmp_path, "is a folder"),
+                        (Path("/dev/null"), "is not a regular file")):
+        done = _make(str(given), "-o", str(out))
+        lines = done.stderr.splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: ") and says in lines[0] and str(given) in lines[0]
     assert _make(str(clips["a"]), "-n", "0", "-o", str(out)).returncode == 2
     text = tmp_path / "t.mp4"
     text.write_text("not a video")
