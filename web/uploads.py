@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException, parse_content_boundary
-from streaming_form_data.targets import BaseTarget, ValueTarget
+from streaming_form_data.targets import BaseTarget
 
 from pipeline.media import formats
 from pipeline.media.naming import display_name
@@ -110,9 +110,28 @@ class _VideoTarget(BaseTarget):
             self._fh = None
 
 
-def _small_field(chunk: bytes) -> None:
-    if len(chunk) > MAX_FIELD:
-        raise APIError(400, "field_too_large", "A form field is too large.")
+class _Field(BaseTarget):
+    """One of the form's small fields: sent at most once, at most ``MAX_FIELD`` bytes in all
+    (a field sent again was glued to the first: ``variations=1`` and ``variations=2`` read as
+    12; and each piece was checked alone, so repeats could fill the memory)."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.value = bytearray()
+        self._parts = 0
+
+    def on_start(self) -> None:
+        self._parts += 1
+        if self._parts > 1:
+            raise APIError(400, "duplicate_field",
+                           f"The form field '{self.name}' is sent more than once; send it once.")
+
+    def on_data_received(self, chunk: bytes) -> None:
+        if len(self.value) + len(chunk) > MAX_FIELD:
+            raise APIError(400, "field_too_large", f"The form field '{self.name}' is too large "
+                           f"(at most {MAX_FIELD} bytes).")
+        self.value += chunk
 
 
 # The form's small fields, kept as sent (each field's own check decides what it accepts).
@@ -134,7 +153,7 @@ async def receive_upload(request, job_dir: Path, *, max_upload: int, max_files: 
     parser, framing = _parser_for(ctype)
     await _make_job_dir(job_dir)
     videos = _VideoTarget(job_dir, max_files, framing)
-    values = {name: ValueTarget(validator=_small_field) for name in _FIELDS}
+    values = {name: _Field(name) for name in _FIELDS}
     parser.register("videos", videos)
     for name, target in values.items():
         parser.register(name, target)
@@ -205,9 +224,17 @@ def _feeder(parser: StreamingFormDataParser, max_files: int) -> Callable[[bytes]
                 raise _disk_full() from None
             raise
         except Exception as exc:  # the parser's own errors: malformed multipart
-            raise APIError(400, "bad_multipart", f"The upload is not valid multipart data ({exc}).") from None
+            raise APIError(400, "bad_multipart", _bad_multipart(exc)) from None
 
     return feed
+
+
+def _bad_multipart(exc: Exception) -> str:
+    """What to tell a client whose body the multipart parser refused, in its terms."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ("A part's headers (its file name?) are not UTF-8 text; send the file name as "
+                "UTF-8.")
+    return "The upload is not valid multipart/form-data."
 
 
 class _IdleWindow:
