@@ -534,3 +534,41 @@ def test_a_form_field_sent_twice_or_too_long_is_400_and_leaves_nothing(srv, toke
     error = r.json()["error"]
     assert error["code"] == code and f"'{fields[0][0]}'" in error["message"], error
     assert leftovers(srv) == before
+
+
+NOT_UTF8 = b'{"password": "\xff", "name": "\xff"}'
+TOO_DEEP = b"[" * 30_000 + b"]" * 30_000  # under the 64 KB body limit
+
+
+@pytest.mark.parametrize("body", [NOT_UTF8, TOO_DEEP], ids=["not-utf8", "nested-too-deep"])
+def test_json_a_parser_cannot_read_is_400_not_a_server_error(srv, token, body):
+    """Bytes that are not UTF-8, or arrays nested deeper than Python's parser recurses, on
+    every endpoint that reads a JSON body."""
+    json_type = {"Content-Type": "application/json"}
+    auth = {"Authorization": f"Bearer {token}", **json_type}
+    for path, headers, code in (("/api/auth", json_type, "password_required"),
+                                ("/api/keys", auth, "bad_name"),
+                                ("/api/jobs", auth, "no_uploads")):
+        r = httpx.post(srv.url + path, content=body, headers=headers, timeout=30)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == code, (path, r.text)
+    assert "Traceback" not in srv.log()
+
+
+async def test_a_websocket_frame_nested_too_deep_is_ignored(srv, token):
+    url = srv.url.replace("http://", "ws://") + f"/api/ws?token={token}"
+    async with open_websocket_url(url) as ws:
+        with trio.fail_after(30):
+            assert json.loads(await ws.get_message())["type"] == "hello"
+            await ws.send_message("[" * 5000 + "]" * 5000)
+            await ws.send_message(json.dumps({"subscribe": None}))
+            assert json.loads(await ws.get_message())["type"] == "subscribed"
+    assert "RecursionError" not in srv.log()
+
+
+@pytest.mark.parametrize("path", ["a" * 300, "a/" * 3000 + "x.js", "js/" + "b" * 256 + ".js"])
+def test_a_browser_app_path_too_long_for_the_file_system_is_404(srv, path):
+    missing = httpx.get(srv.url + "/ui/no-such-file.js", timeout=30)
+    r = httpx.get(srv.url + "/ui/" + path, timeout=30)
+    assert r.status_code == missing.status_code == 404, r.text
+    assert r.headers["content-type"] == missing.headers["content-type"]

@@ -39,6 +39,7 @@ from pipeline.delivery.zipper import archive_filename, stream_archive
 from pipeline.state.progress import SubscriberLagging
 
 from .auth import TokenError
+from .flow import loads_or_none
 from .keys import authenticate, key_revoked
 from .metrics import count_bytes
 from .ranges import ranged_response
@@ -172,10 +173,7 @@ async def _ws_commands(service, sub) -> None:
     """Apply ``{"subscribe": jobId}`` messages; anything else is ignored."""
     while True:
         raw = await websocket.receive()
-        try:
-            msg = json.loads(raw)
-        except (TypeError, ValueError):
-            continue
+        msg = loads_or_none(raw)
         if not isinstance(msg, dict) or "subscribe" not in msg:
             continue
         job_id = msg["subscribe"]

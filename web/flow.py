@@ -16,6 +16,8 @@ refused upload) close the connection cleanly instead of leaving it hanging (see 
 
 from __future__ import annotations
 
+import json
+
 import trio
 from quart import request
 from quart_trio.asgi import TrioASGIHTTPConnection
@@ -156,4 +158,20 @@ def limit_bodies(app, *, streamed: set[str], max_bytes: int = SMALL_BODY) -> Non
             request.body.limit(max_bytes)
         if (request.content_length or 0) > max_bytes:
             raise RequestEntityTooLarge()
+        return None
+
+
+async def json_body() -> object | None:
+    """The request's (small, `limit_bodies`) body read as JSON; None when it is not JSON a
+    client could mean (see `loads_or_none`)."""
+    return loads_or_none(await request.get_data())
+
+
+def loads_or_none(raw: bytes | str) -> object | None:
+    """``json.loads``, or None for text that is not JSON: malformed, not UTF-8 (``get_json``
+    raised for that, a 500), or nested too deep for Python's parser (RecursionError: 60 KB of
+    ``[`` is enough)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
         return None

@@ -7,7 +7,6 @@ when one is refused.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -31,7 +30,7 @@ from pipeline.state.states import JOB_TERMINAL
 from . import models
 from .auth import client_address
 from .errors import APIError
-from .flow import SMALL_BODY
+from .flow import SMALL_BODY, json_body, loads_or_none
 from .metrics import count_upload
 from .resumable import claim_uploads, file_path
 from .uploads import ReceivedFile, receive_upload
@@ -102,7 +101,7 @@ async def login():
         raise APIError(429, "too_many_attempts",
                        f"Too many wrong passwords. Try again in {int(wait)} seconds.",
                        {"Retry-After": str(int(wait))})
-    data = await request.get_json(force=True, silent=True)
+    data = await json_body()
     if not isinstance(data, dict) or not isinstance(data.get("password"), str):
         raise APIError(400, "password_required", 'Send {"password": "..."} as JSON.')
     if not auth.check_password(data["password"]):
@@ -238,10 +237,7 @@ async def _uploads_request(max_files: int) -> tuple[list[str], dict[str, str]]:
         raw += chunk
         if len(raw) > SMALL_BODY:  # as every other small body (web/flow.py)
             raise APIError(413, "payload_too_large", "The request is too large.")
-    try:
-        data = json.loads(bytes(raw))
-    except ValueError:
-        data = None
+    data = loads_or_none(bytes(raw))
     ids = data.get("uploads") if isinstance(data, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise APIError(400, "no_uploads", 'Send {"uploads": ["<upload id>", …]} with the ids '

@@ -16,11 +16,12 @@ import hashlib
 import math
 import secrets
 
-from quart import Blueprint, Response, current_app, g, jsonify, request
+from quart import Blueprint, Response, current_app, g, jsonify
 
 from . import models
 from .auth import TokenError
 from .errors import APIError
+from .flow import json_body
 from .views import iso
 
 bp = Blueprint("keys", __name__)
@@ -79,7 +80,7 @@ def _key_model(key, secret: str | None = None) -> models.ApiKey:
 @bp.post("/api/keys")
 async def create_key():
     _login_only()
-    data = await request.get_json(force=True, silent=True)
+    data = await json_body()
     name = data.get("name") if isinstance(data, dict) else None
     name = " ".join(name.split()) if isinstance(name, str) else ""
     if not name or len(name) > MAX_NAME or not name.isprintable():

@@ -6,6 +6,7 @@ import importlib.resources
 from pathlib import Path
 
 from quart import Blueprint, send_from_directory
+from werkzeug.exceptions import NotFound
 
 bp = Blueprint("ui", __name__)
 
@@ -33,4 +34,7 @@ async def index():
 
 @bp.get("/ui/<path:path>")
 async def ui_file(path: str):
-    return await send_from_directory(UI_DIR, path)
+    try:
+        return await send_from_directory(UI_DIR, path)
+    except OSError:  # a name the file system cannot even look up (too long): nothing is there
+        raise NotFound() from None
