@@ -209,11 +209,21 @@ def validate(s: Settings) -> None:
     if s.verify not in VERIFY_MODES:
         raise ConfigError(f"VR_VERIFY: {s.verify!r} is not one of {', '.join(VERIFY_MODES)}")
     if s.webhook_url is not None:
-        url = urlsplit(s.webhook_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
+        if not _is_http_url(s.webhook_url):
             raise ConfigError(f"VR_WEBHOOK_URL: {s.webhook_url!r} is not an http(s) URL")
         if not s.webhook_secret:
             raise ConfigError("VR_WEBHOOK_SECRET: must be set with VR_WEBHOOK_URL (the receiver "
                               "checks each delivery's signature with it)")
     if not (-1 <= s.pdq_match <= 256):
         raise ConfigError(f"VR_PDQ_MATCH: {s.pdq_match} must be between -1 and 256")
+
+
+def _is_http_url(text: str) -> bool:
+    """An http(s) URL with a host and, if it names one, a port that exists (``urlsplit`` raises
+    for a broken IPv6 host, and ``.port`` for a port out of range)."""
+    try:
+        url = urlsplit(text)
+        _ = url.port
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)

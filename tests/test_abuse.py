@@ -572,3 +572,14 @@ def test_a_browser_app_path_too_long_for_the_file_system_is_404(srv, path):
     r = httpx.get(srv.url + "/ui/" + path, timeout=30)
     assert r.status_code == missing.status_code == 404, r.text
     assert r.headers["content-type"] == missing.headers["content-type"]
+
+
+@pytest.mark.parametrize("ctype", ["MULTIPART/FORM-DATA; BOUNDARY=XyZzY",
+                                   "multipart/form-data; Boundary=XyZzY"])
+def test_multipart_type_and_parameter_names_in_any_case_are_accepted(srv, token, clips, ctype):
+    r = httpx.post(srv.url + "/api/jobs", timeout=30,
+                   content=_fields_body([("variations", "1")], clips["a"].read_bytes()),
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": ctype})
+    assert r.status_code == 202, r.text
+    with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}) as client:
+        assert wait_job(client, r.json()["jobId"])["status"] == "completed"

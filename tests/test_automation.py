@@ -346,6 +346,8 @@ def test_an_owed_delivery_survives_a_restart(make_server, clips):
 
 @pytest.mark.parametrize(("env", "says"), [
     ({"VR_WEBHOOK_URL": "ftp://example.com/x", "VR_WEBHOOK_SECRET": "s"}, "VR_WEBHOOK_URL"),
+    ({"VR_WEBHOOK_URL": "http://[::1/", "VR_WEBHOOK_SECRET": "s"}, "VR_WEBHOOK_URL"),
+    ({"VR_WEBHOOK_URL": "http://localhost:99999/", "VR_WEBHOOK_SECRET": "s"}, "VR_WEBHOOK_URL"),
     ({"VR_WEBHOOK_URL": "http://127.0.0.1:9/hook"}, "VR_WEBHOOK_SECRET"),
 ])
 def test_bad_webhook_settings_stop_startup_with_one_line(env, says):

@@ -176,7 +176,8 @@ def _multipart_type(headers, max_upload: int) -> str:
     """The request's multipart Content-Type, after refusing what the headers already rule out:
     another type (400) or a declared length over ``max_upload`` (413)."""
     ctype = headers.get("Content-Type", "")
-    if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype:
+    # Type and parameter names are case-insensitive (RFC 9110): MULTIPART/FORM-DATA; BOUNDARY=x.
+    if not ctype.lower().startswith("multipart/form-data") or "boundary=" not in ctype.lower():
         raise APIError(400, "expected_multipart",
                        "Send the videos as multipart/form-data in the field 'videos'.")
     length = headers.get("Content-Length")
