@@ -124,11 +124,13 @@ def make_encoded_clip(
     return out
 
 
-def make_damaged_clip(directory: Path | str, name: str = "damaged.mp4") -> Path:
-    """A real MP4 of full length whose media data is zeroed from 40 % on.
+def make_damaged_clip(directory: Path | str, name: str = "damaged.mp4", *,
+                      intact: float = 0.4) -> Path:
+    """A real MP4 of full length whose media data is zeroed after its first ``intact`` part.
 
     Its index is intact and lists every frame, so it probes as a complete video and is
-    accepted; its pictures stop decoding part-way, so its render fails verification.
+    accepted; its pictures stop decoding part-way, so its render fails verification (or, with
+    more than 2/3 of them broken, ``intact`` 0.2, FFmpeg gives up on the source).
     """
     directory = Path(directory)
     whole = make_clip(directory, f".whole-{name}", seconds=2.0, audio=True)
@@ -139,7 +141,7 @@ def make_damaged_clip(directory: Path | str, name: str = "damaged.mp4") -> Path:
     front.unlink()
     offset = data.index(b"mdat") - 4
     size = int.from_bytes(data[offset:offset + 4], "big")
-    start = offset + 8 + size * 2 // 5
+    start = offset + 8 + int(size * intact)
     data[start:offset + size] = bytes(offset + size - start)
     out = directory / name
     out.write_bytes(bytes(data))

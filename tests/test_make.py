@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,3 +264,15 @@ def test_make_on_a_full_disk_says_so_in_one_line(tmp_path, clips):
         assert list(tiny.iterdir()) == [] and list(work.iterdir()) == []
     finally:
         subprocess.run(["umount", str(tiny)], capture_output=True)
+
+
+def test_a_source_whose_pictures_mostly_fail_to_decode_is_said_to_be_damaged(tmp_path):
+    """FFmpeg gives up on a source when more than 2/3 of its pictures fail: the reason reads
+    as one, not as FFmpeg's last log line ("Terminating thread with return code …")."""
+    garbled = make_damaged_clip(tmp_path, "garbled.mp4", intact=0.2)
+    done = _make(str(garbled), "-n", "1", "--quiet", "-o", str(tmp_path / "g.zip"))
+    assert done.returncode == 1
+    failed = next(ln for ln in done.stderr.splitlines() if ln.startswith("failed: "))
+    assert re.fullmatch(r"failed: garbled\.mp4: the source's pictures do not decode \(FFmpeg "
+                        r"found errors in \d+% of them\), so the file is probably damaged",
+                        failed), failed

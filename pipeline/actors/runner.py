@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shlex
 import signal
 from collections import deque
@@ -337,10 +338,17 @@ async def _watchdog(watch: _Watch, timeout: float, scope: trio.CancelScope) -> N
                 return
 
 
+# FFmpeg gives up on a source when more than 2/3 of its pictures fail to decode (-max_error_rate).
+_DECODE_ERROR_RATE = re.compile(r"Decode error rate ([0-9.]+) exceeds maximum")
+
+
 def _failure_message(returncode: int, tail: str) -> str:
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
     if returncode < 0:
         return f"FFmpeg was stopped by signal {-returncode}"
+    if rate := _DECODE_ERROR_RATE.search(tail):
+        return (f"the source's pictures do not decode (FFmpeg found errors in "
+                f"{float(rate.group(1)):.0%} of them), so the file is probably damaged")
     return f"FFmpeg could not process this video: {last[:300]}" if last else (
         f"FFmpeg exited with status {returncode}"
     )
