@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import time
 
@@ -199,3 +200,22 @@ async def test_a_client_that_falls_behind_is_closed_4408(app_server):
     assert info.value.reason.code == 4408
     assert got == 2 * 256  # 256 events queued, each a video and a job message
     assert service.hub.statistics().subscribers == 0
+
+
+async def test_a_stopping_server_closes_sockets_as_going_away(tmp_path):
+    """SIGTERM: open sockets are closed with 1001 and a reason within the grace period, not
+    cut (1006) when it ends."""
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        async with open_websocket_url(_ws_url(server, server.token())) as ws:
+            assert (await _receive(ws))["type"] == "hello"
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason.code == 1001, closed.value.reason
+            assert "stopping" in closed.value.reason.reason
+            assert time.monotonic() - started < 2.5
+    finally:
+        server.stop()

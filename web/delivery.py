@@ -50,6 +50,7 @@ bp = Blueprint("delivery", __name__)
 # State events a WebSocket client may have pending before it is closed as lagging.
 WS_QUEUE = 256
 KEY_RECHECK = 5.0
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_LAGGING = 4408
 
@@ -152,11 +153,13 @@ async def ws():
             for message in event_messages(snapshot):
                 await _send(websocket, message)
         key = g.get("api_key")
-        code, reason = CLOSE_UNAUTHORIZED, ("This API key was revoked." if key is not None
-                                            else "Your session has expired. Log in again.")
+        # Why the socket closes: the token's or key's end unless something else comes first.
+        close = [CLOSE_UNAUTHORIZED, ("This API key was revoked." if key is not None
+                                      else "Your session has expired. Log in again.")]
         with trio.move_on_after(max(0.0, token_expires - time.time())):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_ws_commands, service, sub)
+                nursery.start_soon(_close_when_stopping, service, nursery.cancel_scope, close)
                 if key is not None:
                     nursery.start_soon(_close_when_revoked, key.id, nursery.cancel_scope)
                 try:
@@ -164,9 +167,17 @@ async def ws():
                         for message in event_messages(await sub.receive()):
                             await _send(websocket, message)
                 except SubscriberLagging:
-                    code, reason = CLOSE_LAGGING, "Too far behind: re-sync from /api/jobs."
+                    close[:] = [CLOSE_LAGGING, "Too far behind: re-sync from /api/jobs."]
                 nursery.cancel_scope.cancel()
-        await websocket.close(code, reason)
+        await websocket.close(*close)
+
+
+async def _close_when_stopping(service, scope: trio.CancelScope, close: list) -> None:
+    """On shutdown, close with 1001 (going away) while the server can still say so: Hypercorn
+    cuts what is still open after its grace period, which a client sees as 1006."""
+    await service.stopping.wait()
+    close[:] = [CLOSE_GOING_AWAY, "The server is stopping; reconnect in a moment."]
+    scope.cancel()
 
 
 async def _ws_commands(service, sub) -> None:
