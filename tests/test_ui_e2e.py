@@ -1083,3 +1083,40 @@ def test_the_verdict_says_what_the_figures_mean(page, case):
             "fresh variations, or ask for fewer.")
     expect(page.get_by_test_id("variation")).to_have_count(3)
     expect(page.get_by_test_id("variation").first).to_contain_text("mirrored · 5 % zoom")
+
+
+def test_logging_out_during_an_upload_asks_and_cancel_keeps_both(page, media):
+    """"Log out" while an upload runs asks like any other way out; "Cancel" keeps the session
+    and the upload (the session was cleared anyway and the upload lost without a word)."""
+    login(page)
+    held = []
+
+    def hold(route):  # the upload's requests wait: the upload stays in progress
+        if route.request.method in ("POST", "PATCH"):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/api/uploads"), hold)
+    page.set_input_files("#files", [media["long"]])
+    page.get_by_role("button", name="Upload and start").click()
+    wait_for(lambda: held, timeout=10)
+    questions = []
+    page.once("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Log out").click()
+    wait_for(lambda: questions, timeout=5)
+    assert "upload is in progress" in questions[0]
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(re.compile(r"#/upload$"))
+    expect(page.get_by_role("button", name="Uploading…")).to_be_disabled()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    stored_token = "() => Object.keys(localStorage).filter((k) => /token/i.test(k)).length"
+    assert page.evaluate(stored_token) == 1
+    # "OK" leaves: logged out, asked once.
+    page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"#/login$"))
+    assert len(questions) == 2
+    expect(page.get_by_text("You have logged out.")).to_be_visible()
+    for route in held:
+        route.abort()

@@ -69,6 +69,8 @@ function renderNav(route) {
       type: "button",
       class: "nav-link nav-button",
       onclick: () => {
+        // An upload in progress asks first; "Cancel" keeps the session and the upload.
+        if (!router.mayLeave()) return;
         clearToken();
         setFlash("You have logged out.");
         router.navigate("/login");

@@ -13,7 +13,17 @@ export class Router {
     this.afterRender = afterRender;
     this.current = null; // { route, params, hash, cleanup, confirmLeave }
     this.restoring = false;
+    this.leaveAgreed = false; // mayLeave() asked already: the next navigation does not ask again
     this.onHashChange = () => this.resolve();
+  }
+
+  /** Whether the current view lets the person leave, asking its question if it has one (for
+   *  what leaves without a link, such as logging out). */
+  mayLeave() {
+    const question = this.current && this.current.confirmLeave ? this.current.confirmLeave() : null;
+    if (question && !window.confirm(question)) return false;
+    this.leaveAgreed = true;
+    return true;
   }
 
   start() {
@@ -54,9 +64,11 @@ export class Router {
       return;
     }
     if (!force && this.current && this.current.hash === hash) return;
+    const agreed = this.leaveAgreed;
+    this.leaveAgreed = false;
 
     // Ask the current view before leaving (e.g. an upload in progress).
-    if (this.current && this.current.confirmLeave && this.current.hash !== hash) {
+    if (!agreed && this.current && this.current.confirmLeave && this.current.hash !== hash) {
       const question = this.current.confirmLeave();
       if (question && !window.confirm(question)) {
         this.restoring = true;
