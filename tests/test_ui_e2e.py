@@ -903,6 +903,9 @@ def test_phone_width_job_page(browser, server, console, completed_job):
         page = ctx.new_page()
         console.attach(page)
         login(page)
+        # The whole form, its placements and loudness list included, fits the screen.
+        expect(page.get_by_label("Loudness")).to_be_visible()
+        expect(page.get_by_text("Reels, Stories, TikTok, Shorts")).to_be_visible()
         assert no_overflow(page)
         page.goto(f"/#/jobs/{completed_job['id']}")
         expect(job_badge(page)).to_have_text("Completed")
@@ -1120,3 +1123,36 @@ def test_logging_out_during_an_upload_asks_and_cancel_keeps_both(page, media):
     expect(page.get_by_text("You have logged out.")).to_be_visible()
     for route in held:
         route.abort()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_pages_fit_the_window_even_with_a_long_file_name(browser, server, console, media,
+                                                         viewport):
+    """Nothing scrolls sideways: the upload form, and a job page whose file name is 200
+    characters long (the original's caption ran on one line and made it 1,894 px wide)."""
+    name = "very_long_name_" + "x" * 185 + ".mp4"
+    with server.client() as client, open(media["a"], "rb") as fh:
+        r = client.post("/api/jobs", files=[("videos", (name, fh, "video/mp4"))],
+                        data={"variations": "1"})
+        assert r.status_code == 202, r.text
+        job = wait_job(client, r.json()["jobId"], timeout=60)
+    ctx = browser.new_context(base_url=server.url, viewport=viewport)
+    try:
+        page = ctx.new_page()
+        console.attach(page)
+        login(page)
+        # The upload form, its placements and loudness list included, fits too (a phone's
+        # 375 px page was 409 px wide).
+        expect(page.get_by_label("Loudness")).to_be_visible()
+        expect(page.get_by_text("Reels, Stories, TikTok, Shorts")).to_be_visible()
+        assert no_overflow(page)
+        page.goto(f"/#/jobs/{job['id']}")
+        shown = job["videos"][0]["name"]  # as the server keeps it (long names are shortened)
+        assert len(shown) > 150
+        expect(page.locator(".tile-source figcaption")).to_contain_text(shown)
+        expect(page.get_by_test_id("variation").first).to_be_visible()
+        assert no_overflow(page)
+    finally:
+        ctx.close()
+    unexpected = console.unexpected()
+    assert not unexpected, unexpected
