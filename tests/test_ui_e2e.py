@@ -1156,3 +1156,32 @@ def test_pages_fit_the_window_even_with_a_long_file_name(browser, server, consol
         ctx.close()
     unexpected = console.unexpected()
     assert not unexpected, unexpected
+
+
+def test_an_upload_the_server_could_not_take_can_be_sent_again(page, media, console):
+    """A full server (507) or a lost connection does not flag the file: the form says what
+    happened and "Upload and start" sends it again as it is (it stayed greyed out until the
+    file was removed and added again)."""
+    console.allow(r"status of 507")  # Chromium logs the refused request
+    login(page)
+    uploads = re.compile(r"/api/uploads$")
+    refused = []
+
+    def full(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        refused.append(route.request.url)
+        return route.fulfill(status=507, content_type="application/json", body=json.dumps(
+            {"error": {"code": "storage_full", "message": "The server is out of space."}}))
+
+    page.route(uploads, full)
+    page.set_input_files("#files", [media["a"]])
+    button = page.get_by_role("button", name="Upload and start")
+    button.click()
+    expect(page.get_by_text("The server is out of space.").first).to_be_visible()
+    assert refused
+    expect(button).to_be_enabled()
+    expect(page.get_by_text(re.compile("flagged file"))).to_have_count(0)
+    page.unroute(uploads)
+    button.click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)

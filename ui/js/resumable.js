@@ -27,6 +27,15 @@ function errorOf(err) {
     "The upload was interrupted. Check your connection and try again.");
 }
 
+/**
+ * Whether a failed upload's error is about the file itself (not a video, too large …), so
+ * that sending it again cannot help; not the network, a timeout, a busy or full server.
+ */
+export function refusesTheFile(error) {
+  const status = error ? error.status : 0;
+  return status >= 400 && status < 500 && ![401, 408, 409, 423, 429].includes(status);
+}
+
 /** Retry what a retry can fix: the network, a busy or restarting server; not a refusal. */
 function shouldRetry(err) {
   const res = err && err.originalResponse;

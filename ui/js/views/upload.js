@@ -4,7 +4,7 @@
 // renderUpload() owns the selection (selection.js) and the upload in flight.
 
 import { setFlash } from "../flash.js";
-import { createJobFromUploads, uploadFiles } from "../resumable.js";
+import { createJobFromUploads, refusesTheFile, uploadFiles } from "../resumable.js";
 import {
   append, formatBytes, formatEstimate, formatPercent, h, plural, progressBar, replace, setText,
 } from "../dom.js";
@@ -400,7 +400,11 @@ export function renderUpload(outlet) {
     upload = uploadFiles(videos, (index, state) => {
       sent[index] = state.sent;
       picker.showTransfer(items[index], state);
-      if (state.phase === "refused") items[index].serverIssue = state.error.message;
+      // A file the server refused stays flagged until removed; one the network or a full
+      // server stopped can be sent again as it is.
+      if (state.phase === "refused" && refusesTheFile(state.error)) {
+        items[index].serverIssue = state.error.message;
+      }
       const loaded = sent.reduce((a, b) => a + b, 0);
       progress.update(videos.length, loaded, total, total);
     });
