@@ -688,9 +688,11 @@ def test_retry_a_failed_video(page, media, api):
     expect(page.get_by_role("link", name="Download ZIP")).to_be_hidden()
     screenshot(page, "job-failed")
 
-    video.get_by_role("button", name="Retry").click()
+    video.get_by_role("button", name=f"Retry {first['name']}").click()
     wait_for(lambda: api.get(f"/api/jobs/{job_id}").json()["videos"][0]["attempts"] > first["attempts"],
              timeout=30)
+    # Retry hides while the video is queued again: the focus stays in its card, on its name.
+    expect(video.locator(".video-name")).to_be_focused()
     # The damaged file fails again; the page follows it there by itself.
     wait_job(api, job_id, statuses=("failed",), timeout=30)
     expect(video.locator(".badge")).to_have_text("Failed", timeout=RENDER_TIMEOUT)

@@ -226,6 +226,11 @@ def test_a_job_deleted_in_another_tab_and_history_delete(page, console, api, cli
     page.once("dialog", lambda d: d.accept())
     item.get_by_role("button", name="Delete Kept").click()
     expect(item).to_have_count(0)
+    # The focus was on the button just removed: it goes to the job now in its place, or the
+    # page's heading, not back to the top of the page.
+    focused = page.evaluate("() => { const e = document.activeElement; return e.tagName + '|'"
+                            " + (e.closest('li.job-item') ? 'job' : '') + '|' + e.textContent; }")
+    assert focused.startswith("A|job|") or focused == "H1||History", focused
     assert api.get(f"/api/jobs/{kept}").status_code == 404
 
 

@@ -128,10 +128,11 @@ export function renderHistory(outlet) {
     h("a", { class: "btn btn-primary", href: "#/upload" }, "Start a new upload"));
   const loading = h("p", { class: "muted" }, "Loading jobs…");
   const list = jobList({ onDelete, showError });
+  const heading = h("h1", { tabindex: "-1" }, "History");
   outlet.append(
     h("div", { class: "page-head" },
       h("div", {},
-        h("h1", {}, "History"),
+        heading,
         h("p", { class: "muted" },
           "All jobs, newest first. Results are kept for 24 hours after a job finishes.")),
       h("a", { class: "btn btn-primary", href: "#/upload" }, "New upload")),
@@ -179,10 +180,15 @@ export function renderHistory(outlet) {
       : `Delete ${name}? Its files and results are removed from the server.`;
     if (!window.confirm(question)) return;
     button.disabled = true;
+    const at = (jobs || []).findIndex((j) => j.id === job.id);
     try {
       await deleteJob(job.id);
       jobs = (jobs || []).filter((j) => j.id !== job.id);
       render();
+      // The focus was on the button just removed: the job now in its place (or the last
+      // one) takes it, or the page's heading when none is left.
+      const next = outlet.querySelectorAll("li.job-item .job-name a")[Math.min(at, jobs.length - 1)];
+      (next || heading).focus();
       feed.refresh();
     } catch (err) {
       button.disabled = false;

@@ -245,7 +245,7 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
  * Cancel and the link to its FFmpeg log.
  */
 function videoCard(video, { onRetry, onCancelVideo }) {
-  const name = h("h2", { class: "video-name" });
+  const name = h("h2", { class: "video-name", tabindex: "-1" });
   const size = h("span", { class: "muted small" });
   const vbadge = badge(video.status);
   const bar = progressBar(`Progress of ${video.name}`);
@@ -258,7 +258,9 @@ function videoCard(video, { onRetry, onCancelVideo }) {
     type: "button",
     class: "btn btn-secondary btn-small",
     hidden: true,
-    onclick: () => onRetry(video.id, retry),
+    "aria-label": `Retry ${video.name}`,
+    // Retry hides once the video is queued again: the focus stays in its card, on its name.
+    onclick: () => onRetry(video.id, retry, name),
   }, "Retry");
   const cancel = h("button", {
     type: "button",
@@ -460,15 +462,17 @@ export function renderJob(outlet, { id }) {
   }
 
   /** One video's button: `action()` with the button held, then follow the job; `what` says
-   * what failed. */
+   * what failed. Returns whether the action went through. */
   async function videoAction(button, action, what) {
     button.disabled = true;
     head.showAlert(null, "action");
     try {
       await action();
       feed.kick();
+      return true;
     } catch (err) {
       if (err.status !== 401) head.showAlert(actionError(err, what));
+      return false;
     } finally {
       button.disabled = false;
     }
@@ -484,8 +488,8 @@ export function renderJob(outlet, { id }) {
     ticks.forget(id, videoId);
   }
 
-  function onRetry(videoId, button) {
-    videoAction(button, () => retry(videoId), "retry videos");
+  async function onRetry(videoId, button, then) {
+    if (await videoAction(button, () => retry(videoId), "retry videos")) then.focus();
   }
 
   async function onRetryAll(button) {
