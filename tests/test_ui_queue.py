@@ -218,6 +218,7 @@ def test_a_job_deleted_in_another_tab_and_history_delete(page, console, api, cli
     page.wait_for_timeout(500)  # the socket stays open for a finished job
     assert api.delete(f"/api/jobs/{gone}").status_code == 204
     expect(page.get_by_role("heading", name="Job not found")).to_be_visible(timeout=5_000)
+    expect(page).to_have_title("Job not found · Video Refresher")
 
     page.goto("/#/history")
     item = page.locator(f'li.job-item[data-job-id="{kept}"]')

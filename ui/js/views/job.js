@@ -230,6 +230,7 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
 
   const notFound = () => {
     root.setAttribute("aria-busy", "false");
+    document.title = "Job not found · Video Refresher"; // not the gone job's "(23 %) name"
     replace(root,
       h("h1", {}, "Job not found"),
       h("p", {}, "There is no job with this id. It may have been deleted or expired."),
