@@ -1187,3 +1187,28 @@ def test_an_upload_the_server_could_not_take_can_be_sent_again(page, media, cons
     page.unroute(uploads)
     button.click()
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)
+
+
+def test_an_upload_whose_requests_fail_says_it_is_trying_again(page, media, console):
+    """While the upload's requests fail and are tried again (the network, a busy server), its
+    row and the progress line say so, instead of the last speed and time left; then it goes on
+    by itself."""
+    console.allow(r"status of 503")  # Chromium logs the failed requests
+    login(page)
+    failed = []
+
+    def flaky(route):
+        if route.request.method == "PATCH" and len(failed) < 3:
+            failed.append(route.request.url)
+            return route.fulfill(status=503, content_type="application/json",
+                                 body=json.dumps({"error": {"code": "busy", "message": "Busy."}}))
+        return route.continue_()
+
+    page.route(re.compile(r"/api/uploads/"), flaky)
+    page.set_input_files("#files", [media["a"]])
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.get_by_test_id("file-transfer")).to_contain_text(
+        re.compile(r"Connection lost at \d+ % · trying again…"))
+    expect(page.locator(".upload-progress")).to_contain_text("connection lost, trying again…")
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)
+    assert len(failed) == 3

@@ -44,11 +44,12 @@ function shouldRetry(err) {
 }
 
 /**
- * Upload one file; `onProgress(sent, total)`. Resolves to its upload id; rejects with an
- * ApiError. `track(stop)` receives what stops it (the tus Upload's abort, which reports
- * nothing, and then this promise's rejection).
+ * Upload one file; `onProgress(sent, total)`; `onRetry()` when a request failed and is tried
+ * again (the network, a busy server). Resolves to its upload id; rejects with an ApiError.
+ * `track(stop)` receives what stops it (the tus Upload's abort, which reports nothing, and
+ * then this promise's rejection).
  */
-function uploadOne(file, onProgress, track) {
+function uploadOne(file, onProgress, track, onRetry) {
   return new Promise((resolve, reject) => {
     const upload = new Upload(file, {
       endpoint: "/api/uploads",
@@ -57,7 +58,11 @@ function uploadOne(file, onProgress, track) {
       metadata: { filename: file.name, filetype: file.type || "" },
       headers: { Authorization: `Bearer ${getToken() || ""}` },
       removeFingerprintOnSuccess: true,
-      onShouldRetry: (err) => shouldRetry(err),
+      onShouldRetry: (err) => {
+        const again = shouldRetry(err);
+        if (again) onRetry();
+        return again;
+      },
       onProgress: (sent, total) => onProgress(sent, total),
       onSuccess: () => resolve(upload.url.split("/").pop()),
       onError: (err) => {
@@ -82,7 +87,8 @@ function uploadOne(file, onProgress, track) {
 
 /**
  * Upload `files` (PARALLEL at a time) and report each one: `onFile(index, state)` with
- * `{ phase: "waiting"|"uploading"|"done"|"refused", sent, total, error }`. Returns
+ * `{ phase: "waiting"|"uploading"|"retrying"|"done"|"refused", sent, total, error }`
+ * ("retrying": a request failed and is tried again, `sent` bytes are on the server). Returns
  * `{ promise, abort(terminate) }`; the promise resolves to `[{ index, id } | { index, error }]`.
  * `abort(true)` also deletes the files' uploads on the server (Cancel upload); `abort(false)`
  * keeps them to be resumed (the page was left).
@@ -100,10 +106,21 @@ export function uploadFiles(files, onFile) {
       next += 1;
       const file = files[index];
       let tracked = null;
+      let sentSoFar = 0;
+      let retrying = false; // until bytes move past where the failed request left them
       try {
         const id = await uploadOne(file,
-          (sent, total) => onFile(index, { phase: "uploading", sent, total }),
-          (stop) => { tracked = stop; running.add(stop); });
+          (sent, total) => {
+            if (retrying && sent <= sentSoFar) return;
+            retrying = false;
+            sentSoFar = sent;
+            onFile(index, { phase: "uploading", sent, total });
+          },
+          (stop) => { tracked = stop; running.add(stop); },
+          () => {
+            retrying = true;
+            onFile(index, { phase: "retrying", sent: sentSoFar, total: file.size });
+          });
         results.push({ index, id });
         onFile(index, { phase: "done", sent: file.size, total: file.size });
       } catch (error) {

@@ -83,8 +83,9 @@ function dropZone(onFiles, isBusy) {
 function transferText(t) {
   if (t.phase === "waiting") return "Waiting";
   if (t.phase === "done") return "Uploaded";
-  if (t.phase !== "uploading") return "";
   const pct = t.total ? (t.sent / t.total) * 100 : 0;
+  if (t.phase === "retrying") return `Connection lost at ${formatPercent(pct)} · trying again…`;
+  if (t.phase !== "uploading") return "";
   const pace = t.speed > 0
     ? ` · ${formatBytes(t.speed)}/s · ${formatEstimate((t.total - t.sent) / t.speed)} left` : "";
   return `Uploading · ${formatPercent(pct)}${pace}`;
@@ -282,12 +283,13 @@ function uploadProgress(onCancel) {
       bar.set(0, "active");
       setText(text, `Uploading ${plural(count, "video")}… 0 %`);
     },
-    /** `loaded` of `sent` bytes of the request are out; `total`: the videos' bytes. */
-    update: (count, loaded, sent, total) => {
+    /** `loaded` of `sent` bytes of the request are out; `total`: the videos' bytes;
+     *  `retrying`: a file's request failed and is being tried again. */
+    update: (count, loaded, sent, total, retrying = false) => {
       const pct = sent ? (loaded / sent) * 100 : 0;
       const speed = rate.add(loaded);
       bar.set(pct, "active");
-      const pace = speed > 0
+      const pace = retrying ? " · connection lost, trying again…" : speed > 0
         ? ` · ${formatBytes(speed)}/s · ${formatEstimate((sent - loaded) / speed)} left`
         : "";
       setText(text, loaded >= sent
@@ -406,7 +408,8 @@ export function renderUpload(outlet) {
         items[index].serverIssue = state.error.message;
       }
       const loaded = sent.reduce((a, b) => a + b, 0);
-      progress.update(videos.length, loaded, total, total);
+      const retrying = items.some((i) => i.transfer && i.transfer.phase === "retrying");
+      progress.update(videos.length, loaded, total, total, retrying);
     });
     picker.render();
     try {
