@@ -1212,3 +1212,21 @@ def test_an_upload_whose_requests_fail_says_it_is_trying_again(page, media, cons
     expect(page.locator(".upload-progress")).to_contain_text("connection lost, trying again…")
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)
     assert len(failed) == 3
+
+
+def test_a_finished_job_says_which_videos_did_not_finish(page, server, media):
+    """The server calls a job "completed" when every video has ended; when some failed or
+    were cancelled, the job's card says so beside the green badge, not only in small print."""
+    with server.client() as client, open(media["a"], "rb") as a, \
+            open(media["damaged"], "rb") as bad:
+        r = client.post("/api/jobs", data={"variations": "1"}, files=[
+            ("videos", ("a.mp4", a, "video/mp4")), ("videos", ("bad.mp4", bad, "video/mp4"))])
+        assert r.status_code == 202, r.text
+        job = wait_job(client, r.json()["jobId"], timeout=60)
+    assert job["status"] == "completed"
+    assert [v["status"] for v in job["videos"]] == ["completed", "failed"]
+    login(page)
+    page.goto(f"/#/jobs/{job['id']}")
+    expect(job_badge(page)).to_have_text("Completed")
+    expect(page.locator(".job-head .alert-info")).to_have_text(
+        "1 of 2 videos did not finish (1 failed); the ZIP holds the 1 that did.")

@@ -133,10 +133,26 @@ function metaText(job) {
 
 function noticeText(job) {
   if (job.status === "expired") return "These results have expired and their files were deleted.";
+  if (job.status === "completed") return gapsText(job.videos || []);
   if (job.status !== "cancelled") return "";
   return hasDownload(job)
     ? "This job was cancelled. Videos that finished before that can still be downloaded."
     : "This job was cancelled.";
+}
+
+/** For a finished job some of whose videos did not finish: how many, and what the ZIP holds
+ *  ("2 of 6 videos did not finish (1 failed, 1 cancelled); the ZIP holds the 4 that did."). */
+function gapsText(videos) {
+  const left = videos.filter((v) => v.status !== "completed");
+  if (!left.length) return "";
+  const counts = ["failed", "cancelled"]
+    .map((s) => [s, left.filter((v) => v.status === s).length])
+    .filter(([, n]) => n > 0)
+    .map(([s, n]) => `${n} ${s}`);
+  const done = videos.length - left.length;
+  const why = counts.length ? ` (${counts.join(", ")})` : "";
+  return `${left.length} of ${plural(videos.length, "video")} did not finish${why}; `
+    + `the ZIP holds the ${done} that did.`;
 }
 
 // -- components -------------------------------------------------------------------------------
