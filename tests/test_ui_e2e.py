@@ -161,6 +161,14 @@ def play_first_variation(card) -> None:
     player.evaluate("v => { v.muted = true; return v.play().catch(() => null); }")
     expect(player).to_have_js_property("readyState", 4, timeout=10_000)
     assert player.evaluate("v => v.duration") > 0
+    # Escape stops it and puts the strip back, the focus on it; it plays again from there.
+    player.focus()
+    player.press("Escape")
+    expect(tile.locator("video")).to_have_count(0)
+    play = tile.get_by_role("button", name=re.compile("^Play "))
+    expect(play).to_be_focused()
+    play.press("Enter")
+    expect(tile.locator("video")).to_be_visible()
 
 
 def no_overflow(page) -> bool:

@@ -46,7 +46,17 @@ function outputTile(output, grouped = false) {
     onclick: () => {
       const player = h("video", {
         class: "player", src: tokenUrl(output.url), controls: true, autoplay: true,
-        playsinline: true, preload: "metadata", "aria-label": output.name,
+        playsinline: true, preload: "metadata", "aria-label": `${output.name} (Escape: back to its frames)`,
+        // Escape stops it and puts the strip back, with the focus on it.
+        onkeydown: (ev) => {
+          if (ev.key !== "Escape") return;
+          ev.preventDefault();
+          player.pause();
+          player.removeAttribute("src");
+          player.load(); // lets go of the file's connection
+          replace(frame, play);
+          play.focus();
+        },
       });
       replace(frame, player);
       player.focus();
