@@ -17,11 +17,16 @@ export class Router {
     this.onHashChange = () => this.resolve();
   }
 
-  /** Whether the current view lets the person leave, asking its question if it has one (for
-   *  what leaves without a link, such as logging out). */
-  mayLeave() {
+  /** Whether the current view lets the person leave, asking its question if it has one. */
+  allowsLeaving() {
     const question = this.current && this.current.confirmLeave ? this.current.confirmLeave() : null;
-    if (question && !window.confirm(question)) return false;
+    return !question || window.confirm(question);
+  }
+
+  /** `allowsLeaving`, for what leaves without a link (logging out): the navigation that
+   *  follows does not ask again. */
+  mayLeave() {
+    if (!this.allowsLeaving()) return false;
     this.leaveAgreed = true;
     return true;
   }
@@ -68,13 +73,10 @@ export class Router {
     this.leaveAgreed = false;
 
     // Ask the current view before leaving (e.g. an upload in progress).
-    if (!agreed && this.current && this.current.confirmLeave && this.current.hash !== hash) {
-      const question = this.current.confirmLeave();
-      if (question && !window.confirm(question)) {
-        this.restoring = true;
-        window.location.hash = this.current.hash;
-        return;
-      }
+    if (!agreed && this.current && this.current.hash !== hash && !this.allowsLeaving()) {
+      this.restoring = true;
+      window.location.hash = this.current.hash;
+      return;
     }
 
     const found = this.match(hash);
