@@ -175,6 +175,14 @@ def no_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def assert_upload_form_fits(page) -> None:
+    """The whole upload form, its placements and loudness list included (drawn once the
+    server's answer is in), fits the window: a phone's 375 px page was 409 px wide."""
+    expect(page.get_by_label("Loudness")).to_be_visible()
+    expect(page.get_by_text("Reels, Stories, TikTok, Shorts")).to_be_visible()
+    assert no_overflow(page)
+
+
 def set_visibility(page, state: str) -> None:
     """Pretend the tab went to the background (or came back): Page Visibility API."""
     page.evaluate("""state => {
@@ -913,10 +921,7 @@ def test_phone_width_job_page(browser, server, console, completed_job):
         page = ctx.new_page()
         console.attach(page)
         login(page)
-        # The whole form, its placements and loudness list included, fits the screen.
-        expect(page.get_by_label("Loudness")).to_be_visible()
-        expect(page.get_by_text("Reels, Stories, TikTok, Shorts")).to_be_visible()
-        assert no_overflow(page)
+        assert_upload_form_fits(page)
         page.goto(f"/#/jobs/{completed_job['id']}")
         expect(job_badge(page)).to_have_text("Completed")
         expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
@@ -1121,6 +1126,12 @@ def test_logging_out_during_an_upload_asks_and_cancel_keeps_both(page, media):
     assert "upload is in progress" in questions[0]
     page.wait_for_timeout(300)
     expect(page).to_have_url(re.compile(r"#/upload$"))
+    # A link asks the same question; "Cancel" stays on the page.
+    page.once("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    page.get_by_role("link", name="History").click()
+    page.wait_for_timeout(500)  # the dialog's handler runs while Playwright waits
+    assert len(questions) == 2
+    expect(page).to_have_url(re.compile(r"#/upload$"))
     expect(page.get_by_role("button", name="Uploading…")).to_be_disabled()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
     stored_token = "() => Object.keys(localStorage).filter((k) => /token/i.test(k)).length"
@@ -1129,7 +1140,7 @@ def test_logging_out_during_an_upload_asks_and_cancel_keeps_both(page, media):
     page.once("dialog", lambda d: (questions.append(d.message), d.accept()))
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"#/login$"))
-    assert len(questions) == 2
+    assert len(questions) == 3
     expect(page.get_by_text("You have logged out.")).to_be_visible()
     for route in held:
         route.abort()
@@ -1151,11 +1162,7 @@ def test_pages_fit_the_window_even_with_a_long_file_name(browser, server, consol
         page = ctx.new_page()
         console.attach(page)
         login(page)
-        # The upload form, its placements and loudness list included, fits too (a phone's
-        # 375 px page was 409 px wide).
-        expect(page.get_by_label("Loudness")).to_be_visible()
-        expect(page.get_by_text("Reels, Stories, TikTok, Shorts")).to_be_visible()
-        assert no_overflow(page)
+        assert_upload_form_fits(page)
         page.goto(f"/#/jobs/{job['id']}")
         shown = job["videos"][0]["name"]  # as the server keeps it (long names are shortened)
         assert len(shown) > 150
