@@ -1245,3 +1245,35 @@ def test_a_finished_job_says_which_videos_did_not_finish(page, server, media):
     expect(job_badge(page)).to_have_text("Completed")
     expect(page.locator(".job-head .alert-info")).to_have_text(
         "1 of 2 videos did not finish (1 failed); the ZIP holds the 1 that did.")
+
+
+def test_a_cancelled_upload_stays_cancelled_while_its_delete_is_retried(page, media, console):
+    """Cancel upload sends a DELETE, which tus retries when it meets a 409 (the cut PATCH still
+    finishing on the server): those retries are not the upload's, and its row shows nothing
+    ("Connection lost … trying again" came back after the cancel)."""
+    console.allow(r"status of 409")
+    login(page)
+    held, deletes = [], []
+
+    def route(r):
+        if r.request.method == "PATCH":
+            held.append(r)  # the upload stays in progress until it is cancelled
+        elif r.request.method == "DELETE" and not deletes:
+            deletes.append(r.request.url)
+            r.fulfill(status=409, content_type="application/json", body=json.dumps(
+                {"error": {"code": "upload_busy", "message": "Busy."}}))
+        else:
+            r.continue_()
+
+    page.route(re.compile(r"/api/uploads/"), route)
+    page.set_input_files("#files", [media["long"]])
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.get_by_test_id("file-transfer")).to_contain_text("Uploading")
+    page.get_by_role("button", name="Cancel upload").click()
+    expect(page.get_by_role("button", name="Upload and start")).to_be_enabled()
+    expect(page.get_by_test_id("file-transfer")).to_have_count(0)
+    page.wait_for_timeout(1500)  # tus's retry delays: 0, then 1 s
+    assert deletes
+    expect(page.get_by_test_id("file-transfer")).to_have_count(0)
+    for r in held:
+        r.abort()

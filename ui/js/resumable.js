@@ -118,6 +118,8 @@ export function uploadFiles(files, onFile) {
           },
           (stop) => { tracked = stop; running.add(stop); },
           () => {
+            // Cancelling retries too (its DELETE may meet a 409): nothing to show for it.
+            if (aborted) return;
             retrying = true;
             onFile(index, { phase: "retrying", sent: sentSoFar, total: file.size });
           });
