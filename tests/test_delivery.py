@@ -217,6 +217,15 @@ def test_download_ranges_past_the_end_or_not_matching_if_range(srv, client, clip
     for rng in ("bytes=0-1,5-6", "items=0-1", "bytes=9-3", "bytes=x-", "bytes=١-٢".encode()):
         r = client.get(url, headers={"Range": rng})
         assert r.status_code == 200 and r.content == whole, rng
+    # A copy the client holds (If-None-Match names the tag, even weakly, or is *): 304, no
+    # body, before any Range; another tag gets the archive.
+    for none_match in (etag, f"W/{etag}", f'"0000", {etag}', "*"):
+        r = client.get(url, headers={"If-None-Match": none_match, "Range": "bytes=0-3"})
+        assert r.status_code == 304 and r.content == b"", none_match
+        assert r.headers["etag"] == etag
+        assert r.headers.get("content-length") in (None, str(len(whole))), r.headers
+    r = client.get(url, headers={"If-None-Match": '"0000"'})
+    assert r.status_code == 200 and r.content == whole
     # The archive still opens for the next request: nothing was left half-open.
     assert client.get(url, headers={"Range": "bytes=0-3"}).content == b"PK\x03\x04"
 

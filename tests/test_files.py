@@ -46,6 +46,10 @@ def test_each_variation_is_its_own_file_with_ranges(done):
             # A stale If-Range (the file changed) gets the whole file.
             stale = c.get(out["url"], headers={"Range": "bytes=0-9", "If-Range": '"other"'})
             assert stale.status_code == 200 and len(stale.content) == len(whole.content)
+            # The copy a browser holds: 304 without the file.
+            held = c.get(out["url"], headers={"If-None-Match": whole.headers["etag"]})
+            assert held.status_code == 304 and held.content == b""
+            assert held.headers["etag"] == whole.headers["etag"]
             saved = c.get(out["url"], params={"download": "1"})
             assert saved.headers["content-disposition"] == f'attachment; filename="{out["name"]}"'
             past = c.get(out["url"], headers={"Range": f"bytes={len(whole.content) + 10}-"})

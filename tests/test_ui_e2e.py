@@ -417,12 +417,20 @@ def test_placements_from_the_upload_page(page, console, media, api):
     login(page)
     page.set_input_files("#files", [media["a"]])
     page.fill("#variations", "2")
+    # With the original's shape alone, how other shapes are made is not asked.
+    fits = page.get_by_role("radiogroup", name="Other shapes")
+    expect(fits).to_be_hidden()
+    expect(page.get_by_label("Crop position")).to_be_hidden()
     page.get_by_label("Original").uncheck()
     page.get_by_role("button", name="Upload and start").click()
     expect(page.get_by_role("alert")).to_contain_text("Choose at least one shape")
     expect(page.get_by_label("Original")).to_be_focused()
     page.get_by_label("Original").check()
     expect(page.get_by_role("alert")).to_be_hidden()
+    page.get_by_label("9:16").check()
+    expect(fits).to_be_visible()
+    page.get_by_label("9:16").uncheck()
+    expect(fits).to_be_hidden()
     page.get_by_label("9:16").check()
     page.get_by_label("1:1").check()
     page.get_by_label("Crop position").select_option("left")
@@ -501,6 +509,8 @@ def test_drop_zone_takes_dropped_files_and_flags_problems(page):
         "Over the limit of 10 files per upload")
     expect(summary).to_contain_text("Remove 2 flagged files")
     expect(summary).to_contain_text("At most 10 files")
+    # Not "12 videos": one of them is not a video.
+    expect(summary).to_contain_text(re.compile(r"^12 files, "))
     submit = page.get_by_role("button", name="Upload and start")
     expect(submit).to_be_disabled()
 
@@ -716,15 +726,23 @@ def test_retry_a_failed_video(page, media, api):
     expect(page.locator(".job-head [role=alert]")).to_be_hidden()
 
 
-def test_polling_fallback_when_the_socket_is_unavailable(page):
-    """No WebSocket (a proxy drops it): the page polls, pauses while hidden, stops when done."""
+def test_polling_fallback_when_the_socket_is_unavailable(page, console):
+    """No WebSocket (a proxy drops it): the page says "Loading…" until the first answer, polls,
+    says when the server cannot be reached (a red dot, not the green one), pauses while hidden,
+    stops when done."""
     login(page)
-    state = {"job": fake_job("processing", "processing", 10.0)}
+    state = {"job": fake_job("processing", "processing", 10.0), "down": False}
     hits: list[float] = []
+    held = []
 
     def serve_job(route):
         hits.append(time.monotonic())
-        route.fulfill(json=state["job"])
+        if not hits[1:]:
+            held.append(route)  # the first answer is slow
+        elif state["down"]:
+            route.abort("connectionrefused")
+        else:
+            route.fulfill(json=state["job"])
 
     sockets = []
 
@@ -735,13 +753,34 @@ def test_polling_fallback_when_the_socket_is_unavailable(page):
     page.route(re.compile(r"/api/jobs/jfake$"), serve_job)
     page.route_web_socket(re.compile(r"/api/ws\?token="), refuse)
     page.goto("/#/jobs/jfake")
+    expect(page.get_by_test_id("job-summary")).to_have_text("Loading…")
+    for _ in range(50):  # route handlers run only while Playwright is called
+        if held:
+            break
+        page.wait_for_timeout(100)
+    held[0].fulfill(json=state["job"])
     expect(job_badge(page)).to_have_text("Processing")
-    expect(page.locator(".connection")).to_have_text("Checking for updates every few seconds.")
+    connection = page.locator(".connection")
+    expect(connection).to_have_text("Checking for updates every few seconds.")
+    expect(connection).to_have_attribute("data-state", "polling")
     bar = page.locator("li.video").get_by_role("progressbar")
     expect(bar).to_have_attribute("aria-valuenow", "10")
 
     state["job"] = fake_job("processing", "processing", 60.0)
     expect(bar).to_have_attribute("aria-valuenow", "60", timeout=8_000)
+
+    # The server is gone: the line says so, in red, beside the alert; it comes back by itself.
+    console.allow(r"ERR_CONNECTION_REFUSED")
+    state["down"] = True
+    expect(connection).to_have_attribute("data-state", "offline", timeout=8_000)
+    expect(connection).to_have_text(re.compile(r"^Not connected to the server"))
+    assert page.evaluate("""() => getComputedStyle(document.querySelector('.connection'),
+        '::before').backgroundColor""") == "rgb(185, 28, 28)"  # --danger
+    expect(page.locator(".job-head [role=alert]")).to_have_text(
+        "Cannot reach the server right now. Retrying…")
+    state["down"] = False
+    expect(connection).to_have_attribute("data-state", "polling", timeout=12_000)
+    expect(page.locator(".job-head [role=alert]")).to_be_hidden()
 
     set_visibility(page, "hidden")
     page.wait_for_timeout(300)

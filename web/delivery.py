@@ -70,6 +70,7 @@ async def download(job_id: str):
     that tag keeps the range, anything else (another tag, a weak one, a date) gets all of it.
     Several ranges, other units or bad syntax also get all of it (RFC 9110 allows ignoring
     ``Range``); a range starting past the end is 416 with ``Content-Range: bytes */<length>``.
+    ``If-None-Match`` with that tag is 304: the client's copy is this archive.
     """
     job, archive = await open_download(_service(), job_id)
     counter = current_app.extensions["metrics"].add_download
@@ -82,6 +83,9 @@ async def download(job_id: str):
     except BaseException:
         archive.close()
         raise
+    if resp.status_code == 304:  # the client holds these bytes: the archive is not read
+        archive.close()
+        return resp
     resp.timeout = None  # a multi-GB download may take long; the client sets the pace
     return resp
 

@@ -3,7 +3,8 @@
 One ``bytes`` range (``a-b``, ``a-``, ``-n``) gives 206 with ``Content-Range``; ``If-Range`` must
 name our strong ``ETag`` exactly for the range to be kept; several ranges, other units or bad
 syntax get the whole body (RFC 9110 allows ignoring ``Range``); a range that starts past the end
-is 416 with ``Content-Range: bytes */<length>``. Quart's own ``send_file(conditional=True)`` was
+is 416 with ``Content-Range: bytes */<length>``. ``If-None-Match`` naming the ``ETag`` (a copy the
+client already holds) is 304 without a body. Quart's own ``send_file(conditional=True)`` was
 not used: a suffix range (``bytes=-50``, what players send for an MP4's tail) made it fail with a
 500 (werkzeug's "Bad range provided" assertion).
 """
@@ -51,6 +52,15 @@ def byte_range(header: str | None, length: int) -> tuple[int, int] | None:
     return first, length if last is None else min(last + 1, length)
 
 
+def none_match(header: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or is ``*``): the client's copy is current
+    (RFC 9110 §13.1.2, the weak comparison: ``W/"x"`` matches ``"x"``)."""
+    if header is None:
+        return False
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in (t.removeprefix("W/") for t in tags)
+
+
 def if_range_matches(header: str | None, etag: str) -> bool:
     """Whether a ``Range`` may be served: no ``If-Range``, or exactly our (strong) ETag."""
     return header is None or header.strip() == etag
@@ -60,8 +70,15 @@ def ranged_response(length: int, etag: str, mimetype: str,
                     body: Callable[[int, int], AsyncIterator[bytes]],
                     headers: dict[str, str] | None = None) -> Response:
     """The answer to a GET of ``length`` bytes: 200, or 206 for a range the request may have;
-    ``body(start, stop)`` streams bytes ``[start, stop)``. Raises ``APIError`` 416."""
+    ``body(start, stop)`` streams bytes ``[start, stop)``. 304 without a body (and without
+    calling ``body``) when ``If-None-Match`` names ``etag``, which comes before any range.
+    Raises ``APIError`` 416."""
     headers = {"Accept-Ranges": "bytes", "ETag": etag, **(headers or {})}
+    if none_match(request.headers.get("If-None-Match"), etag):
+        headers.pop("Content-Disposition", None)
+        unchanged = Response(b"", status=304, headers=headers)
+        del unchanged.headers["Content-Length"]  # "0" would be the file's length (RFC 9110 §8.6)
+        return unchanged
     try:
         span = None
         if if_range_matches(request.headers.get("If-Range"), etag):

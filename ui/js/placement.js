@@ -47,7 +47,10 @@ export function placementOptions({ onChange = () => {} } = {}) {
       name: "formats",
       value: s.value,
       checked: s.value === "source",
-      onchange: () => onChange(),
+      onchange: () => {
+        showFits();
+        onChange();
+      },
     }),
   }));
   const fits = [
@@ -56,14 +59,19 @@ export function placementOptions({ onChange = () => {} } = {}) {
   ].map((f) => ({
     ...f,
     input: h("input", { type: "radio", name: "fit", id: `fit-${f.value}`, value: f.value,
-      checked: Boolean(f.checked), onchange: () => showFocus() }),
+      checked: Boolean(f.checked), onchange: () => showFits() }),
   }));
   const focus = h("select", { id: "focus", name: "focus" },
     FOCUS.map((f) => h("option", { value: f.value }, f.label)));
   // Where a crop sits; a padded picture is whole, so it is shown for crops only.
   const focusField = h("div", { class: "field" }, h("label", { for: "focus" }, "Crop position"), focus);
-  const showFocus = () => {
-    focusField.hidden = !fits[0].input.checked;
+  const fitGroup = h("div", { class: "fits", role: "radiogroup", "aria-label": "Other shapes" },
+    fits.map((f) => h("label", { class: "fit", for: f.input.id }, f.input, f.label)));
+  // How another shape is made means nothing while the original's is the only one chosen.
+  const showFits = () => {
+    const reshaped = chips.some((c) => c.input.checked && c.value !== "source");
+    fitGroup.hidden = !reshaped;
+    focusField.hidden = !reshaped || !fits[0].input.checked;
   };
   const loudness = h("select", { id: "loudness", name: "loudness",
     "aria-describedby": "loudness-hint" },
@@ -75,14 +83,14 @@ export function placementOptions({ onChange = () => {} } = {}) {
     chips.map((c) => h("label", { class: "chip", for: c.input.id },
       c.input, outline(c.value),
       h("span", { class: "chip-text" }, h("strong", {}, c.label), h("small", {}, c.hint))))),
-    h("div", { class: "fits", role: "radiogroup", "aria-label": "Other shapes" },
-      fits.map((f) => h("label", { class: "fit", for: f.input.id }, f.input, f.label))),
+    fitGroup,
     focusField,
     h("label", { for: "loudness" }, "Loudness"),
     loudness,
     h("p", { class: "hint", id: "loudness-hint" },
       "Each variation comes in every shape chosen, from one render. With a target, every variation's loudness is measured after encoding."));
 
+  showFits();
   const chosen = () => chips.filter((c) => c.input.checked).map((c) => c.value);
   return {
     root,

@@ -157,6 +157,14 @@ function gapsText(videos) {
 
 // -- components -------------------------------------------------------------------------------
 
+// The line under a running job's progress, by how the page hears of it (its dot's colour
+// follows `data-state`): a socket, polling, or no answer from the server at all.
+const CONNECTION_WORDS = {
+  live: "Live updates on.",
+  polling: "Checking for updates every few seconds.",
+  offline: "Not connected to the server: what you see may be out of date. Trying again…",
+};
+
 /** The job's card: title, status, overall progress, notices, download, cancel, retry all. */
 function jobHead(id, { onCancel, onRetryAll, onNotify }) {
   const title = h("h1", { class: "job-title" }, "Job");
@@ -164,7 +172,9 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
   status.hidden = true;
   const meta = h("p", { class: "muted job-meta" });
   const overall = progressBar("Overall progress");
-  const overallText = h("p", { class: "progress-text", "data-testid": "job-summary" });
+  // Until the first answer: a slow network shows that something is coming.
+  const overallText = h("p", { class: "progress-text", "data-testid": "job-summary" },
+    "Loading…");
   const connection = h("p", { class: "connection muted small", "aria-live": "off" });
   // Says once, to screen readers, that the job finished (the page may be in another tab).
   const announce = h("p", { class: "visually-hidden", role: "status", "aria-live": "polite",
@@ -230,9 +240,8 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
     notice.hidden = !words;
     setText(notice, words);
     connection.hidden = !active;
-    setText(connection, mode === "live"
-      ? "Live updates on."
-      : "Checking for updates every few seconds.");
+    connection.dataset.state = mode;
+    setText(connection, CONNECTION_WORDS[mode] || CONNECTION_WORDS.polling);
   };
 
   /** Show (or with null, hide) an error; `source` says whose it is: "load" or "action". */
@@ -401,6 +410,7 @@ export function renderJob(outlet, { id }) {
   let job = null;
   let fetchedAt = Date.now();
   let cancelling = false;
+  let unreachable = false; // the last load found no server (not an error answer)
   let notifying = typeof window.Notification === "function"
     && window.Notification.permission !== "denied" ? "off" : "unavailable";
   const ticks = new ProgressTicks();
@@ -419,7 +429,8 @@ export function renderJob(outlet, { id }) {
     const progress = (job.videos || []).length ? ticks.jobProgress(job) : 0;
     const age = (Date.now() - fetchedAt) / 1000;
     head.update(job, {
-      progress, timing: timingText(job, ticks, age), cancelling, mode: feed.mode, notifying,
+      progress, timing: timingText(job, ticks, age), cancelling,
+      mode: unreachable ? "offline" : feed.mode, notifying,
     });
     list.update(job, ticks, age);
     document.title = tabTitle(job, progress);
@@ -460,7 +471,12 @@ export function renderJob(outlet, { id }) {
       render();
     },
     onConnection: () => render(),
-    onError: (err) => showLoadError(err, head, list),
+    onError: (err) => {
+      const was = unreachable;
+      unreachable = Boolean(err) && err.status === 0;
+      showLoadError(err, head, list);
+      if (unreachable !== was) render();
+    },
   });
 
   async function onCancel() {

@@ -119,8 +119,10 @@ function fileList(onRemove) {
     replace(list, selection.items.map((item, i) => row(item, issues[i], busy)));
     list.hidden = selection.size === 0;
     summary.classList.toggle("file-summary-bad", blocking.length > 0);
+    // "videos" only once each file's content says so: before, or with a flagged one, "files".
+    const noun = selection.items.every((i) => i.video === true) ? "video" : "file";
     setText(summary, selection.size === 0 ? "" : [
-      `${plural(selection.size, "video")}, ${formatBytes(selection.totalBytes)} in total.`,
+      `${plural(selection.size, noun)}, ${formatBytes(selection.totalBytes)} in total.`,
       ...blocking,
     ].join(" "));
   };
