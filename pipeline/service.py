@@ -31,6 +31,7 @@ from pipeline.actors.scheduler import (
 from pipeline.config import Settings
 from pipeline.media.ffmpeg import find_ffmpeg
 from pipeline.state.ledger import Ledger
+from pipeline.state.lock import DataDirLock
 from pipeline.state.progress import ProgressHub
 from pipeline.state.rows import Job
 from pipeline.state.store import AsyncStore, Store
@@ -61,7 +62,14 @@ class Service:
                   self.settings.resumable_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.ffmpeg = find_ffmpeg(self.settings.ffmpeg)
-        self.store = AsyncStore(Store(self.settings.db_path))
+        # Before the folder's database is opened and its leftovers are recovered (the
+        # scheduler's start-up would stop a live service's FFmpeg). Raises DataDirInUse.
+        self.lock = DataDirLock(self.settings.data_dir)
+        try:
+            self.store = AsyncStore(Store(self.settings.db_path))
+        except BaseException:
+            self.lock.release()
+            raise
         self.hub = ProgressHub()
         # Set when the server begins to shut down: requests that wait (``?wait=``) answer then.
         self.stopping = trio.Event()
@@ -166,3 +174,4 @@ class Service:
 
     def close(self) -> None:
         self.store.sync.close()
+        self.lock.release()

@@ -14,13 +14,14 @@ import os
 import socket
 import sqlite3
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.clips import make_clip, make_damaged_clip
-from tests.server import ServerProcess, wait_for, wait_job
+from tests.server import ROOT, ServerProcess, free_port, wait_for, wait_job
 
 
 def rows(data_dir: Path) -> tuple[int, int]:
@@ -285,3 +286,62 @@ def test_delete_and_retry_answer_on_a_100_percent_full_disk(small_disk, make_ser
         r = c.post(f"/api/jobs/{failed}/videos/{video['id']}/retry")
         assert r.status_code == 202, r.text
     assert "unhandled error" not in srv.log()
+
+
+# -- start-up that cannot go ahead ------------------------------------------------------------
+
+
+def _serve(data_dir: Path, port: int, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """``video-refresher serve`` run to its end (it is expected to refuse to start)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VR_")}
+    env["VR_PASSWORD"] = "correct horse battery staple"
+    return subprocess.run(
+        [sys.executable, "-m", "web.cli", "serve", "--port", str(port), "--data-dir",
+         str(data_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_second_service_on_the_same_data_folder_refuses_and_leaves_the_first_alone(
+        make_server, tmp_path):
+    """The second one took the first one's FFmpeg for a crash's leftover: it killed it, failed
+    the video, and rendered it again beside the live service. Now it says who holds the folder
+    and stops, before it reads or changes anything there."""
+    srv = make_server()
+    clip = make_clip(tmp_path, "long.mp4", seconds=6.0, size="640x360", fps=30)
+    with srv.client() as c:
+        job_id = c.post("/api/jobs", files=[("videos", ("long.mp4", clip.read_bytes(), "video/mp4"))],
+                        data={"variations": "4"}).json()["jobId"]
+        wait_for(lambda: c.get(f"/api/jobs/{job_id}").json()["videos"][0]["status"] == "processing",
+                 timeout=30)
+        second = _serve(srv.data_dir, free_port())
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.strip().splitlines() == [
+            f"error: another Video Refresher (process {srv.proc.pid}) is using the data folder "
+            f"{srv.data_dir}; stop it first, or give this one a folder of its own "
+            "(VR_DATA_DIR or --data-dir)"]
+        assert "Traceback" not in second.stdout + second.stderr
+        job = wait_job(c, job_id, timeout=120)
+        assert job["status"] == "completed", job
+        assert job["videos"][0]["attempts"] == 1
+    assert "killed leftover FFmpeg" not in srv.log()
+    # Once the first has stopped (even by kill -9), the folder is free again.
+    srv.kill9()
+    again = ServerProcess(srv.data_dir).start()
+    try:
+        with again.client() as c:
+            assert c.get(f"/api/jobs/{job_id}").json()["status"] == "completed"
+    finally:
+        again.stop()
+
+
+def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _serve(tmp_path / "data", port)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is in use by another program; choose another with "
+        "VR_PORT or --port"]
+    assert "listening" not in r.stdout + r.stderr
+    assert not (tmp_path / "data" / "refresher.db").exists()

@@ -7,8 +7,10 @@ within its graceful timeout; then the actors' scope is cancelled, so runners sto
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import sys
 import time
 
@@ -19,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from pipeline.config import Settings
 from pipeline.media.ffmpeg import ffmpeg_version
 from pipeline.service import Service, log
+from pipeline.state.lock import DataDirInUse
 
 from .app import create_app
 from .auth import Auth, load_or_create_password, load_or_create_secret
@@ -33,7 +36,41 @@ def build(settings: Settings) -> tuple[Service, object, str, bool]:
     return service, create_app(service, auth), password, generated
 
 
+class CannotListen(Exception):
+    """The address the service should listen on cannot be had."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let it go, so that a port in use (or not allowed) stops the
+    start in one sentence, before the service touches its data folder, and not after it has
+    said it listens. Raises CannotListen."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CannotListen(_listen_problem(host, port, exc)) from None
+
+
+_LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _listen_problem(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is in use by another program; choose another with "
+                "VR_PORT or --port")
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port}; use one above 1023 (VR_PORT or --port)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 async def serve(settings: Settings) -> None:
+    check_address(settings.host, settings.port)
     service, app, password, generated = build(settings)
     if generated:
         print(f"Generated password (shown once, kept in {settings.data_dir / 'password.txt'}): "
@@ -81,9 +118,31 @@ async def _watch_signals(shutdown: trio.Event) -> None:
 
 
 def run_server(settings: Settings) -> int:
+    """Serve until a signal stops it; 1 with one ``error:`` line when it cannot start (the
+    address cannot be had, another service holds the data folder)."""
     try:
         trio.run(serve, settings)
+    except (CannotListen, DataDirInUse) as exc:
+        _say_error(str(exc))
+        return 1
+    except BaseExceptionGroup as group:  # the port was taken between the check and Hypercorn
+        first = _first_leaf(group)
+        if len(group.exceptions) > 1 or not isinstance(first, OSError) \
+                or first.errno not in _LISTEN_ERRORS:
+            raise
+        _say_error(_listen_problem(settings.host, settings.port, first))
+        return 1
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 1
     return 0
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _say_error(text: str) -> None:
+    if sys.stderr is not None:
+        print(f"error: {text}", file=sys.stderr)
