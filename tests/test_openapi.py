@@ -4,6 +4,8 @@ response may be a 5xx."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 import schemathesis
@@ -44,8 +46,17 @@ def test_document_is_public_and_describes_the_api(srv):
                          ("/api/jobs", "post"), ("/api/jobs/{job_id}", "get"),
                          ("/api/jobs/{job_id}", "delete"), ("/api/jobs/{job_id}/download", "get"),
                          ("/api/jobs/{job_id}/cancel", "post"),
-                         ("/api/jobs/{job_id}/videos/{video_id}/retry", "post"), ("/metrics", "get")]:
+                         ("/api/jobs/{job_id}/videos/{video_id}/retry", "post"), ("/metrics", "get"),
+                         ("/api/jobs/{job_id}/videos/{video_id}/outputs/{number}", "get"),
+                         ("/api/jobs/{job_id}/videos/{video_id}/outputs/{number}/preview", "get"),
+                         ("/api/uploads/{upload_id}", "head")]:
         assert method in paths[path], (method, path)
+    # Every path parameter an operation declares is in its path, and the other way round.
+    for path, operations in paths.items():
+        in_path = set(re.findall(r"{(\w+)}", path))
+        for method, op in operations.items():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == in_path, (method, path, declared)
     upload = paths["/api/jobs"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
     assert "202" in upload["responses"] and "413" in upload["responses"]

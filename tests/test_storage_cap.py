@@ -27,7 +27,7 @@ def test_an_upload_whose_variations_would_overflow_the_cap_is_507(make_server, c
         r = _post(c, clips["a"], 20)
         assert r.status_code == 507, r.text
         error = r.json()["error"]
-        assert error["code"] == "storage_full" and "20 variations" in error["message"]
+        assert error["code"] == "storage_full" and "20 variations of a.mp4 (about" in error["message"]
         assert list((srv.data_dir / "uploads").iterdir()) == []
         assert c.get("/api/jobs").json()["jobs"] == []
 

@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, help="data folder (VR_DATA_DIR, default ./data)")
 
     m = sub.add_parser("make", help="render variations of local files into a ZIP, no server")
-    m.add_argument("inputs", nargs="+", type=Path, help="source videos (MP4/MOV)")
+    m.add_argument("inputs", nargs="+", type=Path, help="source videos (MP4, MOV, WebM, MKV, AVI …)")
     m.add_argument("-n", "--variations", type=int, default=5, help="variations per video (1-20)")
     m.add_argument("--seed", help="seed for reproducible variations")
     m.add_argument("--exclude", action="append", default=[],

@@ -368,8 +368,10 @@ async def _check_room_for_outputs(service, files: list[ReceivedFile], variations
     outputs = expected_output_bytes(sum(f.size for f in files), variations * shapes)
     if not await service.janitor.make_room(outputs):
         what = f"{variations} variations" + (f" in {shapes} shapes" if shapes > 1 else "")
+        names = ", ".join(f.name for f in files[:3]) + (f" and {len(files) - 3} more"
+                                                         if len(files) > 3 else "")
         raise APIError(507, "storage_full",
-                       f"Not enough storage for the {what} of this upload (about "
+                       f"Not enough storage for the {what} of {names} (about "
                        f"{outputs / 1e6:.1f} MB), even after removing finished jobs. Ask for "
                        "fewer variations or shapes, wait for running jobs to finish, or "
                        "delete some jobs.")

@@ -14,6 +14,7 @@ Error handling: a ``RequestSchemaValidationError`` (a view validated with Quart-
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -157,9 +158,24 @@ _DOCS: dict[str, _Doc] = {
 _HIDDEN = {"ui.index", "ui.ui_file"}
 
 
+# A rule's variables as OpenAPI's ``{name}``. quart-schema's own pattern lets the converter part
+# run across ``>``: ``/jobs/<job_id>/outputs/<int:number>`` became ``/jobs/{number}``.
+_RULE_VARIABLE = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
+
+
 class _Provider(OpenAPIProvider):
+    def generate_methods(self, rule):
+        """quart-schema leaves HEAD out everywhere (a GET's automatic twin); the tus route's
+        HEAD is its own operation, with no GET beside it."""
+        yield from super().generate_methods(rule)
+        if "HEAD" in (rule.methods or ()) and "GET" not in rule.methods:
+            yield "HEAD"
+
     def build_paths(self, rule):
         paths, components = super().build_paths(rule)
+        right = _RULE_VARIABLE.sub(r"{\1}", rule.rule)
+        (operations,) = paths.values()  # one path per rule
+        paths = {right: operations}
         doc = _DOCS.get(rule.endpoint)
         if doc is None:
             return paths, components
