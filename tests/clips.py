@@ -33,6 +33,7 @@ def make_clip(
     audio: bool = True,
     rotation: int | None = None,
     pattern: str = "testsrc2",
+    audio_gaps: tuple[tuple[float, float], ...] = (),
 ) -> Path:
     """An H.264 (+ AAC when ``audio``) clip of a moving test pattern and a tone.
 
@@ -41,7 +42,9 @@ def make_clip(
 
     ``size`` is the coded size. ``rotation`` (degrees, e.g. 90) adds a display-rotation flag
     the way phones do, so the clip *displays* with width and height swapped for 90/270.
-    The container follows the name's suffix (``.mp4``, ``.mov``).
+    The container follows the name's suffix (``.mp4``, ``.mov``). ``audio_gaps`` (start, end in
+    seconds) are holes in the sound, as damaged packets leave them: no samples there, and the
+    timestamps after a hole carry on from where the sound would have been.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -52,6 +55,9 @@ def make_clip(
     if audio:
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", str(fps)]
+    if audio and audio_gaps:
+        holes = "+".join(f"between(t\\,{a}\\,{b})" for a, b in audio_gaps)
+        args += ["-af", f"aselect='not({holes})'"]
     if audio:
         args += ["-c:a", "aac", "-b:a", "64k"]
     args += ["-metadata", "title=test clip", "-metadata", "comment=from tests/clips.py"]

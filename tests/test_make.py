@@ -276,3 +276,41 @@ def test_a_source_whose_pictures_mostly_fail_to_decode_is_said_to_be_damaged(tmp
     assert re.fullmatch(r"failed: garbled\.mp4: the source's pictures do not decode \(FFmpeg "
                         r"found errors in \d+% of them\), so the file is probably damaged",
                         failed), failed
+
+
+def _stream_ends(path: Path) -> dict[str, float]:
+    """Where each stream of ``path`` ends (its last packet's time plus duration), in seconds."""
+    import av
+
+    ends: dict[str, float] = {}
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.pts is None or packet.duration is None:
+                continue
+            end = float((packet.pts + packet.duration) * packet.time_base)
+            kind = packet.stream.type
+            ends[kind] = max(ends.get(kind, 0.0), end)
+    return ends
+
+
+@pytest.mark.parametrize(("gaps", "flags"), [
+    (((1.5, 1.8),), []),                                        # one hole mid-way
+    (((0.6, 0.75), (2.0, 2.5)), ["--include", "pitch"]),         # two, through the pitch chain
+    (((1.0, 1.4),), ["--loudness", "-14", "--formats", "source,1:1"]),  # with a loudness target
+])
+def test_sound_with_holes_renders_in_step_with_the_picture(tmp_path, gaps, flags):
+    """A source whose sound lost packets (a hole in its timestamps, as damaged data leaves it)
+    failed every variation's sync check ("audio ends -294 ms away from the picture"): the
+    sound after the hole ran early. The hole is now silence, and sound and picture end
+    together."""
+    clip = make_clip(tmp_path, "holes.mp4", seconds=3.0, size="320x240", fps=30, audio_gaps=gaps)
+    out = tmp_path / "out.zip"
+    done = _make(str(clip), "-n", "2", "--seed", "holes", *flags, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(out) as zf:
+        files = [n for n in zf.namelist() if n.endswith(".mp4")]
+        zf.extractall(tmp_path / "x")
+    assert len(files) == 2 * (2 if "--formats" in flags else 1)
+    for name in files:
+        ends = _stream_ends(tmp_path / "x" / name)
+        assert abs(ends["audio"] - ends["video"]) < 0.08, (name, ends)

@@ -127,13 +127,22 @@ def _tapped(chain: str, j: int, i: int, params: VariationParams, taps: Taps | No
     return [f"{chain},split=2[v{j}][vt{j}]", f"[vt{j}]{tap_filter(times, taps.size)}[tap{j}]"]
 
 
+# Sound the source lost (damaged packets leave a gap in its timestamps) comes back as silence
+# (a gap over 0.1 s, ``min_hard_comp``), so what follows stays in step with the picture: without
+# it a 0.23 s hole made every variation's sound run 0.2 s early and fail its sync check. Intact
+# sound passes through it bit for bit.
+FILL_GAPS = "aresample=async=1"
+
+
 def audio_chain(params: VariationParams, normalise: Normalise | None = None) -> str:
-    """A variation's sound: its effects (``filters.audio_filter``); with a loudness target
-    (``loudness.Normalise``), the target's gain and limiter instead of its own random gain."""
+    """A variation's sound: `FILL_GAPS`, then its effects (``filters.audio_filter``); with a
+    loudness target (``loudness.Normalise``), the target's gain and limiter instead of its own
+    random gain."""
     if normalise is None:
-        return audio_filter(params)
+        chain = audio_filter(params)
+        return FILL_GAPS if chain == "anull" else f"{FILL_GAPS},{chain}"
     chain = audio_filter(replace(params, gain_db=0.0))
-    return ("" if chain == "anull" else chain + ",") + normalise.filter()
+    return FILL_GAPS + ("" if chain == "anull" else "," + chain) + "," + normalise.filter()
 
 
 def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
