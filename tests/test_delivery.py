@@ -294,6 +294,18 @@ def test_download_is_409_until_a_video_finished_and_delete_stops_a_running_job(s
     assert client.delete(f"/api/jobs/{job_id}").status_code == 404
 
 
+def test_download_of_a_job_that_ended_with_nothing_says_nothing_will_come(srv, client, long_clip):
+    """"Nothing to download yet" promised files that never come once the job has ended."""
+    job_id = _upload(client, long_clip, variations=3)
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 202
+    assert wait_job(client, job_id)["status"] == "cancelled"
+    r = client.get(f"/api/jobs/{job_id}/download")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_ready"
+    assert r.json()["error"]["message"] == (
+        "Nothing to download: the job is cancelled and none of its videos finished. "
+        "Retry its videos to render them.")
+
+
 # -- retry ----------------------------------------------------------------------------------------
 
 

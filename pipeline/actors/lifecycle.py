@@ -19,7 +19,7 @@ import trio
 from pipeline.context import LifecycleContext
 from pipeline.delivery.zipper import Archive, NothingToZip, open_archive
 from pipeline.state.rows import Job, Video
-from pipeline.state.states import RETRYABLE, JobStatus, VideoStatus
+from pipeline.state.states import JOB_TERMINAL, RETRYABLE, JobStatus, VideoStatus
 
 
 class LifecycleError(Exception):
@@ -82,6 +82,9 @@ async def open_download(service: LifecycleContext, job_id: str) -> tuple[Job, Ar
     if is_expired(job, service.clock()):
         raise Gone("job_expired", "This job's results have expired and were deleted.")
     if not any(v.status == VideoStatus.COMPLETED and v.outputs for v in job.videos):
+        if job.status in JOB_TERMINAL:  # nothing will come: say so, not "yet"
+            raise Conflict("not_ready", f"Nothing to download: the job is {job.status.value} "
+                           "and none of its videos finished. Retry its videos to render them.")
         raise Conflict("not_ready", "Nothing to download yet: no video of this job has finished.")
     try:
         archive = await trio.to_thread.run_sync(open_archive, job)
