@@ -111,6 +111,13 @@ def test_download_is_an_exact_store_zip_with_manifest(srv, client, clips, tmp_pa
     ]
     assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
     assert zf.testzip() is None
+    # The API names each output as the ZIP does (the second promo's were promo_v01.mp4 too, and
+    # a single-file download saved them under the first one's name).
+    names = [o["name"] for v in job["videos"] for o in v["outputs"]]
+    assert names == [n.split("/")[1] for n in zf.namelist()[1:]]
+    one = job["videos"][1]["outputs"][0]
+    saved = client.get(one["url"], params={"download": "1"})
+    assert saved.headers["content-disposition"] == 'attachment; filename="promo_2_v01.mp4"'
 
     # Each member is byte-identical to the stored output.
     stored = _output_paths(srv, job_id)

@@ -40,8 +40,8 @@ from pipeline.media.loudness import Normalise
 from pipeline.media.naming import (
     format_suffix,
     preview_path,
-    safe_stem,
     source_preview_path,
+    unique_stems,
     variation_file,
 )
 from pipeline.media.probe import MediaInfo, probe
@@ -103,7 +103,7 @@ async def render_video(service: RunnerContext, handle: RenderHandle) -> None:
     ``interrupted`` (shutdown). ``Cancelled`` is re-raised, never swallowed.
     """
     store, ledger = service.store, service.ledger
-    job = await store.job_row(handle.job_id)
+    job = await store.get_job(handle.job_id)  # with its videos: the names are unique among them
     video = await store.video(handle.video_id)
     if job is None or video is None or video.status not in (
         VideoStatus.QUEUED, VideoStatus.INTERRUPTED
@@ -153,7 +153,9 @@ async def _render(service: RunnerContext, handle: RenderHandle, job: Job, video:
     options = EffectOptions(exclude=frozenset(job.options.get("exclude", [])))
     placement = Placement.from_dict(job.options.get("placement"))
     variations = sample_variations(job.seed, video.index, job.variations, options)
-    stem = safe_stem(video.name)
+    # Unique within the job, as the ZIP's folders are (a second "promo.mov" is "promo_2").
+    stem = dict(zip((v.id for v in job.videos), unique_stems([v.name for v in job.videos]),
+                    strict=True))[video.id]
     shapes = placement.formats
     # Variation by variation, each in every format (command.filter_graph's order).
     finals = [out_dir / f"v{i + 1:02d}{format_suffix(fmt)}.mp4"
