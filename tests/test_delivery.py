@@ -304,8 +304,13 @@ def test_download_is_409_until_a_video_finished_and_delete_stops_a_running_job(s
 def test_download_of_a_job_that_ended_with_nothing_says_nothing_will_come(srv, client, long_clip):
     """"Nothing to download yet" promised files that never come once the job has ended."""
     job_id = _upload(client, long_clip, variations=3)
+    _wait_rendering(client, job_id)
     assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 202
-    assert wait_job(client, job_id)["status"] == "cancelled"
+    job = wait_job(client, job_id)
+    assert job["status"] == "cancelled"
+    # Its log says FFmpeg was stopped, not that it ended well ("exit code 0" after its "q").
+    log = client.get(job["videos"][0]["logUrl"]).text
+    assert "stopped before it finished at" in log and "exit code" not in log, log
     r = client.get(f"/api/jobs/{job_id}/download")
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_ready"
     assert r.json()["error"]["message"] == (

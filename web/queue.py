@@ -55,8 +55,8 @@ def render_log(name: str, runs: list[FfmpegRun]) -> str:
     for r in runs:
         if r.returncode is None and r.finished_at is None:
             ended = "still running"
-        elif r.returncode is None:
-            ended = f"stopped at {iso(r.finished_at)}"
+        elif r.returncode is None:  # stopped by the service: cancelled, stalled, shut down
+            ended = f"stopped before it finished at {iso(r.finished_at)}"
         else:
             ended = f"exit code {r.returncode} at {iso(r.finished_at)}"
         lines += [f"== attempt {r.attempt}, started {iso(r.started_at)}, {ended}",

@@ -297,13 +297,16 @@ async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[st
             # The readers end by themselves at EOF (keeping the last stderr lines).
             watch.done.cancel()
     finally:
+        # Still running here: stopped by us (a cancel, the stall watchdog, a shutdown). Its
+        # exit code (0 after ``q``) is not FFmpeg's verdict: the log says "stopped" instead.
+        stopped = proc.returncode is None
         await stop_process(proc, settings.stop_grace)
         service.ffmpeg_finished(trio.current_time() - started)  # for /metrics
         with trio.CancelScope(shield=True):
             await proc.aclose()
             await store.set_video_pid(handle.video_id, None)
-            await store.ffmpeg_run_finished(run_id, proc.returncode, stderr.text(),
-                                            service.ledger.clock())
+            await store.ffmpeg_run_finished(run_id, None if stopped else proc.returncode,
+                                            stderr.text(), service.ledger.clock())
     tail = "\n".join(stderr.tail)
     if watch.stalled:
         raise RenderFailed(
