@@ -105,6 +105,38 @@ def test_expired_token_is_rejected(make_server):
     assert r.json()["error"]["code"] == "token_expired"
 
 
+def test_logout_ends_the_session_everywhere_and_across_a_restart(server, clips):
+    """Logging out only forgot the token in the browser: it kept working for 24 hours, in the
+    API and in every ``?token=`` link made with it."""
+    token, other = server.token(), server.token()
+    h = {"Authorization": f"Bearer {token}"}
+    with server.client() as c:
+        job_id = c.post("/api/jobs", files=_files(clips["a"]), data={"variations": "1"}
+                        ).json()["jobId"]
+    # Logging out needs the token it ends.
+    assert httpx.delete(server.url + "/api/auth").status_code == 401
+    r = httpx.delete(server.url + "/api/auth", headers=h)
+    assert r.status_code == 204 and r.content == b""
+    for call in (lambda: httpx.get(server.url + "/api/jobs", headers=h),
+                 lambda: httpx.get(f"{server.url}/api/jobs/{job_id}/download",
+                                   params={"token": token}),
+                 lambda: httpx.delete(server.url + "/api/auth", headers=h)):
+        r = call()
+        assert r.status_code == 401 and r.json()["error"]["code"] == "token_revoked", r.text
+        assert r.json()["error"]["message"] == "This session was logged out. Log in again."
+    # Another session goes on; the logged-out one stays out after a restart.
+    oh = {"Authorization": f"Bearer {other}"}
+    assert httpx.get(server.url + "/api/jobs", headers=oh).status_code == 200
+    server.stop()
+    server.start()
+    assert httpx.get(server.url + "/api/jobs", headers=h).status_code == 401
+    assert httpx.get(server.url + "/api/jobs", headers=oh).status_code == 200
+    # An API key is not a session: it is revoked as a key.
+    key = httpx.post(server.url + "/api/keys", headers=oh, json={"name": "ci"}).json()["key"]
+    r = httpx.delete(server.url + "/api/auth", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "not_a_session"
+
+
 def test_multi_file_upload_creates_a_queued_job(server, clips):
     with server.client() as c:
         r = c.post("/api/jobs", files=_files(clips["a"], clips["b"]), data={"variations": "3"})

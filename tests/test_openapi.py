@@ -26,9 +26,15 @@ def srv(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def token(srv) -> str:
-    # Taken before Schemathesis fuzzes /api/auth (wrong passwords lead to 429 for a minute).
-    return srv.token()
+def tokens(srv) -> tuple[str, str]:
+    # Taken before Schemathesis fuzzes /api/auth (wrong passwords lead to 429 for a minute):
+    # one for the fuzzing, which may log it out (DELETE /api/auth), one for after it.
+    return srv.token(), srv.token()
+
+
+@pytest.fixture(scope="module")
+def token(tokens) -> str:
+    return tokens[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,8 @@ def test_document_is_public_and_describes_the_api(srv):
     assert "/" not in paths and not any(p.startswith("/ui") for p in paths)
 
 
-def test_generated_requests_never_get_a_server_error(api_schema, token):
+def test_generated_requests_never_get_a_server_error(api_schema, tokens):
+    token = tokens[0]
     # Hypothesis per operation by hand: Schemathesis' pytest plugin does not run on pytest 9.
     failures: list[str] = []
     for result in api_schema.get_all_operations():

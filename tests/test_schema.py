@@ -33,7 +33,7 @@ def test_jobs_stored_before_pitch_existed_keep_it_off(tmp_path):
                                {"exclude": ["hue", "mirror", "rotation"]}])
     store = Store(path)
     try:
-        assert store.schema_version() == schema.SCHEMA_VERSION == 6
+        assert store.schema_version() == schema.SCHEMA_VERSION == 7
         excluded = [store.job_row(f"j{i}").options["exclude"] for i in range(4)]
     finally:
         store.close()

@@ -36,6 +36,7 @@ from .ui_files import bp as ui_bp
 # The lifecycle's refusals (retry, cancel, download, one file) as HTTP statuses.
 LIFECYCLE_STATUS = {JobNotFound: 404, Conflict: 409, Gone: 410}
 PUBLIC_API = {"/api/health", "/api/auth", "/api/openapi.json"}
+LOGOUT = ("/api/auth", "DELETE")  # needs the token it ends
 # What the browser fetches by itself (a link, an <img>, a <video>) cannot send a header: these
 # GET endpoints also take the token as ``?token=``.
 QUERY_TOKEN = {"delivery.download", "files.output_file", "files.output_preview",
@@ -114,7 +115,7 @@ async def _crash(exc: Exception):
 
 async def _require_token():
     path = request.path
-    if not path.startswith("/api/") or path in PUBLIC_API:
+    if not path.startswith("/api/") or path in PUBLIC_API and (path, request.method) != LOGOUT:
         return None
     if request.method == "OPTIONS" and request.endpoint == "resumable.collection":
         return None  # tus discovery: what the server offers, nothing about its uploads

@@ -1,9 +1,11 @@
-"""Shared-password login: signed expiring tokens and a per-client failure limit.
+"""Shared-password login: signed expiring tokens, log-out, and a per-client failure limit.
 
 Tokens are ``<payload>.<signature>`` with an HMAC-SHA256 signature over a base64url JSON payload
-holding the expiry time. Passwords and signatures are compared in constant time, as bytes:
-``hmac.compare_digest`` raises ``TypeError`` on a non-ASCII ``str``, and whatever a client sends
-(any Unicode, lone surrogates from JSON escapes included) must answer 401, never 500.
+holding the expiry time. A token logged out (``DELETE /api/auth``) is refused until it would have
+expired: its SHA-256 is kept in memory and in the database. Passwords and signatures are
+compared in constant time, as bytes: ``hmac.compare_digest`` raises ``TypeError`` on a
+non-ASCII ``str``, and whatever a client sends (any Unicode, lone surrogates from JSON escapes
+included) must answer 401, never 500.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class Auth:
         self.ttl = ttl
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        # Tokens logged out before they expired: digest → expiry (kept in the database too,
+        # `remember_revoked`, so a restart does not bring them back).
+        self._revoked: dict[str, float] = {}
 
     # -- passwords ------------------------------------------------------------------------
 
@@ -112,10 +117,31 @@ class Auth:
             raise TokenError("invalid_token", "The token is not valid. Log in again.") from None
         if exp <= self._clock():
             raise TokenError("token_expired", "Your session has expired. Log in again.")
+        if token_digest(token) in self._revoked:
+            raise TokenError("token_revoked", "This session was logged out. Log in again.")
         return exp
+
+    def revoke(self, token: str) -> tuple[str, float]:
+        """Log ``token`` out (it must verify): every later use is refused. Returns its digest
+        and expiry, for the database."""
+        exp = self.verify(token)
+        digest = token_digest(token)
+        now = self._clock()
+        self._revoked = {d: e for d, e in self._revoked.items() if e > now}
+        self._revoked[digest] = exp
+        return digest, exp
+
+    def remember_revoked(self, revoked: dict[str, float]) -> None:
+        """The logged-out tokens kept in the database (at start-up)."""
+        self._revoked.update(revoked)
 
     def _sign(self, payload: bytes) -> bytes:
         return _b64(hmac.new(self._secret, payload, hashlib.sha256).digest()).encode("ascii")
+
+
+def token_digest(token: str) -> str:
+    """What the database keeps of a logged-out token: its SHA-256, never the token."""
+    return hashlib.sha256(_bytes(token)).hexdigest()
 
 
 def _bytes(text: str) -> bytes:

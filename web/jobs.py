@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import trio
-from quart import Blueprint, current_app, jsonify, request
+from quart import Blueprint, Response, current_app, g, jsonify, request
 
 import pipeline
 from pipeline.actors.intake import IntakeRejected, UploadedFile
@@ -109,6 +109,21 @@ async def login():
         raise APIError(401, "wrong_password", "That password is not right.")
     token, expires = auth.issue()
     return jsonify(models.Token(token=token, expiresAt=iso(expires)).dump())
+
+
+@bp.delete("/api/auth")
+async def logout():
+    """End the session of the login token sent (``Authorization: Bearer``): it, and every link
+    made with it (``?token=``), is refused from now on. API keys are revoked with
+    ``DELETE /api/keys/{id}``."""
+    if g.get("api_key") is not None:
+        raise APIError(400, "not_a_session",
+                       "An API key is not a login session: revoke it with DELETE /api/keys/{id}.")
+    auth, service = current_app.extensions["auth"], _service()
+    token = request.headers["Authorization"].split(None, 1)[1].strip()
+    digest, expires = auth.revoke(token)
+    await service.store.revoke_token(digest, expires, service.clock())
+    return Response(status=204)
 
 
 # -- jobs -------------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ _DOCS: dict[str, _Doc] = {
                    public=True),
     "jobs.login": _Doc("Log in with the team password", {200: Token, 400: Error, 401: Error, 429: Error},
                   request=AuthRequest, public=True),
+    "jobs.logout": _Doc("Log out: the login token sent is refused from now on",
+                        {204: None, 400: Error, **_AUTH}),
     "jobs.list_jobs": _Doc("List jobs, newest first", {200: JobList, **_AUTH}),
     "jobs.create_job": _Doc(
         "Upload videos and queue a job (multipart), or queue one from finished resumable uploads "

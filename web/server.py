@@ -33,6 +33,7 @@ def build(settings: Settings) -> tuple[Service, object, str, bool]:
     password, generated = load_or_create_password(settings.data_dir, settings.password)
     secret = load_or_create_secret(settings.data_dir, settings.secret)
     auth = Auth(password, secret, settings.token_ttl, time.time)
+    auth.remember_revoked(service.store.sync.revoked_tokens(time.time()))
     return service, create_app(service, auth), password, generated
 
 

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -150,6 +150,13 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE outputs ADD COLUMN variation INTEGER;
     ALTER TABLE outputs ADD COLUMN loudness_json TEXT;
     UPDATE outputs SET variation = idx;
+    """,
+    # Login tokens logged out before they expire: the SHA-256 of each, until its expiry.
+    7: """
+    CREATE TABLE revoked_tokens (
+        digest TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    );
     """,
 }
 

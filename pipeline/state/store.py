@@ -416,6 +416,20 @@ class Store:
                 "UPDATE api_keys SET last_used_at=? WHERE id=?", (now, key.id)))
         return key
 
+    # -- logged-out tokens ----------------------------------------------------------------
+
+    def revoke_token(self, digest: str, expires_at: float, now: float) -> None:
+        """Keep a logged-out token's digest until it expires (the expired ones go)."""
+        def tx(c):
+            c.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
+            c.execute("INSERT OR REPLACE INTO revoked_tokens(digest,expires_at) VALUES (?,?)",
+                      (digest, expires_at))
+        self._tx(tx)
+
+    def revoked_tokens(self, now: float) -> dict[str, float]:
+        return {r["digest"]: r["expires_at"] for r in self._read(
+            "SELECT * FROM revoked_tokens WHERE expires_at > ?", (now,))}
+
     # -- resumable uploads ----------------------------------------------------------------
 
     def create_resumable(self, upload: Resumable) -> None:
