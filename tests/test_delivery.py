@@ -115,6 +115,8 @@ def test_download_is_an_exact_store_zip_with_manifest(srv, client, clips, tmp_pa
     # a single-file download saved them under the first one's name).
     names = [o["name"] for v in job["videos"] for o in v["outputs"]]
     assert names == [n.split("/")[1] for n in zf.namelist()[1:]]
+    # b.mov is silent: its files' effects name no gain (drawn, but it had no sound to change).
+    assert not any(w.endswith(" dB") for o in job["videos"][2]["outputs"] for w in o["effects"])
     one = job["videos"][1]["outputs"][0]
     saved = client.get(one["url"], params={"download": "1"})
     assert saved.headers["content-disposition"] == 'attachment; filename="promo_2_v01.mp4"'

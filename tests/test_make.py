@@ -48,6 +48,12 @@ def test_make_writes_one_folder_per_source_with_manifest(tmp_path, clips):
     assert [e["file"] for e in entries] == names[1:]
     for e in entries:
         assert e["seed"] and e["params"] and "crop=" in e["graph"] and e["size"] > 0
+    # Gain and pitch were drawn for every variation; only sound they could change is named.
+    sound_words = [[w for w in e["effects"] if w.endswith(" dB") or w.startswith("pitch")]
+                   for e in entries]
+    assert any(sound_words[:3]), [e["effects"] for e in entries[:3]]  # a.mp4 has sound
+    assert sound_words[3:] == [[], [], []], [e["effects"] for e in entries[3:]]  # b.mov has not
+    assert any(e["params"]["gain_db"] for e in entries[3:])
     # The inputs are untouched and the scratch folder is gone.
     assert clips["a"].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zip", "x"]

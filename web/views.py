@@ -36,17 +36,17 @@ def video_preview_url(job_id: str, video_id: str) -> str:
     return f"/api/jobs/{job_id}/videos/{video_id}/preview"
 
 
-def output_effects(o: Output) -> list[str]:
+def output_effects(o: Output, has_audio: bool = True) -> list[str]:
     """The effects in words, as rendered (``Output.applied_params``)."""
-    return describe(VariationParams.from_dict(o.applied_params))
+    return describe(VariationParams.from_dict(o.applied_params), has_audio)
 
 
 def output_model(o: Output, job_id: str, video_id: str,
-                 size: tuple[int, int] | None = None) -> models.Output:
+                 size: tuple[int, int] | None = None, has_audio: bool = True) -> models.Output:
     url = output_url(job_id, video_id, o.index + 1)
     fields = {"index": o.index, "variation": o.variation_index, "format": o.format,
               "name": o.name, "size": o.size, "duration": o.duration,
-              "effects": output_effects(o), "url": url}
+              "effects": output_effects(o, has_audio), "url": url}
     if size is not None:
         fields["width"], fields["height"] = size
     if o.loudness is not None:
@@ -101,7 +101,8 @@ def video_model(v: Video, queue: QueueView | None = None,
     if v.stderr_tail:
         fields["log"] = v.stderr_tail
     if v.outputs is not None:
-        fields["outputs"] = [output_model(o, v.job_id, v.id, output_size(v, o, placement))
+        fields["outputs"] = [output_model(o, v.job_id, v.id, output_size(v, o, placement),
+                                          v.has_sound)
                              for o in v.outputs]
         if v.status == VideoStatus.COMPLETED and any(o.distinctness for o in v.outputs):
             fields["previewUrl"] = video_preview_url(v.job_id, v.id)

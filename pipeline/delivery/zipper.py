@@ -114,6 +114,8 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                    missing: list[str] = ()) -> dict:
     """The ``manifest.json`` document. Pure; ``sizes`` maps arcname to the bytes stored."""
     placement = Placement.from_dict(job.options.get("placement"))
+    # A silent source's variations did nothing to sound: no pitch or gain in their words.
+    sound = {v.id: v.has_sound for v in job.videos}
     doc = {
         "manifestVersion": MANIFEST_VERSION,
         "jobId": job.id,
@@ -134,7 +136,8 @@ def build_manifest(job: Job, members: list[Member], sizes: dict[str, int],
                 "format": m.output.format,
                 "seed": m.output.seed,
                 "params": m.output.params,
-                "effects": describe(VariationParams.from_dict(m.output.applied_params)),
+                "effects": describe(VariationParams.from_dict(m.output.applied_params),
+                                    sound.get(m.video_id, True)),
                 "graph": m.output.graph,
                 # The FFmpeg options after this file's maps, paths left out: with `graph`,
                 # enough to render it again by hand (README, "Manifest").

@@ -15,8 +15,9 @@ def _pct(value: float) -> str:
     return f"{abs(value) * 100:.0f} %"
 
 
-def describe(p: VariationParams) -> list[str]:
-    """The phrases for the effects this variation has on."""
+def describe(p: VariationParams, has_audio: bool = True) -> list[str]:
+    """The phrases for the effects this variation has on; a source without sound gets none
+    of the sound's (its pitch and gain were drawn, and had nothing to change)."""
     words: list[str] = []
     if p.mirror:
         words.append("mirrored")
@@ -29,6 +30,8 @@ def describe(p: VariationParams) -> list[str]:
         words.append("light grain")
     if abs(p.speed - 1) >= 0.005:
         words.append(f"{p.speed:.2f}× speed")
+    if not has_audio:
+        return words
     if abs(p.pitch - 1) >= 0.005:
         words.append(f"pitch {'up' if p.pitch > 1 else 'down'} {_pct(p.pitch - 1)}")
     if abs(p.gain_db) >= 0.05:

@@ -103,6 +103,12 @@ class Video:
     started_at: float | None = None
     finished_at: float | None = None
 
+    @property
+    def has_sound(self) -> bool:
+        """Whether the source has sound (``MediaInfo.has_audio`` of intake's probe), so that its
+        variations' pitch and gain changed anything; taken to have when it is not known."""
+        return bool(self.info.get("has_audio", True)) if isinstance(self.info, dict) else True
+
     @classmethod
     def from_row(cls, r: sqlite3.Row, outputs: tuple[Output, ...] | None = None,
                  output_count: int | None = None) -> Video:
