@@ -14,6 +14,7 @@ import time
 import zipfile
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
@@ -149,6 +150,15 @@ def check_distinctness(card, video: dict) -> None:
         img.scroll_into_view_if_needed()
         expect(img).to_have_js_property("complete", True)
         assert img.evaluate("i => i.naturalWidth") >= 320
+        assert_strip_kept_its_shape(img)
+
+
+def assert_strip_kept_its_shape(img) -> None:
+    """The room a strip's <img> kept before it loaded (its width and height) has the shape of
+    the strip that came (the page does not jump as strips load)."""
+    kept = img.evaluate("""i => i.getAttribute("height") / i.getAttribute("width")
+        * i.naturalWidth / i.naturalHeight""")
+    assert abs(kept - 1) < 0.02, kept
 
 
 def play_first_variation(card) -> None:
@@ -240,7 +250,7 @@ def test_source_builds_dom_without_html_strings():
 # -- login ----------------------------------------------------------------------------------
 
 
-def test_login_wrong_password_then_right_one(page, console):
+def test_login_wrong_password_then_right_one(page, console, server):
     console.allow(UNAUTHORIZED_LOG)  # Chromium logs the wrong password's 401 response
     page.goto("/")
     expect(page).to_have_url(re.compile(r"#/login$"))
@@ -266,21 +276,45 @@ def test_login_wrong_password_then_right_one(page, console):
     # A reload keeps the session; logging out ends it.
     page.reload()
     expect(page.get_by_role("heading", name="New upload")).to_be_visible()
+    token = page.evaluate("localStorage.getItem('vr.token')")
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"#/login$"))
     assert page.evaluate("localStorage.getItem('vr.token')") is None
+    # The session ended on the server too: the token (and its links) no longer work.
+    wait_for(lambda: httpx.get(f"{server.url}/api/jobs", headers={
+        "Authorization": f"Bearer {token}"}).status_code == 401, timeout=5)
 
 
 def test_login_rate_limited_shows_retry_message(page, console):
+    """Too many wrong passwords: the note from before ("You have logged out.") goes, and the
+    wait counts down each second with the button held (it said "55 seconds" for good)."""
     console.allow(r"status of 429")
-    message = "Too many wrong passwords. Try again in 42 seconds."
-    page.route("**/api/auth", lambda route: route.fulfill(
-        status=429, content_type="application/json", headers={"Retry-After": "42"},
-        body=json.dumps({"error": {"code": "too_many_attempts", "message": message}})))
-    page.goto("/#/login")
+    login(page)
+    page.get_by_role("button", name="Log out").click()
+    logged_out = page.get_by_text("You have logged out.")
+    expect(logged_out).to_be_visible()
+    tries = []
+
+    def refuse(route):
+        tries.append(route.request.url)
+        route.fulfill(status=429, content_type="application/json", headers={"Retry-After": "4"},
+                      body=json.dumps({"error": {"code": "too_many_attempts", "message":
+                                                 "Too many wrong passwords. Try again in 4 seconds."}}))
+
+    page.route("**/api/auth", refuse)
     page.fill("#password", "guess")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#login-error")).to_have_text(message)
+    button = page.get_by_role("button", name="Log in")
+    button.click()
+    error = page.locator("#login-error")
+    expect(error).to_have_text("Too many wrong passwords. Try again in 4 seconds.")
+    expect(logged_out).to_be_hidden()
+    expect(button).to_be_disabled()
+    page.keyboard.press("Enter")  # held: no other try
+    expect(error).to_have_text("Too many wrong passwords. Try again in 3 seconds.")
+    expect(error).to_have_text("Too many wrong passwords. Try again in 1 second.", timeout=3_000)
+    expect(error).to_have_text("You can try again now.", timeout=2_000)
+    expect(button).to_be_enabled()
+    assert len(tries) == 1
 
 
 def test_expired_session_goes_back_to_login(page, console):
@@ -379,6 +413,7 @@ def test_upload_two_videos_live_progress_and_zip(page, context, console, media, 
     assert job["variationsPerVideo"] == 2
     assert job["excludedEffects"] == ["hue", "mirror", "pitch"]
     expect(page.locator(".job-meta")).to_contain_text("no mirror · with tilt")
+    expect(page.locator(".job-meta")).not_to_contain_text("LUFS")  # the defaults go unsaid
 
     # Coming back later (a new tab) shows the current state.
     other = context.new_page()
@@ -464,9 +499,30 @@ def test_placements_from_the_upload_page(page, console, media, api):
             expect(tiles.nth(k)).to_contain_text(out["name"])
             expect(tiles.nth(k).locator(".tile-loudness")).to_contain_text("LUFS")
             assert abs(out["loudness"]["integrated"] + 16) <= 1.5
+    # The job says how it was asked for: its shapes, how they were made, the target.
+    expect(page.locator(".job-meta")).to_contain_text("Original, 9:16, 1:1 (padded) · −16 LUFS")
     results = Axe().run(page)
     assert results.violations_count == 0, results.generate_snapshot()
     screenshot(page, "job-placements")
+    strips = card.locator("img.strip")
+    expect(strips).to_have_count(7)  # the original's and each file's
+    for img in strips.all():
+        img.scroll_into_view_if_needed()
+        expect(img).to_have_js_property("complete", True)
+        assert_strip_kept_its_shape(img)
+
+    # A 9:16 file plays no taller than a laptop's screen: its name and link stay in sight.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    portrait = groups.first.locator('[data-testid=variation][data-format="9:16"]')
+    portrait.get_by_role("button", name=re.compile("^Play ")).click()
+    player = portrait.locator("video")
+    expect(player).to_have_js_property("readyState", 4, timeout=10_000)
+    player.evaluate("v => { v.pause(); v.scrollIntoView({block: 'start'}); }")
+    box = player.bounding_box()
+    assert box["height"] <= 0.7 * 768 + 1, box
+    link = portrait.get_by_role("link", name=re.compile("^Download ")).bounding_box()
+    assert link["y"] + link["height"] <= 768, (box, link)  # it was at 800 px
+    page.set_viewport_size(DESKTOP)
 
     # A crop position goes with a crop.
     page.get_by_role("link", name="New upload").click()
@@ -482,6 +538,10 @@ def test_placements_from_the_upload_page(page, console, media, api):
     expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
     job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
     assert job["placement"]["focus"] == "right"
+    # Without the original's shape, the original's strip is in the first shape (9:16).
+    original = page.locator(".tile-source img.strip")
+    expect(original).to_have_js_property("complete", True)
+    assert_strip_kept_its_shape(original)
     assert not console.unexpected(), console.unexpected()
 
 
@@ -634,8 +694,10 @@ def test_one_refused_file_does_not_cost_the_batch(page, console, media, api):
     # The job is made of the files the server takes; the page says which one it left out.
     expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=15_000)
     flash = page.get_by_test_id("job-flash")
-    expect(flash).to_contain_text("Left out of this job: noise.mp4:")
-    expect(flash).to_contain_text("is not a video we can process")
+    # The server's sentence names the file: the note does not name it twice.
+    expect(flash).to_have_text(re.compile(
+        r"^Left out of this job: 'noise\.mp4' is not a video we can process"))
+    assert flash.inner_text().count("noise.mp4") == 1, flash.inner_text()
     job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
     assert [v["name"] for v in job["videos"]] == ["a.mp4", "b.mov"]
     expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
@@ -711,6 +773,7 @@ def test_retry_a_failed_video(page, media, api):
     expect(video.locator(".badge")).to_have_text("Failed")
     first = api.get(f"/api/jobs/{job_id}").json()["videos"][0]
     expect(video.locator(".video-error")).to_have_text(first["error"])
+    expect(video.locator(".progress-text")).to_have_text("Rendering failed")
     expect(page.get_by_role("link", name="Download ZIP")).to_be_hidden()
     screenshot(page, "job-failed")
 
@@ -722,16 +785,89 @@ def test_retry_a_failed_video(page, media, api):
     # The damaged file fails again; the page follows it there by itself.
     wait_job(api, job_id, statuses=("failed",), timeout=30)
     expect(video.locator(".badge")).to_have_text("Failed", timeout=RENDER_TIMEOUT)
+    # Failing again looks like the first failure but for this: the attempt ran.
+    expect(video.locator(".progress-text")).to_have_text("Rendering failed (attempt 2)")
     expect(video.get_by_role("button", name="Retry")).to_be_visible()
     expect(page.locator(".job-head [role=alert]")).to_be_hidden()
 
 
+def test_retry_all_says_what_it_retries_and_strips_keep_their_room(page):
+    """"Retry all" is named after the videos it sends again (a cancelled job offered to "Retry
+    all failed"); and a strip's room is kept before it loads, in its file's shape (the play
+    buttons lay over the headings and the page jumped as the strips came)."""
+
+    def job_with(status: str, *statuses: str) -> dict:
+        job = fake_job(status, "cancelled", 0.0)
+        first = job["videos"][0]
+        job["videos"] = [{**first, "id": f"v{i}", "name": f"clip{i}.mp4", "status": s,
+                          "retryable": True} for i, s in enumerate(statuses)]
+        job["counts"] = {s: statuses.count(s) for s in set(statuses)}
+        return job
+
+    state = {"job": job_with("cancelled", "cancelled", "cancelled")}
+    page.route(re.compile(r"/api/jobs/jfake$"), lambda route: route.fulfill(json=state["job"]))
+    login(page)
+    page.goto("/#/jobs/jfake")
+    retry_all = page.locator(".job-head").get_by_role("button", name=re.compile("^Retry all"))
+    expect(retry_all).to_have_text("Retry all cancelled")
+    state["job"] = job_with("completed", "failed", "cancelled")
+    page.reload()
+    expect(retry_all).to_have_text("Retry all")
+    state["job"] = job_with("failed", "failed", "failed")
+    page.reload()
+    expect(retry_all).to_have_text("Retry all failed")
+
+    # Strips that have not come yet: a 16:9 original with its variations, and a 9:16 file.
+    held = []
+    page.route(re.compile(r"/preview\?token="), lambda route: held.append(route))
+    job = fake_job("completed", "completed", 100.0)
+    video = job["videos"][0]
+    video["previewUrl"] = "/api/jobs/jfake/videos/vfake/preview"
+    shapes = [("source", 640, 360), ("source", 640, 360), ("9:16", 406, 720)]
+    for i, (out, (fmt, w, h)) in enumerate(zip(video["outputs"], shapes, strict=True)):
+        out.update(format=fmt, width=w, height=h, variation=i,
+                   url=f"/api/jobs/jfake/videos/vfake/outputs/{i + 1}",
+                   previewUrl=f"/api/jobs/jfake/videos/vfake/outputs/{i + 1}/preview")
+    state["job"] = job
+    page.reload()
+    strips = page.locator("img.strip")
+    expect(strips).to_have_count(4)
+    for _ in range(30):  # route handlers run only while Playwright is called
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "no strip was asked for"
+    # A strip is 4 frames 320 px wide, 4 px apart, as tall as the shape makes them.
+    for img, (w, h) in zip(strips.all(), [(640, 360), (640, 360), (640, 360), (406, 720)],
+                           strict=True):
+        assert img.evaluate("i => i.complete && i.naturalWidth") == 0  # not loaded
+        box = img.bounding_box()
+        expected = box["width"] * round(320 * h / w / 2) * 2 / 1292
+        assert abs(box["height"] - expected) < 2, (box, expected)
+    # Nothing overlaps: each play button ends above its caption.
+    for tile in page.get_by_test_id("variation").all():
+        play = tile.get_by_role("button", name=re.compile("^Play ")).bounding_box()
+        caption = tile.locator("figcaption").bounding_box()
+        assert play["y"] + play["height"] <= caption["y"] + 1, (play, caption)
+    for route in held:  # (an aborted request is logged as an error)
+        route.fulfill(status=200, content_type="image/jpeg", body=b"")
+
+
 def test_polling_fallback_when_the_socket_is_unavailable(page, console):
     """No WebSocket (a proxy drops it): the page says "Loading…" until the first answer, polls,
-    says when the server cannot be reached (a red dot, not the green one), pauses while hidden,
-    stops when done."""
+    says when the server cannot be reached (a red dot, not the green one; no alert beside it,
+    no time counted on from the last answer), pauses while hidden, stops when done."""
     login(page)
-    state = {"job": fake_job("processing", "processing", 10.0), "down": False}
+
+    def running(progress: float) -> dict:
+        """Started half a minute ago, with the server's estimates of the time left."""
+        job = fake_job("processing", "processing", progress)
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
+        job.update(startedAt=started, etaSeconds=120)
+        job["videos"][0].update(startedAt=started, etaSeconds=120)
+        return job
+
+    state = {"job": running(10.0), "down": False}
     hits: list[float] = []
     held = []
 
@@ -765,21 +901,30 @@ def test_polling_fallback_when_the_socket_is_unavailable(page, console):
     expect(connection).to_have_attribute("data-state", "polling")
     bar = page.locator("li.video").get_by_role("progressbar")
     expect(bar).to_have_attribute("aria-valuenow", "10")
+    summary = page.get_by_test_id("job-summary")
+    expect(summary).to_contain_text(re.compile(r"\d+ s so far · about \d+ min left"))
 
-    state["job"] = fake_job("processing", "processing", 60.0)
+    state["job"] = running(60.0)
     expect(bar).to_have_attribute("aria-valuenow", "60", timeout=8_000)
 
-    # The server is gone: the line says so, in red, beside the alert; it comes back by itself.
+    # The server is gone: the line says so, in red, and nothing else does (an alert said it
+    # again); the time so far and the time left are not counted on from the last answer.
+    # It comes back by itself.
     console.allow(r"ERR_CONNECTION_REFUSED")
     state["down"] = True
     expect(connection).to_have_attribute("data-state", "offline", timeout=8_000)
     expect(connection).to_have_text(re.compile(r"^Not connected to the server"))
     assert page.evaluate("""() => getComputedStyle(document.querySelector('.connection'),
         '::before').backgroundColor""") == "rgb(185, 28, 28)"  # --danger
-    expect(page.locator(".job-head [role=alert]")).to_have_text(
-        "Cannot reach the server right now. Retrying…")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(summary).to_have_text("0 of 1 video done · 60 %")
+    expect(page.locator("li.video .progress-text")).to_have_text("Rendering · 60 %")
+    page.wait_for_timeout(5_500)  # the page's clock (5 s) redraws: still no time words
+    expect(summary).to_have_text("0 of 1 video done · 60 %")
+    expect(page.get_by_role("alert")).to_have_count(0)
     state["down"] = False
     expect(connection).to_have_attribute("data-state", "polling", timeout=12_000)
+    expect(summary).to_contain_text("so far")
     expect(page.locator(".job-head [role=alert]")).to_be_hidden()
 
     set_visibility(page, "hidden")
@@ -1268,9 +1413,11 @@ def test_an_upload_whose_requests_fail_says_it_is_trying_again(page, media, cons
     assert len(failed) == 3
 
 
-def test_a_finished_job_says_which_videos_did_not_finish(page, server, media):
+def test_a_finished_job_says_which_videos_did_not_finish(page, server, media, tmp_path):
     """The server calls a job "completed" when every video has ended; when some failed or
-    were cancelled, the job's card says so beside the green badge, not only in small print."""
+    were cancelled, the job reads "Partly completed" in the warning colour (not a green
+    "Completed" and a full green bar), on its page and in History, with a line that says
+    what the ZIP holds."""
     with server.client() as client, open(media["a"], "rb") as a, \
             open(media["damaged"], "rb") as bad:
         r = client.post("/api/jobs", data={"variations": "1"}, files=[
@@ -1281,9 +1428,32 @@ def test_a_finished_job_says_which_videos_did_not_finish(page, server, media):
     assert [v["status"] for v in job["videos"]] == ["completed", "failed"]
     login(page)
     page.goto(f"/#/jobs/{job['id']}")
-    expect(job_badge(page)).to_have_text("Completed")
+    expect(job_badge(page)).to_have_text("Partly completed")
+    expect(page.locator(".job-head")).to_have_attribute("data-status", "completed")
     expect(page.locator(".job-head .alert-info")).to_have_text(
         "1 of 2 videos did not finish (1 failed); the ZIP holds the 1 that did.")
+    warn = "rgb(161, 98, 7)"  # --warn
+    assert job_badge(page).evaluate("b => getComputedStyle(b).color") == warn
+    overall = page.get_by_role("progressbar", name="Overall progress")
+    expect(overall).to_have_attribute("aria-valuenow", "50")  # the share that finished
+    assert overall.locator(".bar-fill").evaluate("f => getComputedStyle(f).backgroundColor") == warn
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_snapshot()
+    page.screenshot(path=str(tmp_path / "job-partial-desktop.png"), full_page=True,
+                    animations="disabled")
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(tmp_path / "job-partial-phone.png"), full_page=True,
+                    animations="disabled")
+    page.set_viewport_size(DESKTOP)
+
+    page.get_by_role("link", name="History").click()
+    item = page.locator(f'li.job-item[data-job-id="{job["id"]}"]')
+    expect(item.locator(".badge")).to_have_text("Partly completed")
+    expect(item).to_have_attribute("data-status", "completed")
+    assert item.locator(".badge").evaluate("b => getComputedStyle(b).color") == warn
+    expect(item).to_contain_text("1 completed · 1 failed")
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_snapshot()
 
 
 def test_a_cancelled_upload_stays_cancelled_while_its_delete_is_retried(page, media, console):

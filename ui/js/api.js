@@ -103,6 +103,9 @@ async function errorFrom(resp) {
   if (err && typeof err.message === "string") {
     const out = new ApiError(resp.status, err.code || "error", err.message);
     if (typeof err.upload === "string") out.upload = err.upload; // the resumable upload it names
+    // Seconds to wait before asking again (a 429), so a page can count them down.
+    const wait = Number.parseInt(resp.headers.get("Retry-After") || "", 10);
+    if (wait >= 0) out.retryAfter = wait;
     return out;
   }
   return new ApiError(resp.status, "http_error",
@@ -156,6 +159,18 @@ export async function login(password) {
   const body = await request("POST", "/api/auth", { json: { password }, auth: false });
   setToken(body.token, body.expiresAt);
   return body;
+}
+
+/**
+ * End this session on the server too (its token, and the links made with it, stop working),
+ * then forget it here. Best effort: offline, the token is forgotten here all the same.
+ */
+export function logout() {
+  const token = getToken();
+  clearToken();
+  if (!token) return;
+  fetch("/api/auth", { method: "DELETE", headers: { Authorization: `Bearer ${token}` },
+    keepalive: true }).catch(() => {});
 }
 
 /** Public: service status and the upload limits ({ limits: { maxUpload, maxFiles, maxVariations } }). */

@@ -1,6 +1,6 @@
 // Entry point: navigation bar, session handling and the routes.
 
-import { clearToken, getToken, onUnauthorized, rememberReturnPath } from "./api.js";
+import { clearToken, getToken, logout, onUnauthorized, rememberReturnPath } from "./api.js";
 import { h, replace } from "./dom.js";
 import { setFlash } from "./flash.js";
 import { Router } from "./router.js";
@@ -71,7 +71,7 @@ function renderNav(route) {
       onclick: () => {
         // An upload in progress asks first; "Cancel" keeps the session and the upload.
         if (!router.mayLeave()) return;
-        clearToken();
+        logout();
         setFlash("You have logged out.");
         router.navigate("/login");
       },

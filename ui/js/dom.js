@@ -93,6 +93,7 @@ export const STATUS_LABELS = {
   queued: "Queued",
   processing: "Processing",
   completed: "Completed",
+  partial: "Partly completed", // a completed job some of whose videos did not finish
   failed: "Failed",
   cancelled: "Cancelled",
   interrupted: "Interrupted",

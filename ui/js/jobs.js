@@ -17,6 +17,20 @@ export function jobTitle(job, empty = `Job ${job.id}`) {
   return videos.length === 1 ? videos[0].name : `${videos[0].name} + ${videos.length - 1} more`;
 }
 
+/**
+ * How a job reads to a person: "partial" for a completed job some of whose videos failed or
+ * were cancelled (the server calls a job completed once every video has ended, however it
+ * ended), else its status. A green "Completed" there hid the gaps.
+ */
+export function shownStatus(job) {
+  if (job.status !== "completed") return job.status;
+  const videos = job.videos || [];
+  const gaps = videos.length
+    ? videos.some((v) => v.status !== "completed")
+    : Object.entries(job.counts || {}).some(([s, n]) => s !== "completed" && n > 0);
+  return gaps ? "partial" : "completed";
+}
+
 export function hasDownload(job) {
   if (job.status === "expired") return false;
   return (job.videos || []).some((v) => v.status === "completed"

@@ -29,6 +29,27 @@ export const LOUDNESS = [
 ];
 
 /** The outline of a shape: a box of its ratio (the original: a dashed 16:9 one). */
+/**
+ * A job's `placement` ({formats, fit, focus, loudness}) in a few words for its page, e.g.
+ * "Original, 9:16, 1:1 (cropped, left)" and "−14 LUFS"; none for the defaults (the original's
+ * shape, levels left alone).
+ */
+export function placementWords(placement) {
+  if (!placement) return [];
+  const words = [];
+  const shapes = placement.formats || ["source"];
+  if (shapes.some((f) => f !== "source")) {
+    const label = (f) => SHAPES.find((s) => s.value === f)?.label || f;
+    const focus = placement.fit !== "pad" && placement.focus && placement.focus !== "center"
+      ? `, ${placement.focus}` : "";
+    words.push(`${shapes.map(label).join(", ")} (${placement.fit === "pad" ? "padded" : "cropped"}${focus})`);
+  }
+  if (placement.loudness !== null && placement.loudness !== undefined) {
+    words.push(`${String(placement.loudness).replace("-", "−")} LUFS`);
+  }
+  return words;
+}
+
 function outline(value) {
   const cls = value === "source" ? "shape shape-source" : `shape shape-${value.replace(":", "x")}`;
   return h("span", { class: cls, "aria-hidden": "true" });

@@ -6,19 +6,43 @@ import { tokenUrl } from "./api.js";
 import { formatBytes, h, replace } from "./dom.js";
 import { figureText } from "./distinct.js";
 
-/** A contact strip; one that cannot be loaded gives way to a plain label. */
-function strip(url, alt) {
+// A contact strip's layout (pipeline/media/preview.py): 4 frames side by side, 4 px apart,
+// each 320 px wide and as tall as the picture's shape makes it (distinct.py tap_size).
+const STRIP_FRAMES = 4;
+const STRIP_GAP = 4;
+const TAP_WIDTH = 320;
+
+/**
+ * The size of the strip of a picture of `shape` ({width, height}; unknown: 16:9), given to
+ * its <img> so that its room is kept before it loads: the page does not jump, and no play
+ * button lies over the headings meanwhile. Short clips have fewer frames: once loaded, the
+ * image's own shape wins (CSS `height: auto`).
+ */
+export function stripSize(shape) {
+  const [w, h] = shape && shape.width > 0 && shape.height > 0 ? [shape.width, shape.height] : [16, 9];
+  return {
+    width: STRIP_FRAMES * TAP_WIDTH + (STRIP_FRAMES - 1) * STRIP_GAP,
+    height: Math.max(2, Math.round((TAP_WIDTH * h) / w / 2) * 2),
+  };
+}
+
+/** A contact strip of a picture of `shape`; one that cannot be loaded gives way to a label. */
+function strip(url, alt, shape) {
   if (!url) return h("span", { class: "strip strip-missing" }, "No preview");
-  const img = h("img", { class: "strip", src: tokenUrl(url), alt, loading: "lazy", width: "640" });
+  const { width, height } = stripSize(shape);
+  const img = h("img", { class: "strip", src: tokenUrl(url), alt, loading: "lazy", width, height });
   img.addEventListener("error", () => img.replaceWith(
     h("span", { class: "strip strip-missing" }, "No preview")), { once: true });
   return img;
 }
 
-/** The original's tile: its strip, captioned. */
+/** The original's tile: its strip, captioned. The strip is in the original's shape when that is
+ * one of the job's shapes, else in the first (pipeline/media/quality.py first_pass). */
 function sourceTile(video) {
+  const outputs = video.outputs || [];
+  const shape = outputs.find((o) => !o.format || o.format === "source") || outputs[0];
   return h("figure", { class: "tile tile-source" },
-    strip(video.previewUrl, `Frames of the original ${video.name}`),
+    strip(video.previewUrl, `Frames of the original ${video.name}`, shape),
     h("figcaption", {}, h("strong", {}, "Original"), " ", h("span", { class: "muted small" }, video.name)));
 }
 
@@ -46,6 +70,9 @@ function outputTile(output, grouped = false) {
     onclick: () => {
       const player = h("video", {
         class: "player", src: tokenUrl(output.url), controls: true, autoplay: true,
+        // Its shape before the file's own is known (CSS caps its height: a portrait one
+        // was taller than a laptop's screen).
+        width: output.width || null, height: output.height || null,
         playsinline: true, preload: "metadata", "aria-label": `${output.name} (Escape: back to its frames)`,
         // Escape stops it and puts the strip back, with the focus on it.
         onkeydown: (ev) => {
@@ -61,7 +88,7 @@ function outputTile(output, grouped = false) {
       replace(frame, player);
       player.focus();
     },
-  }, strip(output.previewUrl, `Frames of ${output.name}`), h("span", { class: "tile-play-icon", "aria-hidden": "true" }, "▶"));
+  }, strip(output.previewUrl, `Frames of ${output.name}`, output), h("span", { class: "tile-play-icon", "aria-hidden": "true" }, "▶"));
   frame.append(play);
   const effects = (output.effects || []).join(" · ") || "no visible change";
   return h("figure", { class: "tile", "data-testid": "variation", "data-format": output.format || "source" },

@@ -10,7 +10,7 @@ import {
   setText, timeAgo,
 } from "../dom.js";
 import { guardDownload } from "../download.js";
-import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
+import { ProgressTicks, hasDownload, isActive, jobTitle, shownStatus } from "../jobs.js";
 import { LiveFeed } from "../live.js";
 
 const COUNT_ORDER = ["completed", "processing", "queued", "interrupted", "failed", "cancelled"];
@@ -72,8 +72,8 @@ function jobCard(job, actions) {
     remove.setAttribute("aria-label", `Delete ${name}`);
     setText(link, name);
     details.setAttribute("aria-label", `Details of ${name}`);
-    jbadge.update(j.status);
-    root.dataset.status = j.status;
+    jbadge.update(shownStatus(j));
+    root.dataset.status = j.status; // the server's own word
     setText(meta, metaText(j));
     meta.title = formatDateTime(j.createdAt);
     setText(counts, countsText(j));

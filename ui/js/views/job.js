@@ -14,8 +14,9 @@ import { guardDownload } from "../download.js";
 import { takeFlash } from "../flash.js";
 import { effectWords } from "../effects.js";
 import { knownHealth, refreshHealth } from "../health.js";
-import { ProgressTicks, hasDownload, isActive, jobTitle } from "../jobs.js";
+import { ProgressTicks, hasDownload, isActive, jobTitle, shownStatus } from "../jobs.js";
 import { LiveFeed } from "../live.js";
+import { placementWords } from "../placement.js";
 import { gallery } from "../variations.js";
 
 /** A sentence for an action's failure; a missing endpoint is said plainly. */
@@ -30,6 +31,18 @@ export function actionError(err, what) {
 // -- words ------------------------------------------------------------------------------------
 
 const RETRYABLE = new Set(["failed", "interrupted", "cancelled"]);
+
+/** The videos "Retry all" sends again. */
+function retryable(job) {
+  return (job.videos || []).filter((v) => v.retryable && RETRYABLE.has(v.status));
+}
+
+/** "Retry all" named after what it retries: "Retry all failed", "Retry all cancelled"; plain
+ *  "Retry all" for a mix (a cancelled job offered to retry "all failed"). */
+function retryAllText(videos) {
+  const statuses = new Set(videos.map((v) => v.status));
+  return statuses.size === 1 ? `Retry all ${[...statuses][0]}` : "Retry all";
+}
 
 /** Seconds between two ISO times, or null. */
 function secondsBetween(from, to) {
@@ -51,10 +64,11 @@ export function videoLeft(video, progress, age, now = Date.now()) {
   return Math.max(video.etaSeconds - age, 0);
 }
 
-function queuedText(video, age) {
+function queuedText(video, age, offline) {
   const parts = ["Waiting"];
   if (video.queuePosition) parts.push(placeText(video.queuePosition));
-  if (typeof video.startsInSeconds === "number") {
+  // Offline, counted down from a stale answer, "starts in" would be a guess.
+  if (typeof video.startsInSeconds === "number" && !offline) {
     const left = video.startsInSeconds - age;
     parts.push(left > 1 ? `starts in ${formatEstimate(left)}` : "starts soon");
   } else if (!video.queuePosition) {
@@ -72,11 +86,12 @@ function doneText(video) {
   return plural(variations, "variation") + (shapes > 1 ? ` × ${plural(shapes, "shape")}` : "");
 }
 
-function videoStatusText(video, progress, age = 0) {
+/** `offline`: the server cannot be reached, so no estimates (see timingText). */
+function videoStatusText(video, progress, age = 0, offline = false) {
   switch (video.status) {
-    case "queued": return queuedText(video, age);
+    case "queued": return queuedText(video, age, offline);
     case "processing": {
-      const left = videoLeft(video, progress, age);
+      const left = offline ? null : videoLeft(video, progress, age);
       return [`Rendering · ${formatPercent(progress)}`,
         left === null ? "" : `${formatEstimate(left)} left`].filter(Boolean).join(" · ");
     }
@@ -85,7 +100,9 @@ function videoStatusText(video, progress, age = 0) {
       return [`Done · ${doneText(video)}`,
         took === null ? "" : `took ${formatSeconds(took)}`].filter(Boolean).join(" · ");
     }
-    case "failed": return "Rendering failed";
+    // The attempt says that a retry ran (and failed again), however quickly it did.
+    case "failed": return video.attempts > 1 ? `Rendering failed (attempt ${video.attempts})`
+      : "Rendering failed";
     case "cancelled": return "Cancelled";
     case "interrupted": return "Interrupted · will resume";
     default: return video.status;
@@ -102,8 +119,13 @@ function summaryText(job) {
   return parts.join(" · ");
 }
 
-/** While it runs: how long it has and how long it should still take; once done, what it took. */
-function timingText(job, ticks, age, now = Date.now()) {
+/**
+ * While it runs: how long it has and how long it should still take; once done, what it took.
+ * None while the server cannot be reached (`offline`): counted on from the last answer, "so
+ * far" and "left" would be guesses about a job the page no longer hears of.
+ */
+function timingText(job, ticks, age, offline, now = Date.now()) {
+  if (offline) return "";
   if (isActive(job.status)) {
     const lefts = (job.videos || []).filter((v) => isActive(v.status))
       .map((v) => videoLeft(v, ticks.videoProgress(job, v), age, now));
@@ -120,6 +142,15 @@ function timingText(job, ticks, age, now = Date.now()) {
   return job.status === "completed" && took !== null ? `took ${formatSeconds(took)}` : "";
 }
 
+/** The overall bar: full once done, the share of videos that finished when some did not. */
+function overallPercent(job, shown, progress) {
+  const videos = job.videos || [];
+  if (shown === "partial" && videos.length) {
+    return (videos.filter((v) => v.status === "completed").length / videos.length) * 100;
+  }
+  return job.status === "completed" ? 100 : progress;
+}
+
 /** "Created … · 5 variations per video · no mirror · Expires in …". */
 function metaText(job) {
   return [
@@ -127,6 +158,7 @@ function metaText(job) {
     `${plural(job.variationsPerVideo, "variation")} per video`,
     // The effects that differ from the defaults (the families come from /api/health).
     ...effectWords(knownHealth().effects || [], job.excludedEffects),
+    ...placementWords(job.placement),
     expiryText(job),
   ].filter(Boolean).join(" · ");
 }
@@ -220,17 +252,20 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
     root.setAttribute("aria-busy", "false");
     setText(title, jobTitle(job, "Job"));
     status.hidden = false;
-    status.update(job.status);
+    const shown = shownStatus(job);
+    status.update(shown);
+    root.dataset.status = job.status; // the server's own word
     setText(meta, metaText(job));
-    overall.set(job.status === "completed" ? 100 : progress, job.status);
+    overall.set(overallPercent(job, shown, progress), shown);
     const active = isActive(job.status);
     setText(overallText, [summaryText(job), active ? formatPercent(progress) : "", timing]
       .filter(Boolean).join(" · "));
     download.hidden = !hasDownload(job);
     download.href = downloadUrl(id);
     cancel.hidden = !active;
-    const failed = (job.videos || []).filter((v) => v.retryable && RETRYABLE.has(v.status));
-    retryAll.hidden = failed.length < 2 || job.status === "expired";
+    const again = retryable(job);
+    retryAll.hidden = again.length < 2 || job.status === "expired";
+    setText(retryAll, retryAllText(again));
     notify.hidden = !active || notifying === "unavailable";
     notify.disabled = notifying === "on";
     setText(notify, notifying === "on" ? "You will be notified" : "Notify me when it finishes");
@@ -239,7 +274,9 @@ function jobHead(id, { onCancel, onRetryAll, onNotify }) {
     const words = noticeText(job);
     notice.hidden = !words;
     setText(notice, words);
-    connection.hidden = !active;
+    // Shown while the job moves, and whenever the server cannot be reached: it is then the
+    // page's only word on it (no alert beside it).
+    connection.hidden = !active && mode !== "offline";
     connection.dataset.state = mode;
     setText(connection, CONNECTION_WORDS[mode] || CONNECTION_WORDS.polling);
   };
@@ -313,13 +350,13 @@ function videoCard(video, { onRetry, onCancelVideo }) {
    * advice);
    * `expired`: the job's files are gone, so no previews.
    */
-  const update = (v, progress, { canRetry, pitchOn, tiltOn, expired, age }) => {
+  const update = (v, progress, { canRetry, pitchOn, tiltOn, expired, age, offline }) => {
     setText(name, v.name);
     setText(size, formatBytes(v.size));
     vbadge.update(v.status);
     root.dataset.status = v.status;
     bar.set(progress, v.status);
-    const words = videoStatusText(v, progress, age);
+    const words = videoStatusText(v, progress, age, offline);
     bar.setAttribute("aria-valuetext", words);
     setText(text, words);
     error.hidden = !v.error;
@@ -346,7 +383,7 @@ function videoList(actions) {
   const root = h("ul", { class: "video-list", "aria-label": "Videos in this job" });
   const cards = new Map(); // videoId -> videoCard
   let order = "";
-  const update = (job, ticks, age) => {
+  const update = (job, ticks, age, offline) => {
     const videos = job.videos || [];
     const ids = videos.map((v) => v.id).join(",");
     if (ids !== order) {
@@ -361,15 +398,20 @@ function videoList(actions) {
       pitchOn: !(job.excludedEffects || []).includes("pitch"),
       tiltOn: !(job.excludedEffects || []).includes("rotation"),
       age,
+      offline,
     };
     for (const v of videos) cards.get(v.id).update(v, ticks.videoProgress(job, v), flags);
   };
   return { root, update };
 }
 
-/** What a failed (or, with null, a good) load of the job means for the page. */
-function showLoadError(err, head, list) {
-  if (!err) {
+/**
+ * What a failed (or, with null, a good) load of the job means for the page; `shown`: whether
+ * the page shows the job already (its connection line then says that the server cannot be
+ * reached, and an alert would say it twice).
+ */
+function showLoadError(err, head, list, shown) {
+  if (!err || (err.status === 0 && shown)) {
     if (head.alertSource() === "load") head.showAlert(null);
   } else if (err.status === 404 && err.code !== "not_found") {
     head.notFound(); // this job does not exist (any more)
@@ -429,10 +471,10 @@ export function renderJob(outlet, { id }) {
     const progress = (job.videos || []).length ? ticks.jobProgress(job) : 0;
     const age = (Date.now() - fetchedAt) / 1000;
     head.update(job, {
-      progress, timing: timingText(job, ticks, age), cancelling,
+      progress, timing: timingText(job, ticks, age, unreachable), cancelling,
       mode: unreachable ? "offline" : feed.mode, notifying,
     });
-    list.update(job, ticks, age);
+    list.update(job, ticks, age, unreachable);
     document.title = tabTitle(job, progress);
   }
 
@@ -474,7 +516,7 @@ export function renderJob(outlet, { id }) {
     onError: (err) => {
       const was = unreachable;
       unreachable = Boolean(err) && err.status === 0;
-      showLoadError(err, head, list);
+      showLoadError(err, head, list, Boolean(job));
       if (unreachable !== was) render();
     },
   });
@@ -526,7 +568,7 @@ export function renderJob(outlet, { id }) {
   }
 
   async function onRetryAll(button) {
-    const failed = (job.videos || []).filter((v) => v.retryable && RETRYABLE.has(v.status));
+    const failed = retryable(job);
     button.disabled = true;
     head.showAlert(null, "action");
     const results = await Promise.allSettled(failed.map((v) => retry(v.id)));

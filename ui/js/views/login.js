@@ -1,7 +1,7 @@
 // Login: one shared password.
 
 import { login, takeReturnPath } from "../api.js";
-import { h, setText } from "../dom.js";
+import { h, plural, replace, setText } from "../dom.js";
 import { takeFlash } from "../flash.js";
 
 export function renderLogin(outlet) {
@@ -21,13 +21,42 @@ export function renderLogin(outlet) {
   });
   const submit = h("button", { type: "submit", class: "btn btn-primary btn-block" }, "Log in");
   let busy = false;
+  let waiting = null; // the countdown's timer while too many tries keep the button off
 
-  const showError = (message) => {
-    setText(error, message);
+  /** Say what went wrong (`message`: words, or nodes). */
+  const showError = (...message) => {
+    error.className = "alert alert-error";
+    replace(error, ...message);
     error.hidden = false;
     password.setAttribute("aria-invalid", "true");
     password.select();
     password.focus();
+  };
+
+  /**
+   * Too many wrong passwords: the wait counts down each second (it stood still at the
+   * server's "55 seconds"), the button held until it is over.
+   */
+  const waitOut = (seconds) => {
+    const until = Date.now() + seconds * 1000;
+    // Read out once: the alert's own live setting would read it again each second.
+    const count = h("span", { "aria-live": "off" });
+    const tick = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left > 0) {
+        setText(count, plural(left, "second"));
+        return;
+      }
+      clearInterval(waiting);
+      waiting = null;
+      submit.disabled = busy;
+      error.className = "alert alert-info";
+      setText(error, "You can try again now.");
+    };
+    tick();
+    showError("Too many wrong passwords. Try again in ", count, ".");
+    submit.disabled = true;
+    waiting = setInterval(tick, 1000);
   };
 
   const form = h("form", {
@@ -35,7 +64,9 @@ export function renderLogin(outlet) {
     novalidate: true,
     onsubmit: async (ev) => {
       ev.preventDefault();
-      if (busy) return;
+      if (busy || waiting) return;
+      // A note from before ("You have logged out.") would stand above what this try says.
+      if (notice) notice.hidden = true;
       if (!password.value) {
         showError("Enter the password.");
         return;
@@ -48,7 +79,9 @@ export function renderLogin(outlet) {
         await login(password.value);
         window.location.hash = takeReturnPath() || "#/upload";
       } catch (err) {
-        if (err.status === 429) {
+        if (err.status === 429 && err.retryAfter > 0) {
+          waitOut(err.retryAfter);
+        } else if (err.status === 429) {
           showError(err.message || "Too many wrong passwords. Wait a minute and try again.");
         } else if (err.status === 401) {
           showError(err.message || "That password is not right.");
@@ -57,7 +90,7 @@ export function renderLogin(outlet) {
         }
       } finally {
         busy = false;
-        submit.disabled = false;
+        submit.disabled = Boolean(waiting);
         setText(submit, "Log in");
       }
     },
@@ -74,5 +107,5 @@ export function renderLogin(outlet) {
     notice,
     form));
   password.focus();
-  return null;
+  return () => clearInterval(waiting);
 }

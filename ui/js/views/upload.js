@@ -36,6 +36,8 @@ function dropZone(onFiles, isBusy) {
     h("label", { for: "files", class: "btn btn-secondary" }, "Choose files"),
     hint);
 
+  // "Choose files" looks like a button, so Enter opens the picker as Space does (browsers
+  // differ on what Enter does on a file input; Chromium opens it too, and once only).
   input.addEventListener("change", () => {
     onFiles(input.files);
     input.value = ""; // picking the same file again after removing it still works
@@ -89,6 +91,12 @@ function transferText(t) {
   const pace = t.speed > 0
     ? ` · ${formatBytes(t.speed)}/s · ${formatEstimate((t.total - t.sent) / t.speed)} left` : "";
   return `Uploading · ${formatPercent(pct)}${pace}`;
+}
+
+/** `message` about file `name`, led by the name unless it names the file already (the
+ * server's words usually do: "'a.mp4' is not a video we can process"). */
+function named(name, message) {
+  return message.includes(name) ? message : `${name}: ${message}`;
 }
 
 /** The summary line and the list of selected files, each with its issue and Remove. */
@@ -426,12 +434,13 @@ export function renderUpload(outlet) {
           ...where },
         (id, err) => {
           byId.get(id).serverIssue = err.message;
-          left.push(`${byId.get(id).file.name}: ${err.message}`);
+          left.push(named(byId.get(id).file.name, err.message));
         });
       upload = null;
       if (leaving) return;
       progress.done();
-      const refused = results.filter((r) => r.error).map((r) => `${items[r.index].file.name}: ${r.error.message}`);
+      const refused = results.filter((r) => r.error)
+        .map((r) => named(items[r.index].file.name, r.error.message));
       if (refused.length || left.length) {
         setFlash(`Left out of this job: ${[...refused, ...left].join(" · ")}`, "warning");
       }
