@@ -65,6 +65,10 @@ class Service:
         # Before the folder's database is opened and its leftovers are recovered (the
         # scheduler's start-up would stop a live service's FFmpeg). Raises DataDirInUse.
         self.lock = DataDirLock(self.settings.data_dir)
+        if not self.lock.held:
+            self.log.warning("data folder not locked: run only one service on it",
+                             extra={"dataDir": str(self.settings.data_dir),
+                                    "why": self.lock.unlocked_because})
         try:
             self.store = AsyncStore(Store(self.settings.db_path))
         except BaseException:

@@ -233,6 +233,25 @@ async def test_a_websocket_opened_with_a_key_closes_when_it_is_revoked(server):
     login.close()
 
 
+async def test_a_websocket_opened_with_a_login_token_closes_when_it_logs_out(server):
+    """Logging out refused new requests, but a socket already open kept receiving every job's
+    events until the token would have expired."""
+    token = server.token()
+    url = f"ws://127.0.0.1:{server.port}/api/ws?token={token}"
+    async with open_websocket_url(url) as ws:
+        hello = json.loads(await ws.get_message())
+        assert hello["type"] == "hello"
+        r = await trio.to_thread.run_sync(lambda: httpx.delete(
+            server.url + "/api/auth", headers={"Authorization": f"Bearer {token}"}))
+        assert r.status_code == 204
+        with trio.fail_after(15):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+    assert closed.value.reason.code == 4401
+    assert closed.value.reason.reason == "This session was logged out. Log in again."
+
+
 # -- webhooks -------------------------------------------------------------------------------------
 
 

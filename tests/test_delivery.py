@@ -231,7 +231,7 @@ def test_download_ranges_past_the_end_or_not_matching_if_range(srv, client, clip
     for none_match in (etag, f"W/{etag}", f'"0000", {etag}', "*"):
         r = client.get(url, headers={"If-None-Match": none_match, "Range": "bytes=0-3"})
         assert r.status_code == 304 and r.content == b"", none_match
-        assert r.headers["etag"] == etag
+        assert r.headers["etag"] == etag and "content-type" not in r.headers
         assert r.headers.get("content-length") in (None, str(len(whole))), r.headers
     r = client.get(url, headers={"If-None-Match": '"0000"'})
     assert r.status_code == 200 and r.content == whole

@@ -341,7 +341,7 @@ def test_a_port_in_use_is_one_sentence_before_anything_starts(tmp_path):
         r = _serve(tmp_path / "data", port)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
-        f"error: port {port} on 127.0.0.1 is in use by another program; choose another with "
-        "VR_PORT or --port"]
+        f"error: port {port} on 127.0.0.1 is in use (by another program, or another Video "
+        "Refresher); choose another with VR_PORT or --port"]
     assert "listening" not in r.stdout + r.stderr
     assert not (tmp_path / "data" / "refresher.db").exists()

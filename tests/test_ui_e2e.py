@@ -914,6 +914,9 @@ def test_polling_fallback_when_the_socket_is_unavailable(page, console):
     state["down"] = True
     expect(connection).to_have_attribute("data-state", "offline", timeout=8_000)
     expect(connection).to_have_text(re.compile(r"^Not connected to the server"))
+    # Said once to screen readers (the line itself is not read out as it changes).
+    expect(page.get_by_test_id("job-announce")).to_have_text(
+        "Not connected to the server. Trying again.")
     assert page.evaluate("""() => getComputedStyle(document.querySelector('.connection'),
         '::before').backgroundColor""") == "rgb(185, 28, 28)"  # --danger
     expect(page.get_by_role("alert")).to_have_count(0)
@@ -924,6 +927,7 @@ def test_polling_fallback_when_the_socket_is_unavailable(page, console):
     expect(page.get_by_role("alert")).to_have_count(0)
     state["down"] = False
     expect(connection).to_have_attribute("data-state", "polling", timeout=12_000)
+    expect(page.get_by_test_id("job-announce")).to_have_text("Connected again.")
     expect(summary).to_contain_text("so far")
     expect(page.locator(".job-head [role=alert]")).to_be_hidden()
 

@@ -117,7 +117,7 @@ class Auth:
             raise TokenError("invalid_token", "The token is not valid. Log in again.") from None
         if exp <= self._clock():
             raise TokenError("token_expired", "Your session has expired. Log in again.")
-        if token_digest(token) in self._revoked:
+        if self.revoked(token):
             raise TokenError("token_revoked", "This session was logged out. Log in again.")
         return exp
 
@@ -130,6 +130,10 @@ class Auth:
         self._revoked = {d: e for d, e in self._revoked.items() if e > now}
         self._revoked[digest] = exp
         return digest, exp
+
+    def revoked(self, token: str) -> bool:
+        """Whether ``token`` was logged out."""
+        return token_digest(token) in self._revoked
 
     def remember_revoked(self, revoked: dict[str, float]) -> None:
         """The logged-out tokens kept in the database (at start-up)."""

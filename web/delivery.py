@@ -133,8 +133,9 @@ def content_disposition(filename: str) -> str:
 
 @bp.websocket("/api/ws")
 async def ws():
+    token = websocket.args.get("token")
     try:
-        token_expires = await authenticate(websocket.args.get("token"))
+        token_expires = await authenticate(token)
     except TokenError as exc:
         await websocket.accept()
         await websocket.close(CLOSE_UNAUTHORIZED, exc.message)
@@ -166,6 +167,8 @@ async def ws():
                 nursery.start_soon(_close_when_stopping, service, nursery.cancel_scope, close)
                 if key is not None:
                     nursery.start_soon(_close_when_revoked, key.id, nursery.cancel_scope)
+                else:
+                    nursery.start_soon(_close_when_logged_out, token, nursery.cancel_scope, close)
                 try:
                     while True:
                         for message in event_messages(await sub.receive()):
@@ -204,6 +207,16 @@ async def _close_when_revoked(key_id: str, scope: trio.CancelScope) -> None:
     """A socket opened with an API key closes within ``KEY_RECHECK`` seconds of its revocation."""
     while not await key_revoked(key_id):
         await trio.sleep(KEY_RECHECK)
+    scope.cancel()
+
+
+async def _close_when_logged_out(token: str, scope: trio.CancelScope, close: list) -> None:
+    """A socket opened with a login token closes within ``KEY_RECHECK`` seconds of its log-out
+    (``DELETE /api/auth``): it was still sent every job's events until the token expired."""
+    auth = current_app.extensions["auth"]
+    while not auth.revoked(token):
+        await trio.sleep(KEY_RECHECK)
+    close[:] = [CLOSE_UNAUTHORIZED, "This session was logged out. Log in again."]
     scope.cancel()
 
 

@@ -123,7 +123,7 @@ async def logout():
     token = request.headers["Authorization"].split(None, 1)[1].strip()
     digest, expires = auth.revoke(token)
     await service.store.revoke_token(digest, expires, service.clock())
-    return Response(status=204)
+    return Response(b"", status=204)
 
 
 # -- jobs -------------------------------------------------------------------------------------

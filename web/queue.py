@@ -8,6 +8,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app, jsonify
 
 from pipeline.actors.lifecycle import open_video
+from pipeline.actors.runner import DID_NOT_START
 from pipeline.state.rows import FfmpegRun
 
 from .views import iso, queue_model
@@ -55,6 +56,8 @@ def render_log(name: str, runs: list[FfmpegRun]) -> str:
     for r in runs:
         if r.returncode is None and r.finished_at is None:
             ended = "still running"
+        elif r.returncode is None and r.stderr.startswith(DID_NOT_START):
+            ended = f"did not start ({iso(r.finished_at)})"
         elif r.returncode is None:  # stopped by the service: cancelled, stalled, shut down
             ended = f"stopped before it finished at {iso(r.finished_at)}"
         else:

@@ -77,7 +77,9 @@ def ranged_response(length: int, etag: str, mimetype: str,
     if none_match(request.headers.get("If-None-Match"), etag):
         headers.pop("Content-Disposition", None)
         unchanged = Response(b"", status=304, headers=headers)
-        del unchanged.headers["Content-Length"]  # "0" would be the file's length (RFC 9110 §8.6)
+        # Neither "0" nor "text/html" (Quart's defaults) is the file's (RFC 9110 §8.6, §15.4.5).
+        del unchanged.headers["Content-Length"]
+        del unchanged.headers["Content-Type"]
         return unchanged
     try:
         span = None

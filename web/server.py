@@ -45,17 +45,19 @@ def check_address(host: str, port: int) -> None:
     """Bind ``host:port`` once and let it go, so that a port in use (or not allowed) stops the
     start in one sentence, before the service touches its data folder, and not after it has
     said it listens. Raises CannotListen."""
+    # As Hypercorn binds (hypercorn.config: IPv6 when the host has a colon, else IPv4, the
+    # name resolved by bind itself, "" for every interface), so the check refuses only what
+    # Hypercorn would.
+    bare = host.replace("[", "").replace("]", "")
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET,
+                           socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((bare, port))
     except socket.gaierror as exc:
         raise CannotListen(f"cannot listen on {host}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise CannotListen(_listen_problem(host, port, exc)) from None
+    except OSError as exc:
+        raise CannotListen(_listen_problem(host, port, exc)) from None
 
 
 _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -63,8 +65,8 @@ _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 def _listen_problem(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} is in use by another program; choose another with "
-                "VR_PORT or --port")
+        return (f"port {port} on {host} is in use (by another program, or another Video "
+                "Refresher); choose another with VR_PORT or --port")
     if exc.errno == errno.EACCES:
         return f"not allowed to listen on port {port}; use one above 1023 (VR_PORT or --port)"
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"

@@ -71,6 +71,10 @@ class RenderHandle:
     reason: str | None = None
 
 
+# How a run's log begins when FFmpeg could not be started (the video log says so).
+DID_NOT_START = "FFmpeg did not start"
+
+
 def part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
 
@@ -284,7 +288,7 @@ async def _run_ffmpeg(service: RunnerContext, handle: RenderHandle, cmd: list[st
         proc = await open_child(cmd, stdin=True, stdout=True, stderr=True)
     except BaseException as exc:
         with trio.CancelScope(shield=True):
-            await store.ffmpeg_run_finished(run_id, None, f"FFmpeg did not start: {exc!r}",
+            await store.ffmpeg_run_finished(run_id, None, f"{DID_NOT_START}: {exc!r}",
                                             service.ledger.clock())
         raise
     try:

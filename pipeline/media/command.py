@@ -130,19 +130,20 @@ def _tapped(chain: str, j: int, i: int, params: VariationParams, taps: Taps | No
 # Sound the source lost (damaged packets leave a gap in its timestamps) comes back as silence
 # (a gap over 0.1 s, ``min_hard_comp``), so what follows stays in step with the picture: without
 # it a 0.23 s hole made every variation's sound run 0.2 s early and fail its sync check. Intact
-# sound passes through it bit for bit.
+# sound passes through it bit for bit. Applied once, to the source's sound before it is split:
+# the variations and the source's fingerprint hear the same sound, and a source whose clock
+# jumps far ahead makes its silence once, not once per variation.
 FILL_GAPS = "aresample=async=1"
 
 
 def audio_chain(params: VariationParams, normalise: Normalise | None = None) -> str:
-    """A variation's sound: `FILL_GAPS`, then its effects (``filters.audio_filter``); with a
+    """A variation's sound after `FILL_GAPS`: its effects (``filters.audio_filter``); with a
     loudness target (``loudness.Normalise``), the target's gain and limiter instead of its own
     random gain."""
     if normalise is None:
-        chain = audio_filter(params)
-        return FILL_GAPS if chain == "anull" else f"{FILL_GAPS},{chain}"
+        return audio_filter(params)
     chain = audio_filter(replace(params, gain_db=0.0))
-    return FILL_GAPS + ("" if chain == "anull" else "," + chain) + "," + normalise.filter()
+    return ("" if chain == "anull" else chain + ",") + normalise.filter()
 
 
 def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
@@ -158,10 +159,11 @@ def _audio_parts(variations: Sequence[VariationParams], taps: Taps | None,
     branches = n + (1 if print_source else 0)
     parts: list[str] = []
     if branches == 1:
-        audio_inputs = ["[0:a:0]"]
+        parts.append(f"[0:a:0]{FILL_GAPS}[as0]")
+        audio_inputs = ["[as0]"]
     else:
         audio_inputs = [f"[as{i}]" for i in range(branches)]
-        parts.append("[0:a:0]asplit=" + str(branches) + "".join(audio_inputs))
+        parts.append(f"[0:a:0]{FILL_GAPS},asplit={branches}" + "".join(audio_inputs))
     for i, params in enumerate(variations):
         chain = f"{audio_inputs[i]}{audio_chain(params, normalise)}"
         labels = [f"[a{i * count + k}]" for k in range(count)]
@@ -193,8 +195,8 @@ def output_graphs(info: MediaInfo, variations: Sequence[VariationParams],
                 inner = formats.format_filters(fmt, placement.fit, placement.focus, w, h,
                                                "[in]", "[out]", f"f{k}", info.display_sar)
                 text += f" | format {fmt} {placement.fit}: {';'.join(inner)}"
-            if info.has_audio:
-                text += f" | audio: {audio_chain(params, normalise)}"
+            if info.has_audio:  # the source's sound as every variation hears it, then its own
+                text += f" | audio: {FILL_GAPS},{audio_chain(params, normalise)}"
             graphs.append(text)
     return graphs
 

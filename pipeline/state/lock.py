@@ -22,26 +22,33 @@ class DataDirInUse(Exception):
 
 
 class DataDirLock:
-    """The held lock (``release`` or process exit lets it go)."""
+    """The held lock (``release`` or process exit lets it go). ``held`` is False on a file
+    system without locks (``ENOLCK``, some network shares): the service runs as it did before
+    there was a lock, and ``unlocked_because`` says why, for a warning."""
 
     def __init__(self, data_dir: Path) -> None:
         path = data_dir / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd: int | None = fd
+        self.held, self.unlocked_because = True, ""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = _read_pid(fd)
-            os.close(fd)
+            self.release()
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+                self.held, self.unlocked_because = False, exc.strerror or str(exc)
+                return
             who = f"(process {holder}) " if holder else ""
             raise DataDirInUse(
                 f"another Video Refresher {who}is using the data folder {data_dir}; stop it "
                 "first, or give this one a folder of its own (VR_DATA_DIR or --data-dir)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd: int | None = fd
+        try:  # who holds it, for the message above (a full disk only loses that)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd is not None:

@@ -121,11 +121,11 @@ function summaryText(job) {
 
 /**
  * While it runs: how long it has and how long it should still take; once done, what it took.
- * None while the server cannot be reached (`offline`): counted on from the last answer, "so
- * far" and "left" would be guesses about a job the page no longer hears of.
+ * None for a running job while the server cannot be reached (`offline`): counted on from the
+ * last answer, "so far" and "left" would be guesses about a job the page no longer hears of.
  */
 function timingText(job, ticks, age, offline, now = Date.now()) {
-  if (offline) return "";
+  if (offline && isActive(job.status)) return ""; // what a finished job took stays true
   if (isActive(job.status)) {
     const lefts = (job.videos || []).filter((v) => isActive(v.status))
       .map((v) => videoLeft(v, ticks.videoProgress(job, v), age, now));
@@ -510,6 +510,7 @@ export function renderJob(outlet, { id }) {
     },
     onTick: (ev) => {
       ticks.record(ev);
+      unreachable = false; // the server talks (a fetch failed while the socket stayed up)
       render();
     },
     onConnection: () => render(),
@@ -517,7 +518,10 @@ export function renderJob(outlet, { id }) {
       const was = unreachable;
       unreachable = Boolean(err) && err.status === 0;
       showLoadError(err, head, list, Boolean(job));
-      if (unreachable !== was) render();
+      if (unreachable === was) return;
+      render();
+      // The connection line is not read out as it changes: say the change once.
+      if (job) head.say(unreachable ? "Not connected to the server. Trying again." : "Connected again.");
     },
   });
 
