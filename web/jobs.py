@@ -28,7 +28,7 @@ from pipeline.state.progress import until_finished
 from pipeline.state.states import JOB_TERMINAL
 
 from . import models
-from .auth import client_address
+from .auth import TokenError, client_address
 from .errors import APIError
 from .flow import SMALL_BODY, json_body, loads_or_none
 from .metrics import count_upload
@@ -121,7 +121,10 @@ async def logout():
                        "An API key is not a login session: revoke it with DELETE /api/keys/{id}.")
     auth, service = current_app.extensions["auth"], _service()
     token = request.headers["Authorization"].split(None, 1)[1].strip()
-    digest, expires = auth.revoke(token)
+    try:
+        digest, expires = auth.revoke(token)
+    except TokenError as exc:  # it expired (or was logged out) since the request's check
+        raise APIError(401, exc.code, exc.message, {"WWW-Authenticate": "Bearer"}) from None
     await service.store.revoke_token(digest, expires, service.clock())
     return Response(b"", status=204)
 
