@@ -703,6 +703,43 @@ def test_one_refused_file_does_not_cost_the_batch(page, console, media, api):
     expect(job_badge(page)).to_have_text("Completed", timeout=RENDER_TIMEOUT)
 
 
+def test_a_reload_mid_upload_sends_no_file_again(page, context, media, api):
+    """After a reload, choosing the same files again resumes them: a file whose upload had
+    finished (but whose job was not made yet) is not sent a second time, the other goes on from
+    where it stopped; once the job is made, nothing is kept to resume."""
+    login(page)
+    page.on("dialog", lambda d: d.accept())  # "An upload is in progress. Leave this page?"
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 200_000})
+    files = [media["a"], media["long"]]
+    page.set_input_files("#files", files)
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    rows = page.locator(".file-item")
+    expect(rows.filter(has_text="a.mp4").get_by_test_id("file-transfer")).to_have_text(
+        "Uploaded", timeout=15_000)
+    expect(rows.filter(has_text="long.mp4").get_by_test_id("file-transfer")).to_contain_text(
+        "Uploading")
+    page.reload()
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    created: list[str] = []
+    page.on("request", lambda r: created.append(r.url)
+            if r.method == "POST" and r.url.endswith("/api/uploads") else None)
+    page.set_input_files("#files", files)
+    page.fill("#variations", "1")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page).to_have_url(re.compile(r"#/jobs/j[0-9a-f]+$"), timeout=30_000)
+    assert created == [], created  # both resumed: neither was begun again
+    job = api.get(f"/api/jobs/{page.url.rsplit('/', 1)[1]}").json()
+    assert [v["name"] for v in job["videos"]] == ["a.mp4", "long.mp4"]
+    assert [v["size"] for v in job["videos"]] == [p.stat().st_size for p in files]
+    page.wait_for_timeout(300)
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('tus::'))") == []
+
+
 def test_cancel_a_running_job(page, context, media, api):
     login(page)
     page.set_input_files("#files", [media["long"]])

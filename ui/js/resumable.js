@@ -57,14 +57,17 @@ function uploadOne(file, onProgress, track, onRetry) {
       retryDelays: RETRY_DELAYS,
       metadata: { filename: file.name, filetype: file.type || "" },
       headers: { Authorization: `Bearer ${getToken() || ""}` },
-      removeFingerprintOnSuccess: true,
+      // Kept after the last byte: a file whose upload finished before the page was reloaded,
+      // but whose job was not made yet, is not sent again when it is chosen again (a HEAD
+      // finds it complete). `forget` (after the job is made) lets go of it.
+      removeFingerprintOnSuccess: false,
       onShouldRetry: (err) => {
         const again = shouldRetry(err);
         if (again) onRetry();
         return again;
       },
       onProgress: (sent, total) => onProgress(sent, total),
-      onSuccess: () => resolve(upload.url.split("/").pop()),
+      onSuccess: () => resolve({ id: upload.url.split("/").pop(), forget: () => forget(upload) }),
       onError: (err) => {
         const apiErr = errorOf(err);
         if (apiErr.status === 401) {
@@ -85,11 +88,20 @@ function uploadOne(file, onProgress, track, onRetry) {
   });
 }
 
+/** Drop what tus keeps in localStorage to resume `upload` (its job is made, or given up). */
+function forget(upload) {
+  return upload.findPreviousUploads()
+    .then((previous) => Promise.all(previous.map((p) => upload.options.urlStorage
+      .removeUpload(p.urlStorageKey))))
+    .catch(() => {});
+}
+
 /**
  * Upload `files` (PARALLEL at a time) and report each one: `onFile(index, state)` with
  * `{ phase: "waiting"|"uploading"|"retrying"|"done"|"refused", sent, total, error }`
  * ("retrying": a request failed and is tried again, `sent` bytes are on the server). Returns
- * `{ promise, abort(terminate) }`; the promise resolves to `[{ index, id } | { index, error }]`.
+ * `{ promise, abort(terminate) }`; the promise resolves to `[{ index, id, forget } | { index,
+ * error }]` (`forget()` once the upload is in a job: a later choice of the file starts anew).
  * `abort(true)` also deletes the files' uploads on the server (Cancel upload); `abort(false)`
  * keeps them to be resumed (the page was left).
  */
@@ -109,7 +121,7 @@ export function uploadFiles(files, onFile) {
       let sentSoFar = 0;
       let retrying = false; // until bytes move past where the failed request left them
       try {
-        const id = await uploadOne(file,
+        const { id, forget: letGo } = await uploadOne(file,
           (sent, total) => {
             if (retrying && sent <= sentSoFar) return;
             retrying = false;
@@ -123,7 +135,7 @@ export function uploadFiles(files, onFile) {
             retrying = true;
             onFile(index, { phase: "retrying", sent: sentSoFar, total: file.size });
           });
-        results.push({ index, id });
+        results.push({ index, id, forget: letGo });
         onFile(index, { phase: "done", sent: file.size, total: file.size });
       } catch (error) {
         results.push({ index, error });

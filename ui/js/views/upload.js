@@ -437,6 +437,7 @@ export function renderUpload(outlet) {
           left.push(named(byId.get(id).file.name, err.message));
         });
       upload = null;
+      for (const r of finished) r.forget(); // in the job (or refused by it): not to resume
       if (leaving) return;
       progress.done();
       const refused = results.filter((r) => r.error)
