@@ -64,11 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             settings = settings.with_overrides(host=args.host, port=args.port, data_dir=args.data_dir)
             validate(settings)
+            from pipeline.state.lock import DataDirInUse
             from web.logs import setup_logging
-            from web.server import run_server
+            from web.server import CannotStart, run_server
 
             setup_logging()
-            return run_server(settings)
+            try:
+                run_server(settings)
+            except (CannotStart, DataDirInUse) as exc:
+                _error(str(exc))
+                return 1
+            return 0
         from pipeline.make import run_make
 
         return run_make(settings, args)

@@ -11,7 +11,6 @@ import errno
 import logging
 import signal
 import socket
-import sys
 import time
 
 import trio
@@ -21,7 +20,6 @@ from hypercorn.trio import serve as hypercorn_serve
 from pipeline.config import Settings
 from pipeline.media.ffmpeg import ffmpeg_version
 from pipeline.service import Service, log
-from pipeline.state.lock import DataDirInUse
 
 from .app import create_app
 from .auth import Auth, load_or_create_password, load_or_create_secret
@@ -37,7 +35,12 @@ def build(settings: Settings) -> tuple[Service, object, str, bool]:
     return service, create_app(service, auth), password, generated
 
 
-class CannotListen(Exception):
+class CannotStart(Exception):
+    """The service cannot start; the message says why in one sentence (``video-refresher``
+    prints it as its one ``error:`` line)."""
+
+
+class CannotListen(CannotStart):
     """The address the service should listen on cannot be had."""
 
 
@@ -120,32 +123,23 @@ async def _watch_signals(shutdown: trio.Event) -> None:
             return
 
 
-def run_server(settings: Settings) -> int:
-    """Serve until a signal stops it; 1 with one ``error:`` line when it cannot start (the
-    address cannot be had, another service holds the data folder)."""
+def run_server(settings: Settings) -> None:
+    """Serve until a signal stops it. Raises `CannotStart` (the address cannot be had, also
+    when it was taken between the check and Hypercorn; the data folder cannot be used) or
+    ``DataDirInUse`` (another service holds the data folder)."""
     try:
         trio.run(serve, settings)
-    except (CannotListen, DataDirInUse) as exc:
-        _say_error(str(exc))
-        return 1
-    except BaseExceptionGroup as group:  # the port was taken between the check and Hypercorn
+    except BaseExceptionGroup as group:
         first = _first_leaf(group)
         if len(group.exceptions) > 1 or not isinstance(first, OSError) \
                 or first.errno not in _LISTEN_ERRORS:
             raise
-        _say_error(_listen_problem(settings.host, settings.port, first))
-        return 1
+        raise CannotListen(_listen_problem(settings.host, settings.port, first)) from None
     except OSError as exc:
-        _say_error(str(exc))
-        return 1
-    return 0
+        raise CannotStart(str(exc)) from None
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
-
-def _say_error(text: str) -> None:
-    if sys.stderr is not None:
-        print(f"error: {text}", file=sys.stderr)
