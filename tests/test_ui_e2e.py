@@ -12,6 +12,7 @@ import random
 import re
 import time
 import zipfile
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -183,6 +184,23 @@ def play_first_variation(card) -> None:
 
 def no_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@contextmanager
+def fitted_page(browser, server, console, **context_options):
+    """A logged-in page in a browser context of its own (``context_options``: the viewport …),
+    its upload form checked to fit the window; no console error by the end of the block."""
+    ctx = browser.new_context(base_url=server.url, **context_options)
+    try:
+        page = ctx.new_page()
+        console.attach(page)
+        login(page)
+        assert_upload_form_fits(page)
+        yield page
+    finally:
+        ctx.close()
+    unexpected = console.unexpected()
+    assert not unexpected, unexpected
 
 
 def assert_upload_form_fits(page) -> None:
@@ -1140,13 +1158,8 @@ def test_history_lists_jobs_newest_first(page, completed_job, api):
 
 
 def test_phone_width_job_page(browser, server, console, completed_job):
-    ctx = browser.new_context(base_url=server.url, viewport=PHONE, is_mobile=True,
-                              has_touch=True, device_scale_factor=2)
-    try:
-        page = ctx.new_page()
-        console.attach(page)
-        login(page)
-        assert_upload_form_fits(page)
+    with fitted_page(browser, server, console, viewport=PHONE, is_mobile=True, has_touch=True,
+                     device_scale_factor=2) as page:
         page.goto(f"/#/jobs/{completed_job['id']}")
         expect(job_badge(page)).to_have_text("Completed")
         expect(page.get_by_role("link", name="Download ZIP")).to_be_visible()
@@ -1158,10 +1171,6 @@ def test_phone_width_job_page(browser, server, console, completed_job):
         page.get_by_role("link", name="History").click()
         expect(page.locator("li.job-item").first).to_be_visible()
         assert no_overflow(page)
-    finally:
-        ctx.close()
-    unexpected = console.unexpected()
-    assert not unexpected, unexpected
 
 
 def test_views_have_visible_focus_styles(page):
@@ -1382,22 +1391,13 @@ def test_pages_fit_the_window_even_with_a_long_file_name(browser, server, consol
                         data={"variations": "1"})
         assert r.status_code == 202, r.text
         job = wait_job(client, r.json()["jobId"], timeout=60)
-    ctx = browser.new_context(base_url=server.url, viewport=viewport)
-    try:
-        page = ctx.new_page()
-        console.attach(page)
-        login(page)
-        assert_upload_form_fits(page)
+    with fitted_page(browser, server, console, viewport=viewport) as page:
         page.goto(f"/#/jobs/{job['id']}")
         shown = job["videos"][0]["name"]  # as the server keeps it (long names are shortened)
         assert len(shown) > 150
         expect(page.locator(".tile-source figcaption")).to_contain_text(shown)
         expect(page.get_by_test_id("variation").first).to_be_visible()
         assert no_overflow(page)
-    finally:
-        ctx.close()
-    unexpected = console.unexpected()
-    assert not unexpected, unexpected
 
 
 def test_an_upload_the_server_could_not_take_can_be_sent_again(page, media, console):
